@@ -1,0 +1,19 @@
+"""AnatCL, the anatomical foundation model for structural brain MRI, as Nipype nodes.
+
+The package is layered (imports only go downward)::
+
+    cli/  ->  workflows/  ->  interfaces/  ->  encoder/ regional/ prediction/
+
+Importing :mod:`anatcl_nipype` is cheap: torch, scikit-learn and niworkflows are
+imported only by the modules that need them.
+
+>>> import anatcl_nipype
+>>> anatcl_nipype.__version__ != ""
+True
+"""
+
+__version__ = "0.1.0"
+
+from anatcl_nipype.errors import AnatCLError  # noqa: E402
+
+__all__ = ["AnatCLError", "__version__"]

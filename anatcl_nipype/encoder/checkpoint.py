@@ -1,0 +1,193 @@
+"""Read and write AnatCL checkpoints safely, in the official format.
+
+An official checkpoint is a ``torch.save``d dict whose ``model`` entry is the
+state dict of :class:`~anatcl_nipype.encoder.model.AnatCLNetwork`; the training
+code also stores ``opts`` (an ``argparse.Namespace``), ``optimizer``, ``epoch`` and
+``run_id``. The official package loads it with ``weights_only=False``, which runs
+any code pickled in the file. Here files are read with ``weights_only=True`` and
+only ``argparse.Namespace`` is allowed beyond tensors and plain containers.
+
+>>> import tempfile, os
+>>> path = os.path.join(tempfile.mkdtemp(), "weights.pth")
+>>> _ = write_random_checkpoint(path, seed=0)
+>>> checkpoint = load_checkpoint(path)
+>>> len(checkpoint.state_dict), checkpoint.epoch, len(checkpoint.sha256)
+(124, 0, 64)
+"""
+
+import argparse
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from anatcl_nipype.encoder.model import AnatCLNetwork
+from anatcl_nipype.errors import CheckpointError
+from anatcl_nipype.files import atomic_write, sha256_file
+
+#: Globals an official checkpoint may hold besides tensors and plain containers.
+ALLOWED_GLOBALS = (argparse.Namespace,)
+#: Prefixes added by ``nn.DataParallel`` (``module.``) and the ``AnatCL`` wrapper (``backbone.``).
+WRAPPER_PREFIXES = ("module.", "backbone.")
+
+
+@dataclass
+class Checkpoint:
+    """A verified AnatCL state dict and where it came from."""
+
+    path: Path
+    sha256: str
+    state_dict: dict
+    epoch: int | None = None
+    run_id: str | None = None
+    options: dict = field(default_factory=dict)
+
+
+def load_checkpoint(path):
+    """Load an AnatCL checkpoint without executing anything stored in it.
+
+    Accepts the official dict format (``{"model": state_dict, ...}``) and bare
+    state dicts, with or without ``module.``/``backbone.`` key prefixes.
+    Raises :class:`CheckpointError` for unreadable files, files that ask to run
+    code, and state dicts whose keys or shapes do not match the AnatCL network.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file; pass the path of a weights.pth")
+    sha256 = sha256_file(path)
+    content = _safe_torch_load(path)
+    state_dict = strip_wrapper_prefixes(_find_state_dict(content, path))
+    check_state_dict(state_dict, path)
+    return Checkpoint(
+        path=path,
+        sha256=sha256,
+        state_dict=state_dict,
+        epoch=content.get("epoch") if "model" in content else None,
+        run_id=content.get("run_id") if "model" in content else None,
+        options=vars(content["opts"]) if isinstance(content.get("opts"), argparse.Namespace) else {},
+    )
+
+
+def _safe_torch_load(path):
+    if hasattr(torch.serialization, "add_safe_globals"):  # torch >= 2.4
+        torch.serialization.add_safe_globals(list(ALLOWED_GLOBALS))
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        message = str(error)
+        if "Unsupported global:" not in message:
+            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint "
+                                  "(its pickled content is invalid)") from None
+        blocked = message.split("Unsupported global:")[-1].split("was not")[0].strip()
+        raise CheckpointError(
+            f"{path}: refused to load: the file asks to run code or build objects that are "
+            f"not allowed in a weights file ({blocked}). Nothing from it was executed. Use the "
+            "official weights (anatcl-nipype weights fetch) or a file you saved yourself."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'empty or truncated'})"
+        ) from None
+    if not isinstance(content, dict):
+        raise CheckpointError(f"{path}: holds a {type(content).__name__}, not a checkpoint dict")
+    return content
+
+
+def _find_state_dict(content, path):
+    if "model" in content:
+        content = content["model"]
+    if not isinstance(content, dict) or not all(isinstance(v, torch.Tensor) for v in content.values()):
+        raise CheckpointError(
+            f"{path}: no state dict found: expected a dict of tensors, or a dict with a 'model' entry"
+        )
+    return content
+
+
+def strip_wrapper_prefixes(state_dict):
+    """Remove ``module.``/``backbone.`` prefixes shared by every key.
+
+    >>> list(strip_wrapper_prefixes({"module.backbone.head.0.bias": 1}))
+    ['head.0.bias']
+    """
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if state_dict and all(key.startswith(prefix) for key in state_dict):
+                state_dict = {key[len(prefix):]: value for key, value in state_dict.items()}
+                stripped = True
+    return state_dict
+
+
+def check_state_dict(state_dict, path="state dict"):
+    """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped keys."""
+    expected = {key: value.shape for key, value in AnatCLNetwork().state_dict().items()}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    misshaped = [
+        f"{key} {tuple(state_dict[key].shape)} (expected {tuple(shape)})"
+        for key, shape in expected.items()
+        if key in state_dict and state_dict[key].shape != shape
+    ]
+    problems = [
+        f"{label} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                            ("wrong shapes", misshaped))
+        if keys
+    ]
+    if problems:
+        raise CheckpointError(
+            f"{path}: not an AnatCL ResNet-18 checkpoint: " + "; ".join(problems)
+        )
+
+
+def save_checkpoint(path, network, options=None, optimizer=None, epoch=0, run_id=""):
+    """Write ``network`` in the official format, atomically.
+
+    The file holds ``model``, ``opts`` (``argparse.Namespace``), ``optimizer``
+    (a state dict), ``epoch`` and ``run_id``, and loads in the official
+    ``anatcl`` package as well as with :func:`load_checkpoint`.
+    """
+    content = {
+        "model": network.state_dict(),
+        "opts": argparse.Namespace(**(options or {})),
+        "optimizer": optimizer.state_dict() if optimizer is not None else {},
+        "epoch": int(epoch),
+        "run_id": str(run_id),
+    }
+    with atomic_write(path) as tmp:
+        torch.save(content, tmp)
+    return Path(path)
+
+
+def make_random_network(seed=0):
+    """An :class:`AnatCLNetwork` with seeded random weights and non-trivial BatchNorm stats.
+
+    Used by the tests and the demo where no pretrained weights can be downloaded:
+    its embeddings are deterministic but carry no learned anatomy.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    network = AnatCLNetwork()
+    with torch.no_grad():
+        for name, tensor in network.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                tensor.fill_(1000)
+            elif name.endswith("running_var") or (name.endswith(".weight") and tensor.ndim == 1):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator) * 0.5 + 0.75)
+            elif name.endswith("running_mean") or name.endswith(".bias"):
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.1)
+            else:
+                fan_in = tensor[0].numel()
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * (2.0 / fan_in) ** 0.5)
+    return network
+
+
+def write_random_checkpoint(path, seed=0):
+    """Save :func:`make_random_network` in the official format (opts, optimizer, epoch)."""
+    network = make_random_network(seed)
+    optimizer = torch.optim.Adam(network.parameters(), lr=1e-4, weight_decay=5e-5)
+    options = {"model": "resnet18", "seed": seed, "lr": 1e-4, "temp": 0.1, "random": True}
+    return save_checkpoint(path, network, options, optimizer, epoch=0, run_id=f"random-seed{seed}")

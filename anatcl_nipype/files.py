@@ -1,0 +1,56 @@
+"""File helpers shared by every layer: content hashes and atomic writes.
+
+Outputs are written to a temporary file in the destination folder and renamed into
+place, so a crash never leaves a half-written file under its final name.
+
+>>> import tempfile, pathlib
+>>> out = pathlib.Path(tempfile.mkdtemp()) / "hello.txt"
+>>> with atomic_write(out) as tmp:
+...     _ = tmp.write_text("hi")
+>>> out.read_text()
+'hi'
+>>> sha256_file(out)[:12]
+'8f434346648f'
+"""
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+def sha256_file(path, chunk_size=1 << 20):
+    """Return the hex SHA-256 digest of the file at ``path``, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_write(path):
+    """Yield a temporary path beside ``path``; rename it to ``path`` on success.
+
+    On any exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json_atomic(path, data):
+    """Write ``data`` as indented, key-sorted JSON to ``path`` atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return Path(path)

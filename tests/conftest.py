@@ -1,0 +1,44 @@
+"""Shared fixtures: seeded checkpoints in the official format and CAT12-grid maps."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from anatcl_nipype.encoder.volumes import CAT12_AFFINE, CAT12_SHAPE
+
+
+def brain_like_volume(seed=0, shape=CAT12_SHAPE):
+    """A smooth, positive, brain-sized blob with seeded texture (float32, ~0..1)."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    radius = np.sqrt((grid ** 2 / np.array([0.7, 0.8, 0.7])[:, None, None, None] ** 2).sum(0))
+    texture = sum(
+        rng.uniform(0.05, 0.2) * np.sin(rng.uniform(2, 9) * grid[axis] + rng.uniform(0, 6))
+        for axis in range(3) for _ in range(2)
+    )
+    volume = np.clip(0.6 + texture, 0, None) * (radius < 1)
+    return volume.astype(np.float32)
+
+
+def write_map(path, volume=None, affine=CAT12_AFFINE, seed=0, dtype=np.float32):
+    """Write a NIfTI map (a brain-like CAT12-grid volume unless ``volume`` is given)."""
+    volume = brain_like_volume(seed) if volume is None else volume
+    image = nib.Nifti1Image(np.asarray(volume).astype(dtype), affine)
+    image.set_data_dtype(dtype)
+    nib.save(image, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_weights(tmp_path_factory):
+    """A seeded random checkpoint in the official format (model, opts, optimizer, epoch)."""
+    from anatcl_nipype.encoder.checkpoint import write_random_checkpoint
+
+    return write_random_checkpoint(tmp_path_factory.mktemp("weights") / "weights.pth", seed=7)
+
+
+@pytest.fixture(scope="session")
+def cat12_maps(tmp_path_factory):
+    """Three full-size CAT12-grid grey-matter maps (uncompressed, as CAT12 writes them)."""
+    folder = tmp_path_factory.mktemp("cat12")
+    return [write_map(folder / f"mwp1sub-0{i}_T1w.nii", seed=i) for i in range(1, 4)]

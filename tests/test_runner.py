@@ -1,0 +1,112 @@
+"""AnatCLEncoder: exact parity with the official package, determinism, bf16, streaming."""
+
+import numpy as np
+import pytest
+import torch
+
+from anatcl_nipype.encoder import AnatCLEncoder, load_cat12_volume
+from anatcl_nipype.encoder.runner import load_network
+from anatcl_nipype.errors import AnatCLError, VolumeError
+from conftest import write_map
+
+
+def official_embeddings(weights, paths, use_head=False):
+    """The official package's obvious loop: nibabel load, crop, forward."""
+    import nibabel as nib
+    from anatcl import AnatCL
+
+    model = AnatCL(pretrained=False, use_head=use_head)
+    model.backbone.load_state_dict(torch.load(weights, map_location="cpu", weights_only=False)["model"])
+    model.eval()
+    outputs = []
+    with torch.no_grad():
+        for path in paths:
+            volume = np.asarray(nib.load(path).dataobj, dtype=np.float32)[:, 8:136, :]
+            outputs.append(model(torch.from_numpy(volume.copy())[None, None]).numpy()[0])
+    return np.stack(outputs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("use_head", [False, True])
+def test_parity_with_official_package(random_weights, cat12_maps, use_head):
+    expected = official_embeddings(random_weights, cat12_maps, use_head=use_head)
+    ours = AnatCLEncoder(weights=random_weights, use_head=use_head).encode(cat12_maps)
+    assert ours.shape == (3, 128 if use_head else 512) and ours.dtype == np.float32
+    assert np.abs(ours - expected).max() <= 1e-5
+    assert np.abs(expected).max() > 1e-2  # the comparison is not between two zero vectors
+    assert not np.allclose(ours[0], ours[1])  # different maps, different embeddings
+
+
+def test_same_input_gives_bit_identical_embeddings(random_weights, cat12_maps):
+    encoder = AnatCLEncoder(weights=random_weights)
+    first = encoder.encode(cat12_maps[:1])
+    second = AnatCLEncoder(weights=random_weights).encode(cat12_maps[:1])
+    assert np.array_equal(first, second)
+
+
+@pytest.mark.slow
+def test_bf16_is_close_to_fp32(random_weights, cat12_maps):
+    fp32 = AnatCLEncoder(weights=random_weights).encode(cat12_maps)
+    bf16 = AnatCLEncoder(weights=random_weights, precision="bf16").encode(cat12_maps)
+    cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert cosine.min() >= 0.999
+
+
+def test_batches_arrays_and_paths_agree(random_weights, cat12_maps):
+    arrays = [load_cat12_volume(path) for path in cat12_maps]
+    one_by_one = AnatCLEncoder(weights=random_weights).encode(cat12_maps)
+    batched = AnatCLEncoder(weights=random_weights, batch_size=2).encode(arrays)
+    np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
+
+
+def test_a_bad_map_yields_its_error_in_place_and_the_rest_are_encoded(random_weights, cat12_maps, tmp_path):
+    bad = write_map(tmp_path / "mwp1sub-bad.nii", np.zeros((121, 145, 121), np.float32))
+    encoder = AnatCLEncoder(weights=random_weights, batch_size=2)
+    results = list(encoder.iter_encode([cat12_maps[0], bad, cat12_maps[1]]))
+    assert [r.source for r in results] == [cat12_maps[0], bad, cat12_maps[1]]
+    assert isinstance(results[1].error, VolumeError) and results[1].embedding is None
+    expected = encoder.encode([cat12_maps[0], cat12_maps[1]])
+    np.testing.assert_allclose(np.stack([results[0].embedding, results[2].embedding]), expected, atol=1e-5)
+    with pytest.raises(VolumeError, match="mwp1sub-bad.nii: the map is empty"):
+        encoder.encode([cat12_maps[0], bad])
+
+
+def test_model_is_loaded_once_per_process(random_weights):
+    first, sha_first = load_network(random_weights, torch.device("cpu"))
+    second, sha_second = load_network(random_weights, torch.device("cpu"))
+    assert first is second and sha_first == sha_second
+    assert AnatCLEncoder(weights=random_weights).network is first
+
+
+def test_provenance_names_weights_precision_and_preprocessing(random_weights):
+    provenance = AnatCLEncoder(weights=random_weights).provenance
+    assert provenance["weights"]["sha256"] == load_network(random_weights, torch.device("cpu"))[1]
+    assert provenance["precision"] == "fp32" and provenance["device"] == "cpu"
+    assert "indices 8..135" in provenance["preprocessing"]["crop"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"precision": "fp16"}, "precision must be one of"),
+    ({"batch_size": 0}, "batch_size must be at least 1"),
+    ({"device": "tpu"}, "unknown device 'tpu'"),
+])
+def test_bad_options(random_weights, options, message):
+    with pytest.raises(AnatCLError, match=message):
+        AnatCLEncoder(weights=random_weights, **options)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where CUDA is absent")
+def test_cuda_requested_without_cuda(random_weights):
+    with pytest.raises(AnatCLError, match="CUDA is not available here"):
+        AnatCLEncoder(weights=random_weights, device="cuda")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA")
+def test_cuda_matches_cpu(random_weights, cat12_maps):
+    cpu = AnatCLEncoder(weights=random_weights, device="cpu").encode(cat12_maps)
+    cuda = AnatCLEncoder(weights=random_weights, device="cuda", batch_size=3).encode(cat12_maps)
+    assert np.abs(cuda - cpu).max() <= 1e-3
+    bf16 = AnatCLEncoder(weights=random_weights, device="cuda", precision="bf16").encode(cat12_maps)
+    cosine = (cpu * bf16).sum(1) / np.linalg.norm(cpu, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert cosine.min() >= 0.999
