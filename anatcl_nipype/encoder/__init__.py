@@ -1,23 +1,30 @@
 """AnatCL encoder: network, checkpoints, released weights, CAT12 input and batched inference.
 
-Everything here imports torch; nothing here imports Nipype.
+Nothing here imports Nipype. Names are imported on first use, so that torch-free modules
+(``volumes``, ``weights``, ``embedding_files``) can be used without importing torch.
+
+>>> from anatcl_nipype.encoder import CAT12_SHAPE
+>>> CAT12_SHAPE
+(121, 145, 121)
 """
 
-from anatcl_nipype.encoder.checkpoint import (
-    Checkpoint,
-    load_checkpoint,
-    make_random_network,
-    save_checkpoint,
-    write_random_checkpoint,
-)
-from anatcl_nipype.encoder.model import AnatCLNetwork, ResNet3d18
-from anatcl_nipype.encoder.runner import AnatCLEncoder, Encoded, load_network, resolve_device
-from anatcl_nipype.encoder.volumes import ANATCL_SHAPE, CAT12_AFFINE, CAT12_SHAPE, crop_to_anatcl, load_cat12_volume
-from anatcl_nipype.encoder.weights import cached_weights_path, fetch_weights, list_weights, weights_url
+import importlib
 
-__all__ = [
-    "ANATCL_SHAPE", "CAT12_AFFINE", "CAT12_SHAPE", "AnatCLEncoder", "AnatCLNetwork", "Checkpoint",
-    "Encoded", "ResNet3d18", "cached_weights_path", "crop_to_anatcl", "fetch_weights",
-    "list_weights", "load_cat12_volume", "load_checkpoint", "load_network", "make_random_network",
-    "resolve_device", "save_checkpoint", "weights_url", "write_random_checkpoint",
-]
+_EXPORTS = {
+    "checkpoint": ("Checkpoint", "load_checkpoint", "make_random_network", "save_checkpoint",
+                   "write_random_checkpoint"),
+    "model": ("AnatCLNetwork", "ResNet3d18"),
+    "runner": ("AnatCLEncoder", "Encoded", "load_network", "resolve_device"),
+    "volumes": ("ANATCL_SHAPE", "CAT12_AFFINE", "CAT12_SHAPE", "crop_to_anatcl",
+                "load_cat12_volume"),
+    "weights": ("cached_weights_path", "fetch_weights", "list_weights", "weights_url"),
+    "loss": ("AnatCLLoss", "normalise_descriptors"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
