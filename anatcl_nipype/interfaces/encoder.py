@@ -1,0 +1,222 @@
+"""Nipype interfaces for AnatCL encoding.
+
+Thin adapters over :class:`anatcl_nipype.encoder.AnatCLEncoder`: they check inputs,
+encode, and write the embeddings plus a JSON provenance sidecar. torch is imported only
+when a node runs, and the network is loaded once per worker process and reused.
+
+>>> AnatCLEncode().inputs.precision
+'fp32'
+"""
+
+import logging
+import os
+from pathlib import Path
+
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from anatcl_nipype.bids import participant_id_from_path, strip_cat12_prefix
+from anatcl_nipype.errors import AnatCLError
+from anatcl_nipype.files import sha256_file, write_json_atomic
+
+LOGGER = logging.getLogger("nipype.interface")
+
+
+class _EncoderOptionsSpec(BaseInterfaceInputSpec):
+    weights = File(exists=True, desc="AnatCL checkpoint; without it the released weights of "
+                                     "descriptor/fold are taken from the cache")
+    descriptor = traits.Enum("global", "local", usedefault=True, desc="released weights: descriptor")
+    fold = traits.Range(low=0, high=4, value=0, usedefault=True, desc="released weights: fold")
+    precision = traits.Enum("fp32", "bf16", usedefault=True,
+                            desc="fp32 matches the official package; bf16 is a faster opt-in")
+    device = traits.Str("auto", usedefault=True, desc="auto, cpu, cuda or cuda:N")
+    use_gpu = traits.Bool(False, usedefault=True,
+                          desc="run on CUDA (MultiProc reserves a GPU slot); falls back to CPU "
+                               "with a warning when CUDA is absent")
+    use_head = traits.Bool(False, usedefault=True,
+                           desc="output the 128-d projection instead of the 512-d representation")
+    resample = traits.Bool(False, usedefault=True,
+                           desc="resample maps on another MNI grid onto the CAT12 grid")
+    num_threads = traits.Int(1, usedefault=True,
+                             desc="torch CPU threads (set from the node's n_procs)")
+
+
+def _make_encoder(inputs, batch_size=1):
+    from anatcl_nipype.encoder import AnatCLEncoder
+
+    return AnatCLEncoder(
+        weights=inputs.weights if isdefined(inputs.weights) else None,
+        descriptor=inputs.descriptor,
+        fold=inputs.fold,
+        device=_choose_device(inputs.device, inputs.use_gpu),
+        precision=inputs.precision,
+        batch_size=batch_size,
+        use_head=inputs.use_head,
+        resample=inputs.resample,
+        num_threads=inputs.num_threads,
+    )
+
+
+def _choose_device(device, use_gpu):
+    if not use_gpu:
+        return device
+    import torch
+
+    if torch.cuda.is_available():
+        return device if device.startswith("cuda") else "cuda"
+    LOGGER.warning("use_gpu=True but CUDA is not available on %s: encoding on the CPU",
+                   os.uname().nodename)
+    return "cpu"
+
+
+def _output_stem(in_file):
+    name = strip_cat12_prefix(Path(in_file).name)
+    for extension in (".nii.gz", ".nii"):
+        name = name.removesuffix(extension)
+    return name
+
+
+def _sidecar(encoder, in_file, participant_id=None):
+    provenance = encoder.provenance
+    provenance["input"] = {"path": str(Path(in_file).resolve()), "sha256": sha256_file(in_file)}
+    if participant_id:
+        provenance["participant_id"] = participant_id
+    provenance["shape"] = [encoder.output_dim]
+    return provenance
+
+
+class AnatCLEncodeInputSpec(_EncoderOptionsSpec):
+    in_file = File(exists=True, mandatory=True,
+                   desc="CAT12 modulated normalised grey-matter map (mri/mwp1*.nii)")
+
+
+class AnatCLEncodeOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="embedding, float32 .npy of shape (512,) or (128,)")
+    out_json = File(exists=True, desc="provenance sidecar (weights, precision, input hash)")
+
+
+class AnatCLEncode(SimpleInterface):
+    """Embed one CAT12 grey-matter map with AnatCL.
+
+    Wraps :class:`anatcl_nipype.encoder.AnatCLEncoder`. Writes ``<name>_anatcl.npy``
+    and ``<name>_anatcl.json`` (``<name>`` is the input name without CAT12's ``mwp1``).
+
+    >>> from nipype import Node
+    >>> node = Node(AnatCLEncode(descriptor="local", fold=2), name="anatcl", n_procs=2)
+    >>> node.inputs.num_threads, node.interface.inputs.descriptor
+    (2, 'local')
+    """
+
+    input_spec = AnatCLEncodeInputSpec
+    output_spec = AnatCLEncodeOutputSpec
+
+    def _run_interface(self, runtime):
+        from anatcl_nipype.encoder.embedding_files import save_embedding
+
+        encoder = _make_encoder(self.inputs)
+        embedding = encoder.encode([self.inputs.in_file])[0]
+        stem = Path(runtime.cwd) / f"{_output_stem(self.inputs.in_file)}_anatcl"
+        self._results["out_file"] = str(save_embedding(f"{stem}.npy", embedding))
+        sidecar = _sidecar(encoder, self.inputs.in_file)
+        self._results["out_json"] = str(write_json_atomic(f"{stem}.json", sidecar))
+        return runtime
+
+
+class AnatCLEncodeBatchInputSpec(_EncoderOptionsSpec):
+    in_files = InputMultiObject(File(exists=True), mandatory=True,
+                                desc="CAT12 grey-matter maps (mri/mwp1*.nii)")
+    participant_ids = traits.List(traits.Str(),
+                                  desc="one id per map; default: sub-<label> from each path")
+    batch_size = traits.Range(low=1, value=4, usedefault=True, desc="maps per forward pass")
+    on_error = traits.Enum("raise", "skip", usedefault=True,
+                           desc="'skip' encodes every readable map and lists the others in "
+                                "failed_tsv; 'raise' stops the node at the first bad map")
+
+
+class AnatCLEncodeBatchOutputSpec(TraitedSpec):
+    out_tsv = File(exists=True, desc="participant_id, emb_000..emb_511, one row per map")
+    out_files = OutputMultiObject(File(exists=True), desc="one .npy per encoded map")
+    out_json = File(exists=True, desc="provenance sidecar of the table")
+    failed_tsv = File(exists=True, desc="participant_id, path, reason of maps that failed")
+    participant_ids = traits.List(traits.Str(), desc="ids of the encoded maps, table order")
+
+
+class AnatCLEncodeBatch(SimpleInterface):
+    """Embed many CAT12 grey-matter maps with one model load: a group table.
+
+    Volumes are read ahead while a batch runs; memory stays flat in the number of maps.
+    This is the node group-level workflows and JoinNodes use.
+
+    >>> batch = AnatCLEncodeBatch(batch_size=2, on_error="skip")
+    >>> batch.inputs.on_error
+    'skip'
+    """
+
+    input_spec = AnatCLEncodeBatchInputSpec
+    output_spec = AnatCLEncodeBatchOutputSpec
+
+    def _run_interface(self, runtime):
+        from anatcl_nipype.encoder.embedding_files import save_embedding, write_embeddings_tsv
+
+        in_files = list(self.inputs.in_files)
+        ids = self._participant_ids(in_files)
+        encoder = _make_encoder(self.inputs, batch_size=self.inputs.batch_size)
+        folder = Path(runtime.cwd)
+        done_ids, done_files, vectors, failures = [], [], [], []
+        for participant_id, result in zip(ids, encoder.iter_encode(in_files)):
+            if result.error is not None:
+                if self.inputs.on_error == "raise":
+                    raise result.error
+                LOGGER.warning("AnatCL: %s failed: %s", participant_id, result.error)
+                failures.append((participant_id, str(result.source), str(result.error)))
+                continue
+            path = folder / f"{participant_id}_{_output_stem(result.source)}_anatcl.npy"
+            done_files.append(str(save_embedding(path, result.embedding)))
+            done_ids.append(participant_id)
+            vectors.append(result.embedding)
+            LOGGER.info("AnatCL: encoded %s (%d/%d)", participant_id,
+                        len(done_ids) + len(failures), len(in_files))
+        if not vectors:
+            raise AnatCLError("no map could be encoded: " + "; ".join(f[2] for f in failures))
+        prefix = "proj" if self.inputs.use_head else "emb"
+        self._results.update(
+            out_tsv=str(write_embeddings_tsv(folder / "embeddings.tsv", done_ids, vectors, prefix)),
+            out_files=done_files,
+            participant_ids=done_ids,
+            failed_tsv=str(_write_failures(folder / "failed.tsv", failures)),
+        )
+        sidecar = encoder.provenance
+        sidecar["inputs"] = {pid: str(Path(f).resolve()) for pid, f in zip(ids, in_files)}
+        sidecar["failed"] = [{"participant_id": f[0], "reason": f[2]} for f in failures]
+        self._results["out_json"] = str(write_json_atomic(folder / "embeddings.json", sidecar))
+        return runtime
+
+    def _participant_ids(self, in_files):
+        ids = self.inputs.participant_ids if isdefined(self.inputs.participant_ids) else [
+            participant_id_from_path(path) for path in in_files]
+        if len(ids) != len(in_files):
+            raise AnatCLError(f"{len(ids)} participant_ids for {len(in_files)} maps: give one each")
+        duplicates = sorted({pid for pid in ids if ids.count(pid) > 1})
+        if duplicates:
+            raise AnatCLError(f"several maps belong to {', '.join(duplicates)}; pass "
+                              "participant_ids (e.g. sub-01_ses-1) to tell them apart")
+        return ids
+
+
+def _write_failures(path, failures):
+    from anatcl_nipype.files import atomic_write
+
+    with atomic_write(path) as tmp:
+        lines = ["participant_id\tpath\treason"]
+        lines += ["\t".join(field.replace("\t", " ").replace("\n", " ") for field in failure)
+                  for failure in failures]
+        tmp.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,122 @@
+"""Workflows that embed CAT12 grey-matter maps with AnatCL.
+
+Building a workflow imports neither torch nor the model: graphs build and draw fast on
+machines without a GPU.
+
+>>> wf = init_anatcl_encoding_wf(descriptor="local", fold=1)
+>>> sorted(wf.get_node("outputnode").outputs.copyable_trait_names())
+['embedding', 'embedding_json']
+"""
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+from niworkflows.engine.workflows import LiterateWorkflow as Workflow
+
+from anatcl_nipype.interfaces.encoder import AnatCLEncode, AnatCLEncodeBatch
+
+#: Peak memory of one encoding process at batch size 1 (model + activations), measured
+#: in benchmarks/encoder.py; the batch node adds about this per extra volume in a batch.
+ENCODE_MEM_GB = 1.5
+BATCH_VOLUME_MEM_GB = 0.6
+
+CITATION = (
+    "Barbano CA, Brunello M, Dufumier B, Grangetto M. Anatomical foundation models for "
+    "brain MRIs. Pattern Recognition Letters 199:178-184, 2026. doi:10.1016/j.patrec.2025.11.028"
+)
+
+
+def _encoder_options(weights, descriptor, fold, precision, device, use_gpu, use_head):
+    options = dict(descriptor=descriptor, fold=fold, precision=precision, device=device,
+                   use_gpu=use_gpu, use_head=use_head)
+    if weights is not None:
+        options["weights"] = str(weights)
+    return options
+
+
+def _description(weights, descriptor, fold, precision):
+    which = ("a user-supplied AnatCL checkpoint" if weights is not None else
+             f"the released AnatCL weights (descriptor '{descriptor}', fold {fold})")
+    return f"""\
+Each participant's modulated, normalised grey-matter map from CAT12 (1.5 mm MNI grid,
+121x145x121 voxels) was centre-cropped to 121x128x121 voxels and embedded with AnatCL
+[{CITATION}], a 3D ResNet-18 pretrained on about 4,000 healthy-control scans of OpenBHB
+with a contrastive loss whose positives are weighted by regional anatomical similarity
+(cortical thickness, grey-matter volume and surface area). The 512-dimensional output of
+the network's global average pooling, computed with {which} in {precision} precision by
+anatcl-nipype, was used as the participant's embedding.
+"""
+
+
+def init_anatcl_encoding_wf(*, weights=None, descriptor="global", fold=0, precision="fp32",
+                            device="auto", use_gpu=False, use_head=False, omp_nthreads=1,
+                            name="anatcl_encoding_wf"):
+    """Embed one participant's CAT12 ``mwp1`` map with AnatCL.
+
+    Inputs
+    ------
+    gm_modulated
+        CAT12's modulated normalised grey-matter map (CAT12Segment's ``gm_modulated_image``).
+
+    Outputs
+    -------
+    embedding
+        ``.npy`` float32 vector of 512 values (128 with ``use_head``).
+    embedding_json
+        Provenance sidecar: weights identity and hash, precision, input hash.
+
+    Iterate the inputnode (or use it inside a per-subject workflow) for many subjects:
+    under MultiProc each worker process loads the network once and reuses it.
+    """
+    workflow = Workflow(name=name)
+    workflow.__desc__ = _description(weights, descriptor, fold, precision)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated"]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=["embedding", "embedding_json"]),
+                         name="outputnode")
+    encode = pe.Node(
+        AnatCLEncode(**_encoder_options(weights, descriptor, fold, precision, device,
+                                        use_gpu, use_head)),
+        name="anatcl_encode", n_procs=omp_nthreads, mem_gb=ENCODE_MEM_GB,
+    )
+    workflow.connect([
+        (inputnode, encode, [("gm_modulated", "in_file")]),
+        (encode, outputnode, [("out_file", "embedding"), ("out_json", "embedding_json")]),
+    ])
+    return workflow
+
+
+def init_anatcl_group_encoding_wf(*, weights=None, descriptor="global", fold=0,
+                                  precision="fp32", device="auto", use_gpu=False,
+                                  use_head=False, batch_size=4, on_error="skip",
+                                  omp_nthreads=1, name="anatcl_group_encoding_wf"):
+    """Embed a list of CAT12 ``mwp1`` maps with one model load into a group table.
+
+    Inputs: ``gm_modulated`` (list of maps), ``participant_ids`` (optional, one per map).
+    Outputs: ``embeddings_tsv`` (participant_id, emb_000..emb_511), ``embeddings``
+    (one ``.npy`` per map), ``embeddings_json`` (provenance), ``failed_tsv`` (maps that
+    could not be encoded, with the reason; empty when all worked) and ``participant_ids``.
+
+    >>> wf = init_anatcl_group_encoding_wf(batch_size=2)
+    >>> wf.get_node("anatcl_encode_batch").interface.inputs.batch_size
+    2
+    """
+    workflow = Workflow(name=name)
+    workflow.__desc__ = _description(weights, descriptor, fold, precision)
+    inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated", "participant_ids"]),
+                        name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=[
+        "embeddings_tsv", "embeddings", "embeddings_json", "failed_tsv", "participant_ids"]),
+        name="outputnode")
+    encode = pe.Node(
+        AnatCLEncodeBatch(batch_size=batch_size, on_error=on_error,
+                          **_encoder_options(weights, descriptor, fold, precision, device,
+                                             use_gpu, use_head)),
+        name="anatcl_encode_batch", n_procs=omp_nthreads,
+        mem_gb=ENCODE_MEM_GB + BATCH_VOLUME_MEM_GB * (batch_size - 1),
+    )
+    workflow.connect([
+        (inputnode, encode, [("gm_modulated", "in_files"), ("participant_ids", "participant_ids")]),
+        (encode, outputnode, [("out_tsv", "embeddings_tsv"), ("out_files", "embeddings"),
+                              ("out_json", "embeddings_json"), ("failed_tsv", "failed_tsv"),
+                              ("participant_ids", "participant_ids")]),
+    ])
+    return workflow

@@ -1,0 +1,144 @@
+"""Encoding workflows run under Nipype's plugins exactly like the bare encoder."""
+
+import gzip
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from nipype import Node, Workflow
+from nipype.interfaces import utility as niu
+from nipype.utils.filemanip import loadcrash
+
+from anatcl_nipype.encoder import AnatCLEncoder
+from anatcl_nipype.interfaces.encoder import AnatCLEncode
+from anatcl_nipype.workflows.cat12 import init_cat12_anatcl_wf
+from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
+from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf, init_anatcl_group_encoding_wf
+from conftest import write_map
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def _iterated_encoding(maps, weights, base_dir):
+    """The encoding workflow iterated over subjects, as a user would set it up."""
+    wf = init_anatcl_encoding_wf(weights=weights, name="encode_subjects")
+    wf.base_dir = str(base_dir)
+    wf.get_node("inputnode").iterables = ("gm_modulated", [str(m) for m in maps])
+    return wf
+
+
+def _embeddings_by_input(base_dir):
+    """Read every encode node's outputs from the work dir: {input path: embedding}."""
+    found = {}
+    for result in Path(base_dir).rglob("result_anatcl_encode.pklz"):
+        outputs = pickle.loads(gzip.decompress(result.read_bytes())).outputs
+        if outputs is None:  # a crashed node
+            continue
+        sidecar = json.loads(Path(outputs.out_json).read_text())
+        found[sidecar["input"]["path"]] = np.load(outputs.out_file)
+    return found
+
+
+@pytest.mark.parametrize("plugin, args", [("MultiProc", {"n_procs": 2}), ("Linear", {})])
+def test_workflow_equals_bare_encoder(random_weights, cat12_maps, tmp_path, plugin, args):
+    wf = _iterated_encoding(cat12_maps, random_weights, tmp_path)
+    wf.run(plugin=plugin, plugin_args=args)
+    found = _embeddings_by_input(tmp_path)
+    expected = AnatCLEncoder(weights=random_weights).encode(cat12_maps)
+    assert len(found) == 3
+    for path, vector in zip(cat12_maps, expected):
+        assert np.abs(found[str(Path(path).resolve())] - vector).max() <= 1e-6
+
+
+def test_rerun_reuses_cached_results(random_weights, cat12_maps, tmp_path):
+    _iterated_encoding(cat12_maps[:2], random_weights, tmp_path).run()
+    results = sorted(Path(tmp_path).rglob("result_anatcl_encode.pklz"))
+    outputs = sorted(Path(tmp_path).rglob("*_anatcl.npy"))
+    stamps = [p.stat().st_mtime_ns for p in results + outputs]
+    _iterated_encoding(cat12_maps[:2], random_weights, tmp_path).run()
+    assert len(results) == 2
+    assert [p.stat().st_mtime_ns for p in results + outputs] == stamps  # nothing re-executed
+
+
+def test_one_bad_subject_crashes_only_its_node(random_weights, cat12_maps, tmp_path):
+    bad = write_map(tmp_path / "mwp1sub-09_T1w.nii", np.zeros((121, 145, 121), np.float32))
+    wf = _iterated_encoding([cat12_maps[0], bad, cat12_maps[1]], random_weights, tmp_path / "work")
+    wf.config["execution"]["crashdump_dir"] = str(tmp_path / "crash")
+    with pytest.raises(RuntimeError, match="mwp1sub-09_T1w.nii: the map is empty"):
+        wf.run(plugin="MultiProc", plugin_args={"n_procs": 2})
+    found = _embeddings_by_input(tmp_path / "work")
+    assert sorted(found) == sorted(str(Path(m).resolve()) for m in cat12_maps[:2])
+    crashes = list((tmp_path / "crash").glob("crash-*.pklz"))
+    assert len(crashes) == 1
+    crash = loadcrash(str(crashes[0]))
+    assert f"{bad}: the map is empty (all voxels are 0)" in "".join(crash["traceback"])
+
+
+def test_workflows_nodes_and_interfaces_pickle(random_weights):
+    for thing in (init_anatcl_encoding_wf(weights=random_weights), init_anatcl_group_encoding_wf(),
+                  init_cat12_anatcl_wf(), Node(AnatCLEncode(), name="encode"), AnatCLEncode()):
+        clone = pickle.loads(pickle.dumps(thing))
+        assert type(clone) is type(thing)
+
+
+def test_group_encoding_workflow(random_weights, cat12_maps, tmp_path):
+    wf = init_anatcl_group_encoding_wf(weights=random_weights, batch_size=2)
+    wf.base_dir = str(tmp_path)
+    wf.inputs.inputnode.gm_modulated = [str(m) for m in cat12_maps]
+    result = wf.run()
+    node = next(n for n in result.nodes() if n.name == "anatcl_encode_batch")
+    table = np.loadtxt(node.result.outputs.out_tsv, skiprows=1, usecols=range(1, 513))
+    np.testing.assert_allclose(table, AnatCLEncoder(weights=random_weights).encode(cat12_maps),
+                               atol=1e-5)
+
+
+def test_embedding_inside_a_parent_workflow_sinks_bids_derivatives(random_weights, tmp_path):
+    source = tmp_path / "cat12" / "sub-01" / "ses-A" / "mri" / "mwp1sub-01_ses-A_T1w.nii"
+    source.parent.mkdir(parents=True)
+    write_map(source, seed=4)
+    parent = Workflow(name="parent", base_dir=str(tmp_path / "work"))
+    inputnode = Node(niu.IdentityInterface(fields=["gm"]), name="inputnode")
+    inputnode.inputs.gm = str(source)
+    encoding = init_anatcl_encoding_wf(weights=random_weights)
+    sink = init_anatcl_derivatives_wf(output_dir=tmp_path / "out", descriptor="global", fold=0,
+                                      weights=None)
+    parent.connect([
+        (inputnode, encoding, [("gm", "inputnode.gm_modulated")]),
+        (inputnode, sink, [("gm", "inputnode.source_file")]),
+        (encoding, sink, [("outputnode.embedding", "inputnode.embedding"),
+                          ("outputnode.embedding_json", "inputnode.embedding_json")]),
+    ])
+    parent.run()
+    anat = tmp_path / "out" / "sub-01" / "ses-A" / "anat"
+    assert sorted(p.name for p in anat.iterdir()) == [
+        "sub-01_ses-A_desc-anatclGlobalFold0_embedding.json",
+        "sub-01_ses-A_desc-anatclGlobalFold0_embedding.npy",
+    ]
+    assert np.load(anat / "sub-01_ses-A_desc-anatclGlobalFold0_embedding.npy").shape == (512,)
+    description = json.loads((tmp_path / "out" / "dataset_description.json").read_text())
+    assert description["DatasetType"] == "derivative"
+    assert description["GeneratedBy"][0]["Name"] == "anatcl-nipype"
+
+
+@pytest.mark.parametrize("graph2use", ["colored", "hierarchical"])
+@pytest.mark.parametrize("image_format", ["svg", "png"])
+def test_every_workflow_draws(tmp_path, graph2use, image_format):
+    for factory in (init_anatcl_encoding_wf, init_anatcl_group_encoding_wf, init_cat12_anatcl_wf):
+        wf = factory()
+        wf.base_dir = str(tmp_path)
+        wf.write_graph(graph2use=graph2use, format=image_format, simple_form=True)
+        drawn = list((tmp_path / wf.name).glob(f"graph*.{image_format}"))
+        assert drawn and all(p.stat().st_size > 500 for p in drawn)
+    derivatives = init_anatcl_derivatives_wf(output_dir=tmp_path / "out")
+    derivatives.base_dir = str(tmp_path)
+    derivatives.write_graph(graph2use=graph2use, format=image_format)
+    assert list((tmp_path / derivatives.name).glob(f"graph*.{image_format}"))
+
+
+def test_methods_boilerplate_cites_anatcl():
+    wf = init_anatcl_encoding_wf(descriptor="local", fold=3)
+    text = wf.visit_desc()
+    assert "Barbano" in text and "doi:10.1016/j.patrec.2025.11.028" in text
+    assert "descriptor 'local', fold 3" in text
