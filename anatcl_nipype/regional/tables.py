@@ -1,0 +1,243 @@
+"""Region-wise measures as one wide table: a row per participant, a column per measure.
+
+Columns are named ``<atlas>_<region>_<measure>`` (``lpba40_lSupFroG_Vgm``): the atlas and
+measure as their source spells them, the region name reduced to letters and digits
+(:func:`region_labels`). Column order is stable: atlases in the order given, then
+regions in their file order, then measures in the order of ``measure_names`` when given,
+else in the order of the source (``Vgm``, ``Vwm``... as CAT12 wrote them).
+
+The TSV follows BIDS: tab-separated, ``participant_id`` first, missing values as
+``n/a``, with a JSON sidecar describing every column.
+
+>>> from anatcl_nipype.regional.measures import RegionMeasures
+>>> rm = RegionMeasures("lpba40", (165, 166), ("lHip", "rHip"),
+...                     {"Vgm": [4.2, 4.1]}, {"Vgm": "cm3"}, "catROI_sub-01.xml")
+>>> measures_to_row([rm])
+{'lpba40_lHip_Vgm': 4.2, 'lpba40_rHip_Vgm': 4.1}
+"""
+
+import csv
+import io
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from anatcl_nipype.errors import RegionalError
+from anatcl_nipype.files import atomic_write, write_json_atomic
+from anatcl_nipype.regional.measures import RegionMeasures, measure_description
+
+#: How a missing value is written (BIDS).
+MISSING = "n/a"
+
+
+def region_labels(names):
+    """Region names reduced to ``[A-Za-z0-9]+``, kept unique and in order.
+
+    Other characters are dropped; an empty result becomes ``region``; names that
+    collide get their 1-based position appended.
+
+    >>> region_labels(["Left Amygdala", "lG_and_S_cingul-Ant", "l???", "r???", "", "a-b", "ab"])
+    ('LeftAmygdala', 'lGandScingulAnt', 'l', 'r', 'region', 'ab6', 'ab7')
+    """
+    base = [re.sub(r"[^A-Za-z0-9]+", "", str(name)) or "region" for name in names]
+    counts = Counter(base)
+    labels, taken = [], set()
+    for position, label in enumerate(base, start=1):
+        candidate = label if counts[label] == 1 else f"{label}{position}"
+        while candidate in taken or (candidate != label and candidate in counts):
+            candidate += "x"
+        taken.add(candidate)
+        labels.append(candidate)
+    return tuple(labels)
+
+
+def column_descriptions(measures, measure_names=None):
+    """Describe the columns :func:`measures_to_row` makes, in the same order.
+
+    Each description holds ``Atlas``, ``RegionID``, ``RegionName``, ``Measure``,
+    ``Units``, ``Description`` and ``Source`` (the file the value came from).
+
+    >>> from anatcl_nipype.regional.measures import RegionMeasures
+    >>> rm = RegionMeasures("aparc", (1035,), ("lh_insula",), {"ThickAvg": [2.9]},
+    ...                     {"ThickAvg": "mm"}, "lh.aparc.stats")
+    >>> column_descriptions([rm])["aparc_lhinsula_ThickAvg"]["Units"]
+    'mm'
+    """
+    descriptions = {}
+    for rm, column, region, measure in _columns(measures, measure_names):
+        descriptions[column] = {
+            "Atlas": rm.atlas,
+            "RegionID": rm.ids[region],
+            "RegionName": rm.names[region],
+            "Measure": measure,
+            "Units": rm.units[measure],
+            "Description": f"{measure_description(measure)} ({measure}) of region "
+                           f"{rm.names[region]} (id {rm.ids[region]}) of atlas {rm.atlas}",
+            "Source": rm.source,
+        }
+    return descriptions
+
+
+def measures_to_row(measures, measure_names=None):
+    """One participant's measures as ``{column: value}`` in the documented column order.
+
+    ``measures`` is an iterable (or a dict, e.g. from
+    :func:`~anatcl_nipype.regional.cat12_xml.read_cat12_roi_xml`) of
+    :class:`RegionMeasures`; ``measure_names`` keeps only these measures, in this order.
+    """
+    return {column: float(rm.measures[measure][region])
+            for rm, column, region, measure in _columns(measures, measure_names)}
+
+
+def write_measures_tsv(rows, path, sidecar_path=None, measures=None):
+    """Write participants' rows as one BIDS-style TSV plus its JSON sidecar, atomically.
+
+    Parameters
+    ----------
+    rows : dict of participant_id to row
+        Rows from :func:`measures_to_row`, in the order to write them.
+    path : str or Path
+        The ``.tsv`` to write.
+    sidecar_path : str, Path or None
+        The JSON sidecar; ``path`` with a ``.json`` suffix when None.
+    measures : dict of participant_id to iterable of RegionMeasures, or None
+        What the rows were made from. The sidecar describes each column from it (atlas,
+        region id and name, measure, units, description, as :func:`column_descriptions`)
+        and lists each participant's source files once, under
+        ``participant_id`` -> ``Sources``, rather than repeating them in every column.
+        Columns it does not describe get a generic description.
+
+    Columns are the union over participants: each new column is placed right after the
+    column that precedes it in the participant's row, so regions of one atlas stay
+    together. A value a participant lacks is written ``n/a``. Returns the two paths.
+
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "regional.tsv"
+    >>> _ = write_measures_tsv({"sub-01": {"a_r1_Vgm": 1.5}, "sub-02": {"a_r2_Vgm": 2.0}}, out)
+    >>> for line in out.read_text().splitlines():
+    ...     print(line.split("\\t"))
+    ['participant_id', 'a_r1_Vgm', 'a_r2_Vgm']
+    ['sub-01', '1.5', 'n/a']
+    ['sub-02', 'n/a', '2.0']
+    """
+    path = Path(path)
+    sidecar_path = Path(sidecar_path) if sidecar_path else path.with_suffix(".json")
+    columns = _union_of_columns(rows.values())
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(["participant_id", *columns])
+    for participant_id, row in rows.items():
+        writer.writerow([participant_id, *(_format(row.get(column)) for column in columns)])
+    with atomic_write(path) as tmp:
+        tmp.write_text(buffer.getvalue())
+    write_json_atomic(sidecar_path, _sidecar(columns, measures or {}))
+    return path, sidecar_path
+
+
+def read_measures_tsv(path):
+    """Read a TSV from :func:`write_measures_tsv`: ``(participant_ids, columns, values)``.
+
+    ``values`` is a float64 array (participants x columns) with NaN for ``n/a``.
+
+    >>> import tempfile, pathlib
+    >>> tsv = pathlib.Path(tempfile.mkdtemp()) / "regional.tsv"
+    >>> _ = tsv.write_text("participant_id\\ta_r1_Vgm\\nsub-01\\tn/a\\nsub-02\\t2.5\\n")
+    >>> read_measures_tsv(tsv)
+    (['sub-01', 'sub-02'], ['a_r1_Vgm'], array([[nan],
+           [2.5]]))
+    """
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as err:
+        raise RegionalError(f"{path}: cannot read the table ({err.strerror or err})") from err
+    table = list(csv.reader(lines, delimiter="\t"))
+    if not table or not table[0] or table[0][0] != "participant_id":
+        raise RegionalError(f"{path}: the first column must be participant_id; "
+                            "not a regional measures table")
+    columns = table[0][1:]
+    participant_ids, values = [], []
+    for line_number, fields in enumerate(table[1:], start=2):
+        if len(fields) != len(columns) + 1:
+            raise RegionalError(f"{path}, line {line_number}: {len(fields)} fields for "
+                                f"{len(columns) + 1} columns")
+        participant_ids.append(fields[0])
+        values.append([_parse_value(text, path, line_number) for text in fields[1:]])
+    matrix = np.array(values, dtype=np.float64).reshape(len(participant_ids), len(columns))
+    return participant_ids, columns, matrix
+
+
+def _columns(measures, measure_names):
+    """(RegionMeasures, column, region index, measure) in the documented order."""
+    if isinstance(measures, Mapping):
+        measures = measures.values()
+    seen_atlases = set()
+    for rm in measures:
+        if not isinstance(rm, RegionMeasures):
+            raise TypeError(f"expected RegionMeasures, got {type(rm).__name__}")
+        if rm.atlas in seen_atlases:
+            raise RegionalError(f"{rm.source}: atlas {rm.atlas!r} given twice for one "
+                                "participant; combine hemispheres with read_aparc_pair")
+        seen_atlases.add(rm.atlas)
+        names = [m for m in (measure_names or rm.measures) if m in rm.measures]
+        for region, label in enumerate(region_labels(rm.names)):
+            for measure in names:
+                yield rm, f"{rm.atlas}_{label}_{measure}", region, measure
+
+
+def _union_of_columns(rows):
+    """Columns of all rows; a new column goes right after its predecessor in its row."""
+    columns, known = [], set()
+    for row in rows:
+        row = list(row)
+        for k, column in enumerate(row):
+            if column in known:
+                continue
+            if k == 0:  # before the row's first known column, else at the end
+                following = next((c for c in row[1:] if c in known), None)
+                at = len(columns) if following is None else columns.index(following)
+            else:
+                at = len(columns) if columns[-1] == row[k - 1] else columns.index(row[k - 1]) + 1
+            columns.insert(at, column)
+            known.add(column)
+    return columns
+
+
+def _sidecar(columns, measures):
+    measures = {participant_id: list(participant_measures.values())
+                if isinstance(participant_measures, Mapping) else list(participant_measures)
+                for participant_id, participant_measures in measures.items()}
+    described = {}
+    for participant_measures in measures.values():
+        for column, description in column_descriptions(participant_measures).items():
+            described.setdefault(column, {key: value for key, value in description.items()
+                                          if key != "Source"})
+    sources = {participant_id: sorted({path for rm in participant_measures
+                                       for path in rm.source.split(os.pathsep)})
+               for participant_id, participant_measures in measures.items()}
+    sidecar = {"participant_id": {"Description": "participant label (BIDS)",
+                                  "Sources": sources}}
+    for column in columns:
+        sidecar[column] = described.get(
+            column, {"Description": f"region-wise measure {column}", "Units": ""})
+    return sidecar
+
+
+def _format(value):
+    if value is None or math.isnan(float(value)):
+        return MISSING
+    return repr(float(value))
+
+
+def _parse_value(text, path, line_number):
+    if text == MISSING:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        raise RegionalError(f"{path}, line {line_number}: {text!r} is not a number or "
+                            f"{MISSING}") from None
