@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := graphviz
+APT_PACKAGES := graphviz chromium chromium-driver
 
 .PHONY: demo test system-deps venv clean
 

@@ -35,15 +35,18 @@ def strip_cat12_prefix(name):
 def participant_id_from_path(path):
     """The ``sub-<label>`` a CAT12 file belongs to, from its name or else its folders.
 
-    Files with no BIDS subject entity are named by their stem without CAT12's
-    prefix (``mwp1subject7.nii`` -> ``subject7``).
+    Files with no BIDS subject entity get a BIDS id made of their stem without CAT12's
+    prefix, letters and digits only (``mwp1subject_7.nii`` -> ``sub-subject7``).
+
+    >>> participant_id_from_path("/data/mri/mwp1subject_7.nii")
+    'sub-subject7'
     """
     path = Path(path)
     name = strip_cat12_prefix(path.name)
     match = _SUBJECT.search(name) or _SUBJECT.search(path.as_posix())
     if match:
         return f"sub-{match.group(1)}"
-    return re.sub(r"\.nii(\.gz)?$", "", name)
+    return "sub-" + re.sub(r"[^A-Za-z0-9]", "", re.sub(r"\.nii(\.gz)?$", "", name))
 
 
 def bids_source_from_cat12(path):

@@ -17,12 +17,7 @@ Run from the repository root with the package importable (installed, or
 """
 
 import argparse
-import os
-import platform
-import re
-import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -30,14 +25,13 @@ import nibabel as nib
 import nilearn
 import numpy as np
 
-from anatcl_nipype.files import atomic_write
 from anatcl_nipype.regional import atlas_gm_volumes
+from results import machine_line, median_seconds, write_section
 
 SHAPE = (121, 145, 121)
 AFFINE = np.array([[-1.5, 0, 0, 90.0], [0, 1.5, 0, -126.0], [0, 0, 1.5, -72.0], [0, 0, 0, 1]])
 N_REGIONS = 100
 SECTION = "## Atlas grey-matter volumes"
-RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
 def synthetic_inputs(folder, seed=0):
@@ -53,26 +47,6 @@ def synthetic_inputs(folder, seed=0):
     gm_path = Path(folder) / "mwp1sub-bench_T1w.nii"
     nib.save(nib.Nifti1Image(gm, AFFINE), gm_path)
     return gm_path, nib.Nifti1Image(labels, AFFINE)
-
-
-def median_seconds(function, repeats):
-    function()  # warm-up: page cache, lazy imports
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def cpu_name():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run(repeats):
@@ -101,8 +75,7 @@ def markdown(ours_s, theirs_s, max_rel, repeats):
              "(1.5 mm CAT12 grid, uncompressed `.nii`, read from disk each time) and a "
              f"{N_REGIONS}-region int16 label image held in memory; median of {repeats} "
              "runs after one warm-up, per subject.")
-    machine = (f"Machine: {cpu_name()}, {_cores()} cores; Python {platform.python_version()}, "
-               f"numpy {np.__version__}, nibabel {nib.__version__}, "
+    machine = (f"{machine_line()}, numpy {np.__version__}, nibabel {nib.__version__}, "
                f"nilearn {nilearn.__version__}.")
     nilearn_row = (f"| nilearn `NiftiLabelsMasker(strategy=\"sum\").transform` | "
                    f"{theirs_s * 1000:.1f} ms | {theirs_s / ours_s:.2f} |")
@@ -118,20 +91,6 @@ def markdown(ours_s, theirs_s, max_rel, repeats):
     ])
 
 
-def _cores():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-def replace_section(text, section):
-    """``text`` with its ``## Atlas grey-matter volumes`` section replaced (or appended)."""
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    if pattern.search(text):
-        return pattern.sub(lambda _: section + "\n", text, count=1)
-    separator = "" if not text or text.endswith("\n\n") else ("\n" if text.endswith("\n")
-                                                              else "\n\n")
-    return text + separator + section
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
@@ -139,10 +98,7 @@ def main():
     ours_s, theirs_s, max_rel = run(args.repeats)
     section = markdown(ours_s, theirs_s, max_rel, args.repeats)
     print(section)
-    existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    with atomic_write(RESULTS) as tmp:
-        tmp.write_text(replace_section(existing, section))
-    print(f"updated {RESULTS}")
+    write_section(section)
 
 
 if __name__ == "__main__":

@@ -72,15 +72,16 @@ def test_a_bad_map_yields_its_error_in_place_and_the_rest_are_encoded(random_wei
 
 
 def test_model_is_loaded_once_per_process(random_weights):
-    first, sha_first = load_network(random_weights, torch.device("cpu"))
-    second, sha_second = load_network(random_weights, torch.device("cpu"))
-    assert first is second and sha_first == sha_second
+    first, identity = load_network(random_weights, torch.device("cpu"))
+    second, _ = load_network(random_weights, torch.device("cpu"))
+    assert first is second
+    assert identity["random"] is True and identity["run_id"] == "random-seed7"
     assert AnatCLEncoder(weights=random_weights).network is first
 
 
 def test_provenance_names_weights_precision_and_preprocessing(random_weights):
     provenance = AnatCLEncoder(weights=random_weights).provenance
-    assert provenance["weights"]["sha256"] == load_network(random_weights, torch.device("cpu"))[1]
+    assert provenance["weights"]["sha256"] == load_network(random_weights, torch.device("cpu"))[1]["sha256"]
     assert provenance["precision"] == "fp32" and provenance["device"] == "cpu"
     assert "indices 8..135" in provenance["preprocessing"]["crop"]
 

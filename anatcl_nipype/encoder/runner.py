@@ -88,8 +88,8 @@ class AnatCLEncoder:
             self.weights_identity = {"descriptor": descriptor, "fold": int(fold)}
         else:
             self.weights_identity = {"descriptor": None, "fold": None}
-        self.network, sha256 = load_network(weights, self.device, precision)
-        self.weights_identity.update(path=str(Path(weights).resolve()), sha256=sha256)
+        self.network, identity = load_network(weights, self.device, precision)
+        self.weights_identity.update(identity)
         if precision == "bf16" and self.device.type == "cpu":
             warn_if_bf16_is_slow()
 
@@ -209,8 +209,9 @@ def resolve_device(device="auto"):
 def load_network(weights, device, precision="fp32"):
     """Load ``weights`` into an eval-mode network on ``device``, once per process.
 
-    Returns ``(network, sha256)``. Later calls with the same unchanged file, device
-    and precision return the same network object without reading the file again.
+    Returns ``(network, identity)``, identity being the file's path, SHA-256, run id and
+    whether it holds seeded random weights. Later calls with the same unchanged file,
+    device and precision return the same network object without reading the file again.
     """
     path = Path(weights).resolve()
     try:
@@ -225,7 +226,9 @@ def load_network(weights, device, precision="fp32"):
         network.eval().to(device)
         if precision == "bf16":
             network.to(memory_format=torch.channels_last_3d)
-        _NETWORK_CACHE[key] = (network, checkpoint.sha256)
+        identity = {"path": str(path), "sha256": checkpoint.sha256, "run_id": checkpoint.run_id,
+                    "random": bool(checkpoint.options.get("random", False))}
+        _NETWORK_CACHE[key] = (network, identity)
         LOGGER.info("loaded AnatCL weights %s (sha256 %s) on %s", path, checkpoint.sha256[:12], device)
     return _NETWORK_CACHE[key]
 

@@ -1,0 +1,1 @@
+"""The ``anatcl-nipype`` command line (BIDS-App style), the demo and the report."""

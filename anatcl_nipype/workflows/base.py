@@ -1,0 +1,64 @@
+"""The participant-level workflow of the ``anatcl-nipype`` command (one branch per subject).
+
+>>> wf = init_anatcl_participant_wf(
+...     subjects=[{"participant_id": "sub-01", "gm_modulated": "/data/sub-01/mri/mwp1sub-01_T1w.nii"}],
+...     output_dir="/tmp/out")
+>>> [n for n in wf.list_node_names() if n.endswith("anatcl_encode")]
+['single_subject_01_wf.anatcl_encoding_wf.anatcl_encode']
+"""
+
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+from niworkflows.engine.workflows import LiterateWorkflow as Workflow
+
+from anatcl_nipype.bids import bids_source_from_cat12
+from anatcl_nipype.errors import AnatCLError
+from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
+from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf
+
+
+def init_anatcl_participant_wf(*, subjects, output_dir, name="anatcl_participant_wf",
+                               **options):
+    """One :func:`init_single_subject_wf` per subject, side by side.
+
+    ``subjects`` holds dicts with ``participant_id`` and ``gm_modulated`` (and, when
+    present, ``label_roi``, ``label_rois``, ``report``); ``options`` go to every branch.
+    """
+    workflow = Workflow(name=name)
+    for subject in subjects:
+        workflow.add_nodes([init_single_subject_wf(subject=subject, output_dir=output_dir,
+                                                   **options)])
+    return workflow
+
+
+def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="global", fold=0,
+                           precision="fp32", device="auto", use_gpu=False, omp_nthreads=1):
+    """Encode one subject's CAT12 map and write its BIDS derivatives."""
+    label = subject["participant_id"].removeprefix("sub-")
+    workflow = Workflow(name=f"single_subject_{label}_wf")
+    inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated", "source_file"]),
+                        name="inputnode")
+    inputnode.inputs.gm_modulated = str(subject["gm_modulated"])
+    encoding_wf = init_anatcl_encoding_wf(weights=weights, descriptor=descriptor, fold=fold,
+                                          precision=precision, device=device, use_gpu=use_gpu,
+                                          omp_nthreads=omp_nthreads)
+    workflow.__desc__ = encoding_wf.__desc__
+    inputnode.inputs.source_file = _bids_source_name(subject)
+    derivatives_wf = init_anatcl_derivatives_wf(output_dir=output_dir, descriptor=descriptor,
+                                                fold=fold, weights=weights)
+    workflow.connect([
+        (inputnode, encoding_wf, [("gm_modulated", "inputnode.gm_modulated")]),
+        (inputnode, derivatives_wf, [("source_file", "inputnode.source_file")]),
+        (encoding_wf, derivatives_wf, [("outputnode.embedding", "inputnode.embedding"),
+                                       ("outputnode.embedding_json", "inputnode.embedding_json")]),
+    ])
+    return workflow
+
+
+def _bids_source_name(subject):
+    """The BIDS T1w a subject's derivatives are named after (made up if CAT12's name has none)."""
+    try:
+        return bids_source_from_cat12(subject["gm_modulated"])
+    except AnatCLError:
+        participant_id = subject["participant_id"]
+        return f"{participant_id}/anat/{participant_id}_T1w.nii"
