@@ -145,14 +145,12 @@ def _inline_svg(path):
 
 
 def _random_weights_banner(embeddings):
-    identities = {json.dumps(s.get("weights", {}), sort_keys=True) for _, _, s in embeddings}
-    random = any(s.get("weights", {}).get("random") for _, _, s in embeddings)
-    if not random:
+    if not any(s.get("weights", {}).get("random") for _, _, s in embeddings):
         return ""
     return ("<div class='warning'><b>RANDOM WEIGHTS.</b> These embeddings come from seeded "
             "random weights, not the pretrained AnatCL model: they carry no learned anatomy. "
             "Fetch the released weights (<code>anatcl-nipype weights fetch</code>) or pass "
-            f"<code>--weights</code> for real results. ({len(identities)} weights identity)</div>")
+            "<code>--weights</code> for real results.</div>")
 
 
 def write_report(output_dir, participants_tsv=None):
@@ -173,7 +171,7 @@ def write_report(output_dir, participants_tsv=None):
     provenance = embeddings[0][2] if embeddings else {}
     sections = [
         ("Summary", f"<p>{len(embeddings)} participant(s) encoded; "
-                    f"{max(0, len(failures) - 1)} failed.</p>" + (_table(failures) if failures else "")),
+                    f"{max(0, len(failures) - 1)} failed.</p>" + (_table(failures) if len(failures) > 1 else "")),
         ("Input QC", "<p>Mid-slices of each cropped 121x128x121 grey-matter map; odd maps are "
                      "outlined in red.</p>" + "".join(qc_items)),
         ("Embeddings", f"<img alt='embedding PCA' src='{_pca_panel(embeddings, participants)}'>"
