@@ -5,7 +5,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := graphviz chromium chromium-driver
+APT_PACKAGES := graphviz chromium chromium-driver slurmctld slurmd slurm-client munge
 
 .PHONY: demo test system-deps venv clean
 
