@@ -18,6 +18,7 @@ The TSV follows BIDS: tab-separated, ``participant_id`` first, missing values as
 
 import csv
 import io
+import json
 import math
 import os
 import re
@@ -94,7 +95,7 @@ def measures_to_row(measures, measure_names=None):
             for rm, column, region, measure in _columns(measures, measure_names)}
 
 
-def write_measures_tsv(rows, path, sidecar_path=None, measures=None):
+def write_measures_tsv(rows, path, sidecar_path=None, measures=None, extra_sidecar=None):
     """Write participants' rows as one BIDS-style TSV plus its JSON sidecar, atomically.
 
     Parameters
@@ -111,6 +112,10 @@ def write_measures_tsv(rows, path, sidecar_path=None, measures=None):
         and lists each participant's source files once, under
         ``participant_id`` -> ``Sources``, rather than repeating them in every column.
         Columns it does not describe get a generic description.
+    extra_sidecar : dict or None
+        Entries added to the sidecar, replacing those of the same key: descriptions of
+        columns that do not come from ``measures`` (``cat12_TIV``), or file-level
+        provenance (``Sources``, ``GeneratedBy``).
 
     Columns are the union over participants: each new column is placed right after the
     column that precedes it in the participant's row, so regions of one atlas stay
@@ -128,15 +133,84 @@ def write_measures_tsv(rows, path, sidecar_path=None, measures=None):
     path = Path(path)
     sidecar_path = Path(sidecar_path) if sidecar_path else path.with_suffix(".json")
     columns = _union_of_columns(rows.values())
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
-    writer.writerow(["participant_id", *columns])
-    for participant_id, row in rows.items():
-        writer.writerow([participant_id, *(_format(row.get(column)) for column in columns)])
-    with atomic_write(path) as tmp:
-        tmp.write_text(buffer.getvalue())
-    write_json_atomic(sidecar_path, _sidecar(columns, measures or {}))
+    _write_table(rows, columns, path)
+    write_json_atomic(sidecar_path, {**_sidecar(columns, measures or {}), **(extra_sidecar or {})})
     return path, sidecar_path
+
+
+def merge_measures_tables(paths, path, sidecar_paths=(), sidecar_path=None):
+    """Merge tables of :func:`write_measures_tsv` into one, rows joined by participant_id.
+
+    Rows of the same participant in several tables (the CAT12 ROI and the atlas
+    measures of one subject) become one row; other participants get their own row, in
+    the order they first appear. Columns are the union, in a stable order (as
+    :func:`write_measures_tsv`); a value a participant lacks is ``n/a``. The same
+    column with two different values for one participant raises :class:`RegionalError`
+    naming both tables. The sidecars (``sidecar_paths``, optional) are merged: each
+    column keeps its first description, participants' sources and provenance lists
+    are united. Returns the paths of the table and its sidecar.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> a, _ = write_measures_tsv({"sub-01": {"x_r1_Vgm": 1.5}}, folder / "a.tsv")
+    >>> b, _ = write_measures_tsv({"sub-01": {"cat12_TIV": 1400.0},
+    ...                            "sub-02": {"x_r1_Vgm": 2.5}}, folder / "b.tsv")
+    >>> merged, _ = merge_measures_tables([a, b], folder / "group.tsv")
+    >>> for line in merged.read_text().splitlines():
+    ...     print(line.split("\\t"))
+    ['participant_id', 'x_r1_Vgm', 'cat12_TIV']
+    ['sub-01', '1.5', '1400.0']
+    ['sub-02', '2.5', 'n/a']
+    """
+    path = Path(path)
+    sidecar_path = Path(sidecar_path) if sidecar_path else path.with_suffix(".json")
+    rows, origin = {}, {}
+    for table in paths:
+        participant_ids, columns, values = read_measures_tsv(table)
+        for participant_id, line in zip(participant_ids, values):
+            row = rows.setdefault(participant_id, {})
+            for column, value in zip(columns, line.tolist()):
+                _merge_value(row, column, value, origin, (participant_id, column), table)
+    columns = _union_of_columns(rows.values())
+    _write_table(rows, columns, path)
+    sidecar = {}
+    for source in sidecar_paths:
+        sidecar = _merged(sidecar, _read_sidecar(source))
+    for column in columns:
+        sidecar.setdefault(column, {"Description": f"region-wise measure {column}", "Units": ""})
+    write_json_atomic(sidecar_path, sidecar)
+    return path, sidecar_path
+
+
+def report_to_row(report):
+    """Subject-level columns from :func:`~anatcl_nipype.regional.read_cat12_report`.
+
+    ``cat12_TIV`` (cm3), ``cat12_IQR`` (when the report rates it) and the absolute tissue
+    volumes ``cat12_vol_abs_<CSF|GM|WM|WMH|SL>`` (cm3). Returns ``(row, descriptions)``,
+    the descriptions keyed by column as a sidecar holds them.
+
+    >>> row, descriptions = report_to_row({"tiv_cm3": 1450.0, "abs_volumes_cm3": {"GM": 640.0},
+    ...                                    "quality_ratings": {"IQR": 2.1}})
+    >>> row, descriptions["cat12_TIV"]["Units"]
+    ({'cat12_TIV': 1450.0, 'cat12_IQR': 2.1, 'cat12_vol_abs_GM': 640.0}, 'cm3')
+    """
+    row = {"cat12_TIV": report["tiv_cm3"]}
+    descriptions = {"cat12_TIV": {
+        "Description": "total intracranial volume (CAT12 report subjectmeasures/vol_TIV)",
+        "Units": "cm3"}}
+    if "IQR" in report["quality_ratings"]:
+        row["cat12_IQR"] = report["quality_ratings"]["IQR"]
+        descriptions["cat12_IQR"] = {
+            "Description": "CAT12 image quality rating (qualityratings/IQR: weighted "
+                           "average of noise and resolution ratings; 1 is best)",
+            "Units": ""}
+    for component, volume in report["abs_volumes_cm3"].items():
+        row[f"cat12_vol_abs_{component}"] = volume
+        descriptions[f"cat12_vol_abs_{component}"] = {
+            "Description": f"absolute {component} volume (CAT12 report "
+                           "subjectmeasures/vol_abs_CGW)",
+            "Units": "cm3"}
+    return row, descriptions
 
 
 def read_measures_tsv(path):
@@ -169,6 +243,50 @@ def read_measures_tsv(path):
         values.append([_parse_value(text, path, line_number) for text in fields[1:]])
     matrix = np.array(values, dtype=np.float64).reshape(len(participant_ids), len(columns))
     return participant_ids, columns, matrix
+
+
+def _write_table(rows, columns, path):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+    writer.writerow(["participant_id", *columns])
+    for participant_id, row in rows.items():
+        writer.writerow([participant_id, *(_format(row.get(column)) for column in columns)])
+    with atomic_write(path) as tmp:
+        tmp.write_text(buffer.getvalue())
+
+
+def _merge_value(row, column, value, origin, key, table):
+    """Put ``value`` in ``row``; NaN never replaces a value, two values must agree."""
+    known = row.get(column, math.nan)
+    if math.isnan(value):
+        row.setdefault(column, value)
+    elif math.isnan(known):
+        row[column] = value
+        origin[key] = table
+    elif known != value:
+        raise RegionalError(f"{table}: {column} of {key[0]} is {value!r}, but "
+                            f"{origin[key]} gives {known!r}; measures of one participant "
+                            "must agree (name atlases apart, or pass distinct participant "
+                            "ids, e.g. sub-01_ses-1)")
+
+
+def _read_sidecar(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise RegionalError(f"{path}: cannot read the JSON sidecar ({err})") from err
+
+
+def _merged(first, second):
+    """Dicts merged recursively; lists united in order; otherwise ``first`` wins."""
+    if isinstance(first, dict) and isinstance(second, dict):
+        merged = dict(first)
+        for key, value in second.items():
+            merged[key] = _merged(first[key], value) if key in first else value
+        return merged
+    if isinstance(first, list) and isinstance(second, list):
+        return first + [item for item in second if item not in first]
+    return first
 
 
 def _columns(measures, measure_names):
