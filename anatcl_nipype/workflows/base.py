@@ -15,6 +15,10 @@ from anatcl_nipype.bids import bids_source_from_cat12
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
 from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf
+from anatcl_nipype.workflows.regional import init_anatcl_regional_wf
+
+#: CAT12 files the regional branch reads, by their CAT12Segment output names.
+REGIONAL_FIELDS = ("label_roi", "label_rois", "report")
 
 
 def init_anatcl_participant_wf(*, subjects, output_dir, name="anatcl_participant_wf",
@@ -33,7 +37,11 @@ def init_anatcl_participant_wf(*, subjects, output_dir, name="anatcl_participant
 
 def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="global", fold=0,
                            precision="fp32", device="auto", use_gpu=False, omp_nthreads=1):
-    """Encode one subject's CAT12 map and write its BIDS derivatives."""
+    """Encode one subject's CAT12 map, read its CAT12 ROI measures, write BIDS derivatives.
+
+    The regional branch runs when the subject has CAT12 ROI files or a report
+    (``label_roi``, ``label_rois``, ``report``).
+    """
     label = subject["participant_id"].removeprefix("sub-")
     workflow = Workflow(name=f"single_subject_{label}_wf")
     inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated", "source_file"]),
@@ -44,14 +52,26 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
                                           omp_nthreads=omp_nthreads)
     workflow.__desc__ = encoding_wf.__desc__
     inputnode.inputs.source_file = _bids_source_name(subject)
+    regional_inputs = {field: str(subject[field]) for field in REGIONAL_FIELDS
+                       if subject.get(field)}
     derivatives_wf = init_anatcl_derivatives_wf(output_dir=output_dir, descriptor=descriptor,
-                                                fold=fold, weights=weights)
+                                                fold=fold, weights=weights,
+                                                regional=bool(regional_inputs))
     workflow.connect([
         (inputnode, encoding_wf, [("gm_modulated", "inputnode.gm_modulated")]),
         (inputnode, derivatives_wf, [("source_file", "inputnode.source_file")]),
         (encoding_wf, derivatives_wf, [("outputnode.embedding", "inputnode.embedding"),
                                        ("outputnode.embedding_json", "inputnode.embedding_json")]),
     ])
+    if regional_inputs:
+        regional_wf = init_anatcl_regional_wf()
+        for field, path in regional_inputs.items():
+            setattr(regional_wf.inputs.inputnode, field, path)
+        regional_wf.inputs.inputnode.participant_id = subject["participant_id"]
+        workflow.__postdesc__ = regional_wf.__desc__
+        workflow.connect([(regional_wf, derivatives_wf, [
+            ("outputnode.regional_tsv", "inputnode.regional_tsv"),
+            ("outputnode.regional_json", "inputnode.regional_json")])])
     return workflow
 
 

@@ -30,36 +30,36 @@ def _bids_source(in_file):
 
 
 def init_anatcl_derivatives_wf(*, output_dir, descriptor="global", fold=0, weights=None,
-                               name="anatcl_derivatives_wf"):
-    """Sink one participant's embedding and its provenance into ``output_dir``.
+                               regional=False, name="anatcl_derivatives_wf"):
+    """Sink one participant's embedding (and regional measures) into ``output_dir``.
 
     Inputs: ``source_file`` (the CAT12 ``mwp1`` map, named after its BIDS T1w),
-    ``embedding`` and ``embedding_json``. Writes
+    ``embedding`` and ``embedding_json``; with ``regional``, ``regional_tsv`` and
+    ``regional_json``. Writes
     ``sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>]_desc-<desc>_embedding.npy``
-    and ``.json``, and ``dataset_description.json`` with ``GeneratedBy``.
+    and ``.json``, ``..._desc-cat12_regions.tsv`` and ``.json``, and
+    ``dataset_description.json`` with ``GeneratedBy``.
     """
     workflow = Workflow(name=name)
-    inputnode = pe.Node(niu.IdentityInterface(fields=["source_file", "embedding",
-                                                      "embedding_json"]), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=["embedding", "embedding_json"]),
-                         name="outputnode")
+    kinds = {"embedding": (weights_desc(descriptor, fold, weights), "embedding"),
+             "embedding_json": (weights_desc(descriptor, fold, weights), "embedding")}
+    if regional:
+        kinds.update(regional_tsv=("cat12", "regions"), regional_json=("cat12", "regions"))
+    inputnode = pe.Node(niu.IdentityInterface(fields=["source_file", *kinds]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=list(kinds)), name="outputnode")
     bids_source = pe.Node(niu.Function(function=_bids_source, output_names=["source_file"]),
                           name="bids_source", run_without_submitting=True)
-    desc = weights_desc(descriptor, fold, weights)
-    sinks = {
-        kind: pe.Node(AnatCLDerivativesDataSink(base_directory=str(output_dir), desc=desc,
-                                                suffix="embedding", compress=None),
-                      name=f"ds_{kind}", run_without_submitting=True)
-        for kind in ("embedding", "embedding_json")
-    }
     description = pe.Node(DatasetDescription(base_directory=str(output_dir)),
                           name="ds_dataset_description", run_without_submitting=True)
     workflow.connect([(inputnode, bids_source, [("source_file", "in_file")])])
-    for kind, sink in sinks.items():
+    for kind, (desc, suffix) in kinds.items():
+        sink = pe.Node(AnatCLDerivativesDataSink(base_directory=str(output_dir), desc=desc,
+                                                 suffix=suffix, compress=None),
+                       name=f"ds_{kind}", run_without_submitting=True)
         workflow.connect([
             (bids_source, sink, [("source_file", "source_file")]),
             (inputnode, sink, [(kind, "in_file")]),
             (sink, outputnode, [("out_file", kind)]),
         ])
-    workflow.connect([(sinks["embedding"], description, [("out_file", "trigger")])])
+    workflow.connect([(workflow.get_node("ds_embedding"), description, [("out_file", "trigger")])])
     return workflow
