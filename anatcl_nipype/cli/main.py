@@ -139,7 +139,7 @@ def find_participants_tsv(args):
     if getattr(args, "participants", None):
         if not args.participants.is_file():
             raise AnatCLError(f"{args.participants}: no such participants.tsv")
-        return args.participants
+        return args.participants.absolute()
     folder = Path(args.cat12_dir).absolute()
     for candidate in [folder, *folder.parents][:4]:
         if (candidate / "participants.tsv").is_file():

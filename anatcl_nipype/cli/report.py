@@ -131,11 +131,12 @@ def _read_tsv_rows(path):
 def _group_section(output_dir):
     group = Path(output_dir) / "group"
     parts = []
-    for metrics in sorted(group.glob("*metrics.tsv")):
-        parts.append(f"<h3>{html.escape(metrics.name)}</h3>{_table(_read_tsv_rows(metrics))}")
+    for metrics in sorted(group.glob("*/metrics.tsv")):
+        parts.append(f"<h3>{html.escape(metrics.parent.name)}</h3>"
+                     f"{_table(_read_tsv_rows(metrics))}")
     for svg in sorted(group.glob("**/*.svg")):
         parts.append(f"<figure class='prediction'>{_inline_svg(svg)}"
-                     f"<figcaption>{html.escape(svg.name)}</figcaption></figure>")
+                     f"<figcaption>{html.escape(svg.parent.name)}</figcaption></figure>")
     return "".join(parts) or "<p>No group-level results yet (run the group level).</p>"
 
 

@@ -91,7 +91,7 @@ def _draw_scatter(ax, predictions):
 def _title(summary, names):
     parts = [f"{name} {summary[name]['mean']:.3g} ± {summary[name]['sd']:.2g}"
              for name in names if name in summary]
-    return "Cross-validated: " + ", ".join(parts)
+    return "Cross-validated\n" + ", ".join(parts)
 
 
 def _save(figure, out_stem):
