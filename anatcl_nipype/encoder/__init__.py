@@ -19,6 +19,8 @@ _EXPORTS = {
                 "load_cat12_volume"),
     "weights": ("cached_weights_path", "fetch_weights", "list_weights", "weights_url"),
     "loss": ("AnatCLLoss", "normalise_descriptors"),
+    "training": ("pretrain", "finetune", "TrainingResult", "EpochRecord", "VolumeDataset"),
+    "descriptors": ("RegionalDescriptors", "descriptors_from_table"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)

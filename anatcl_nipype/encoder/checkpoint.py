@@ -17,7 +17,6 @@ only ``argparse.Namespace`` is allowed beyond tensors and plain containers.
 
 import argparse
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +56,7 @@ def load_checkpoint(path):
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file; pass the path of a weights.pth")
     sha256 = sha256_file(path)
-    content = _safe_torch_load(path)
+    content = read_checkpoint_file(path)
     state_dict = strip_wrapper_prefixes(_find_state_dict(content, path))
     check_state_dict(state_dict, path)
     return Checkpoint(
@@ -70,9 +69,13 @@ def load_checkpoint(path):
     )
 
 
-def _safe_torch_load(path):
-    if hasattr(torch.serialization, "add_safe_globals"):  # torch >= 2.4
-        torch.serialization.add_safe_globals(list(ALLOWED_GLOBALS))
+def read_checkpoint_file(path):
+    """``torch.load`` a checkpoint with ``weights_only=True`` plus :data:`ALLOWED_GLOBALS`.
+
+    Returns the stored dict; raises :class:`CheckpointError` for unreadable files and for
+    files that ask to run code (nothing of them is executed).
+    """
+    torch.serialization.add_safe_globals(list(ALLOWED_GLOBALS))
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -86,7 +89,7 @@ def _safe_torch_load(path):
             f"not allowed in a weights file ({blocked}). Nothing from it was executed. Use the "
             "official weights (anatcl-nipype weights fetch) or a file you saved yourself."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+    except Exception as error:  # torch raises many types for corrupt or foreign files
         raise CheckpointError(
             f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: "
             f"{str(error).splitlines()[0] if str(error) else 'empty or truncated'})"

@@ -53,7 +53,7 @@ class BasicBlock3d(nn.Module):
 class ResNet3d18(nn.Module):
     """3D ResNet-18 for one-channel volumes; returns the 512-d pooled representation.
 
-    >>> ResNet3d18()(torch.zeros(1, 1, 16, 16, 16)).shape
+    >>> ResNet3d18().eval()(torch.zeros(1, 1, 16, 16, 16)).shape
     torch.Size([1, 512])
     """
 

@@ -56,7 +56,7 @@ def _make_encoder(inputs, batch_size=1):
         weights=inputs.weights if isdefined(inputs.weights) else None,
         descriptor=inputs.descriptor,
         fold=inputs.fold,
-        device=_choose_device(inputs.device, inputs.use_gpu),
+        device=choose_device(inputs.device, inputs.use_gpu),
         precision=inputs.precision,
         batch_size=batch_size,
         use_head=inputs.use_head,
@@ -65,7 +65,9 @@ def _make_encoder(inputs, batch_size=1):
     )
 
 
-def _choose_device(device, use_gpu):
+def choose_device(device, use_gpu):
+    """The device a node runs on: ``device``, or CUDA for ``use_gpu`` (CPU with a warning
+    where CUDA is absent)."""
     if not use_gpu:
         return device
     import torch
