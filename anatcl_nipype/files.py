@@ -16,6 +16,7 @@ place, so a crash never leaves a half-written file under its final name.
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -50,7 +51,25 @@ def atomic_write(path):
 
 
 def write_json_atomic(path, data):
-    """Write ``data`` as indented, key-sorted JSON to ``path`` atomically."""
+    """Write ``data`` as indented, key-sorted, strict JSON to ``path`` atomically.
+
+    NaN and infinities, which strict JSON readers refuse, are written as ``null``.
+
+    >>> import tempfile, os
+    >>> path = write_json_atomic(os.path.join(tempfile.mkdtemp(), "x.json"), {"auc": float("nan")})
+    >>> json.loads(path.read_text())
+    {'auc': None}
+    """
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(_strict(data), indent=2, sort_keys=True, allow_nan=False) + "\n")
     return Path(path)
+
+
+def _strict(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(item) for item in value]
+    return value

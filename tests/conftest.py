@@ -42,3 +42,12 @@ def cat12_maps(tmp_path_factory):
     """Three full-size CAT12-grid grey-matter maps (uncompressed, as CAT12 writes them)."""
     folder = tmp_path_factory.mktemp("cat12")
     return [write_map(folder / f"mwp1sub-0{i}_T1w.nii", seed=i) for i in range(1, 4)]
+
+
+def pytest_configure(config):
+    """Keep Nipype's crash files out of the working tree."""
+    import tempfile
+
+    from nipype import config as nipype_config
+
+    nipype_config.set("execution", "crashdump_dir", tempfile.mkdtemp(prefix="nipype-crash-"))

@@ -25,7 +25,8 @@ CITATION = (
 )
 
 
-def _encoder_options(weights, descriptor, fold, precision, device, use_gpu, use_head):
+def encode_node_options(weights, descriptor, fold, precision, device, use_gpu, use_head):
+    """The :class:`AnatCLEncode` inputs that pick and run the weights."""
     options = dict(descriptor=descriptor, fold=fold, precision=precision, device=device,
                    use_gpu=use_gpu, use_head=use_head)
     if weights is not None:
@@ -33,7 +34,8 @@ def _encoder_options(weights, descriptor, fold, precision, device, use_gpu, use_
     return options
 
 
-def _description(weights, descriptor, fold, precision):
+def encoding_description(weights, descriptor, fold, precision):
+    """The methods paragraph (``__desc__``) of a workflow that encodes with AnatCL."""
     which = ("a user-supplied AnatCL checkpoint" if weights is not None else
              f"the released AnatCL weights (descriptor '{descriptor}', fold {fold})")
     return f"""\
@@ -68,12 +70,12 @@ def init_anatcl_encoding_wf(*, weights=None, descriptor="global", fold=0, precis
     under MultiProc each worker process loads the network once and reuses it.
     """
     workflow = Workflow(name=name)
-    workflow.__desc__ = _description(weights, descriptor, fold, precision)
+    workflow.__desc__ = encoding_description(weights, descriptor, fold, precision)
     inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=["embedding", "embedding_json"]),
                          name="outputnode")
     encode = pe.Node(
-        AnatCLEncode(**_encoder_options(weights, descriptor, fold, precision, device,
+        AnatCLEncode(**encode_node_options(weights, descriptor, fold, precision, device,
                                         use_gpu, use_head)),
         name="anatcl_encode", n_procs=omp_nthreads, mem_gb=ENCODE_MEM_GB,
     )
@@ -100,7 +102,7 @@ def init_anatcl_group_encoding_wf(*, weights=None, descriptor="global", fold=0,
     2
     """
     workflow = Workflow(name=name)
-    workflow.__desc__ = _description(weights, descriptor, fold, precision)
+    workflow.__desc__ = encoding_description(weights, descriptor, fold, precision)
     inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated", "participant_ids"]),
                         name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=[
@@ -108,7 +110,7 @@ def init_anatcl_group_encoding_wf(*, weights=None, descriptor="global", fold=0,
         name="outputnode")
     encode = pe.Node(
         AnatCLEncodeBatch(batch_size=batch_size, on_error=on_error,
-                          **_encoder_options(weights, descriptor, fold, precision, device,
+                          **encode_node_options(weights, descriptor, fold, precision, device,
                                              use_gpu, use_head)),
         name="anatcl_encode_batch", n_procs=omp_nthreads,
         mem_gb=ENCODE_MEM_GB + BATCH_VOLUME_MEM_GB * (batch_size - 1),

@@ -28,7 +28,7 @@ from anatcl_nipype.interfaces.regional import (
     MergeRegionalTables,
     RegionPooledFeatures,
 )
-from anatcl_nipype.workflows.encoding import ENCODE_MEM_GB, _encoder_options
+from anatcl_nipype.workflows.encoding import ENCODE_MEM_GB, encode_node_options
 
 #: Fields of the inputnode: CAT12Segment's output names, plus the row label.
 INPUT_FIELDS = ("label_roi", "label_rois", "report", "gm_modulated_image", "participant_id")
@@ -101,7 +101,7 @@ def init_anatcl_regional_wf(*, atlas=None, label_table=None, atlas_name=None, re
     if pooled_features:
         pooled = pe.Node(
             RegionPooledFeatures(layers=list(layers), resample=resample, **atlas_options,
-                                 **_encoder_options(weights, descriptor, fold, precision,
+                                 **encode_node_options(weights, descriptor, fold, precision,
                                                     device, use_gpu, False)),
             name="region_pooled_features", n_procs=omp_nthreads, mem_gb=ENCODE_MEM_GB)
         workflow.connect([

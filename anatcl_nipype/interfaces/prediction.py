@@ -1,0 +1,455 @@
+"""Nipype interfaces for downstream prediction: group tables, probe fitting, probe use.
+
+Thin adapters over :mod:`anatcl_nipype.prediction`: they check inputs, call the
+prediction layer and write tables, models and JSON sidecars. scikit-learn is imported
+only when a node runs. Every feature table may have a JSON sidecar beside it
+(``embeddings.tsv`` -> ``embeddings.json``); when it names the encoder weights
+(``{"weights": {"descriptor", "fold", "sha256"}}``, as the encoding interfaces write)
+that identity becomes part of the probe's feature source, and a probe refuses
+features made with other weights.
+
+>>> FitProbe(task="brain_age", target="age").inputs.cv
+5
+"""
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    InputMultiObject,
+    OutputMultiObject,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+import anatcl_nipype
+from anatcl_nipype.bids import participant_id_from_path
+from anatcl_nipype.errors import PredictionError
+from anatcl_nipype.files import write_json_atomic
+
+#: The prediction layer's TASKS, repeated here so that importing this module stays
+#: free of scikit-learn (a test checks that the two agree).
+TASKS = ("classification", "regression", "brain_age")
+#: What makes two embeddings comparable, from the encoding sidecars.
+RECIPE_KEYS = ("weights", "precision", "output", "preprocessing")
+#: Column prefixes of embedding tables (backbone, projection head).
+EMBEDDING_PREFIXES = ("emb_", "proj_")
+
+
+def weights_identity(sidecar):
+    """The encoder weights named in a sidecar: ``{descriptor, fold, sha256}`` or None.
+
+    >>> weights_identity({"weights": {"descriptor": None, "fold": None, "path": "/w.pth",
+    ...                               "sha256": "ab12"}})
+    {'descriptor': None, 'fold': None, 'sha256': 'ab12'}
+    >>> weights_identity({"emb_000": {"Description": "..."}}) is None
+    True
+    """
+    weights = sidecar.get("weights")
+    if not isinstance(weights, dict) or "sha256" not in weights:
+        return None
+    return {key: weights.get(key) for key in ("descriptor", "fold", "sha256")}
+
+
+def _read_sidecar(path):
+    try:
+        sidecar = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise PredictionError(f"{path}: cannot read the JSON sidecar ({error}); restore the "
+                              "sidecar the encoder wrote beside the file") from None
+    if not isinstance(sidecar, dict):
+        raise PredictionError(f"{path}: the JSON sidecar is not an object")
+    return sidecar
+
+
+def _feature_sidecars(feature_tables, features_json):
+    """The sidecars given, else ``<name>.json`` beside each feature table."""
+    if isdefined(features_json):
+        return [Path(path) for path in features_json]
+    return [Path(table).with_suffix(".json") for table in feature_tables]
+
+
+def _tables_weights(sidecar_paths):
+    """The one weights identity named by the tables' sidecars (None when none names one)."""
+    found = {}
+    for path in sidecar_paths:
+        identity = weights_identity(_read_sidecar(path)) if path.is_file() else None
+        if identity is not None:
+            found[str(path)] = identity
+    if len({json.dumps(identity, sort_keys=True) for identity in found.values()}) > 1:
+        listed = "; ".join(f"{path}: {identity}" for path, identity in found.items())
+        raise PredictionError(f"feature tables made with different encoder weights ({listed}); "
+                              "use embeddings from one set of weights")
+    return next(iter(found.values()), None)
+
+
+def _feature_source(features, sidecar_paths):
+    """What a probe's card records, and ApplyProbe checks: columns and encoder weights."""
+    weights = _tables_weights(sidecar_paths)
+    embedding_columns = [c for c in features.columns if str(c).startswith(EMBEDDING_PREFIXES)]
+    if embedding_columns and weights is None:
+        raise PredictionError(
+            f"the features hold AnatCL embeddings ({embedding_columns[0]}, ...) but no JSON "
+            "sidecar names the weights that made them; pass the embeddings table's sidecar "
+            "(out_json of AnatCLEncodeBatch or JoinEmbeddings) in features_json, or keep it "
+            "beside the table")
+    return {"columns": [str(column) for column in features.columns], "weights": weights}
+
+
+def _read_features(feature_tables):
+    """Join the tables on participant_id; also return who was left out, and why."""
+    from anatcl_nipype.prediction import join_features, read_features_tsv
+
+    tables = [read_features_tsv(path) for path in feature_tables]
+    features = join_features(tables)
+    everyone = sorted({pid for table in tables for pid in table.index})
+    dropped = [(pid, "missing from at least one feature table")
+               for pid in everyone if pid not in features.index]
+    return features, dropped
+
+
+# --------------------------------------------------------------------------- JoinEmbeddings
+
+
+class JoinEmbeddingsInputSpec(BaseInterfaceInputSpec):
+    in_files = InputMultiObject(File(exists=True), mandatory=True,
+                                desc="per-subject embeddings (.npy; AnatCLEncode's out_file)")
+    in_jsons = InputMultiObject(File(exists=True),
+                                desc="their JSON sidecars (AnatCLEncode's out_json), in the "
+                                     "same order; default: <name>.json beside each <name>.npy. "
+                                     "Connect them in workflows: Nipype removes outputs that "
+                                     "no node uses")
+    participant_ids = traits.List(traits.Str(),
+                                  desc="one id per embedding; default: sub-<label> from the "
+                                       "sidecar's input path, else from the file name")
+
+
+class JoinEmbeddingsOutputSpec(TraitedSpec):
+    out_tsv = File(exists=True, desc="participant_id, emb_000..emb_511, one row per subject")
+    out_json = File(exists=True, desc="sidecar: weights identity, precision, inputs")
+    participant_ids = traits.List(traits.Str(), desc="ids in table order")
+
+
+class JoinEmbeddings(SimpleInterface):
+    """Gather per-subject AnatCL embeddings into one group table.
+
+    The node a ``JoinNode`` (or a node after a ``MapNode``) uses after per-subject
+    :class:`~anatcl_nipype.interfaces.encoder.AnatCLEncode` nodes. Reads each
+    embedding and its sidecar; refuses embeddings computed with different weights,
+    precision or output (head or backbone). Writes ``embeddings.tsv`` (rows in input
+    order) and ``embeddings.json``.
+
+    >>> from nipype import JoinNode
+    >>> join = JoinNode(JoinEmbeddings(), joinsource="subjects",
+    ...                 joinfield=["in_files", "in_jsons"], name="join_embeddings")
+    >>> join.joinfield
+    ['in_files', 'in_jsons']
+    """
+
+    input_spec = JoinEmbeddingsInputSpec
+    output_spec = JoinEmbeddingsOutputSpec
+
+    def _run_interface(self, runtime):
+        from anatcl_nipype.encoder.embedding_files import write_embeddings_tsv
+
+        in_files = [Path(path) for path in self.inputs.in_files]
+        sidecars = [_read_sidecar(path) for path in self._sidecar_paths(in_files)]
+        recipe = _common_recipe(in_files, sidecars)
+        ids = self._participant_ids(in_files, sidecars)
+        vectors = _load_vectors(in_files)
+        prefix = "proj" if "projection" in str(recipe.get("output", "")) else "emb"
+        folder = Path(runtime.cwd)
+        out_tsv = write_embeddings_tsv(folder / "embeddings.tsv", ids, vectors, prefix)
+        sidecar = {**recipe, "software": sidecars[0].get("software"),
+                   "inputs": {pid: sidecar.get("input") for pid, sidecar in zip(ids, sidecars)}}
+        self._results.update(out_tsv=str(out_tsv), participant_ids=ids, out_json=str(
+            write_json_atomic(folder / "embeddings.json", sidecar)))
+        return runtime
+
+    def _sidecar_paths(self, in_files):
+        if isdefined(self.inputs.in_jsons):
+            if len(self.inputs.in_jsons) != len(in_files):
+                raise PredictionError(f"{len(self.inputs.in_jsons)} sidecars for "
+                                      f"{len(in_files)} embeddings: give one each, in order")
+            return list(self.inputs.in_jsons)
+        for path in in_files:
+            if not path.with_suffix(".json").is_file():
+                raise PredictionError(f"{path}: no sidecar {path.with_suffix('.json').name} "
+                                      "beside it, so the weights that made it are unknown; "
+                                      "pass in_jsons or encode with AnatCLEncode, which "
+                                      "writes both")
+        return [path.with_suffix(".json") for path in in_files]
+
+    def _participant_ids(self, in_files, sidecars):
+        if isdefined(self.inputs.participant_ids):
+            ids = list(self.inputs.participant_ids)
+        else:
+            ids = [participant_id_from_path((sidecar.get("input") or {}).get("path", path))
+                   for path, sidecar in zip(in_files, sidecars)]
+        if len(ids) != len(in_files):
+            raise PredictionError(f"{len(ids)} participant_ids for {len(in_files)} "
+                                  "embeddings: give one each")
+        repeated = sorted({pid for pid in ids if ids.count(pid) > 1})
+        if repeated:
+            raise PredictionError(f"several embeddings belong to {', '.join(repeated)}; pass "
+                                  "participant_ids (e.g. sub-01_ses-1) to tell them apart")
+        return ids
+
+
+def _common_recipe(in_files, sidecars):
+    """How the embeddings were computed; every one must agree with the first."""
+    def recipe(sidecar):
+        return {key: weights_identity(sidecar) if key == "weights" else sidecar.get(key)
+                for key in RECIPE_KEYS}
+
+    first = recipe(sidecars[0])
+    if first["weights"] is None:
+        raise PredictionError(f"the sidecar of {in_files[0]} names no encoder weights "
+                              "(weights.sha256); pass the sidecar AnatCLEncode wrote")
+    for path, sidecar in zip(in_files[1:], sidecars[1:]):
+        this = recipe(sidecar)
+        details = "; ".join(f"{key}: {this[key]} vs {first[key]}"
+                            for key in RECIPE_KEYS if this[key] != first[key])
+        if details:
+            raise PredictionError(
+                f"{path} was computed differently from {in_files[0]} ({details}); embeddings "
+                "from different weights cannot share a table: encode every subject with the "
+                "same weights, fold and precision")
+    return first
+
+
+def _load_vectors(in_files):
+    vectors = [np.load(path) for path in in_files]
+    shapes = {vector.shape for vector in vectors}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 1:
+        raise PredictionError(f"embeddings of shapes {sorted(shapes)}: each file must hold "
+                              "one 1-D vector, all of the same length")
+    return np.stack(vectors)
+
+
+# --------------------------------------------------------------------------- FitProbe
+
+FEATURES_JSON_DESC = ("JSON sidecars naming the encoder weights of the embedding tables "
+                      "(out_json of AnatCLEncodeBatch or JoinEmbeddings); default: <name>.json "
+                      "beside each feature table. Connect them in workflows: Nipype removes "
+                      "outputs that no node uses")
+
+
+class FitProbeInputSpec(BaseInterfaceInputSpec):
+    features = InputMultiObject(File(exists=True), mandatory=True,
+                                desc="feature TSVs (embeddings and/or regional measures), "
+                                     "joined on participant_id")
+    features_json = InputMultiObject(File(exists=True), desc=FEATURES_JSON_DESC)
+    participants_tsv = File(exists=True, mandatory=True, desc="BIDS participants.tsv")
+    target = traits.Str(mandatory=True, desc="participants.tsv column to predict")
+    task = traits.Enum(*TASKS, mandatory=True, desc="classification, regression or brain_age")
+    cv = traits.Range(low=2, value=5, usedefault=True, desc="cross-validation folds")
+    n_repeats = traits.Range(low=1, value=1, usedefault=True, desc="repeats of the K-fold CV")
+    group_column = traits.Str(desc="participants.tsv column of groups (e.g. site): "
+                                   "GroupKFold keeps each group in one fold")
+    seed = traits.Int(0, usedefault=True, desc="seed of the fold shuffles and inner CV")
+    n_permutations = traits.Range(low=0, value=0, usedefault=True,
+                                  desc="label permutations for a p-value (0: no test)")
+
+
+class FitProbeOutputSpec(TraitedSpec):
+    model = File(exists=True, desc="fitted probe (.skops), trained on all labelled subjects")
+    model_card = File(exists=True, desc="JSON card: task, target, classes, feature source, "
+                                        "n_train, CV metrics, versions")
+    metrics_tsv = File(exists=True, desc="metrics per fold, then mean and sd")
+    predictions_tsv = File(exists=True, desc="out-of-fold predictions")
+    figures = OutputMultiObject(File(exists=True), desc="CV figure as SVG and PNG")
+    out_json = File(exists=True, desc="summary: dropped subjects, metrics, permutation p")
+
+
+class FitProbe(SimpleInterface):
+    """Cross-validate a linear probe on feature tables, then fit it on every subject.
+
+    Wraps :func:`~anatcl_nipype.prediction.cross_validate_probe`,
+    :func:`~anatcl_nipype.prediction.permutation_test` and
+    :func:`~anatcl_nipype.prediction.save_probe`. Subjects without the target (``n/a``),
+    or missing from a feature table, are left out and listed in ``out_json``. Outputs
+    are named after the target: ``<target>_probe.skops``/``.json``,
+    ``<target>_metrics.tsv``, ``<target>_predictions.tsv``, ``<target>_cv.svg``/``.png``
+    and ``<target>_summary.json``.
+
+    >>> fit = FitProbe(task="classification", target="diagnosis", group_column="site")
+    >>> fit.inputs.group_column, fit.inputs.n_permutations
+    ('site', 0)
+    """
+
+    input_spec = FitProbeInputSpec
+    output_spec = FitProbeOutputSpec
+
+    def _run_interface(self, runtime):
+        from anatcl_nipype.prediction import (cross_validate_probe, default_estimator,
+                                              plot_cv_results, save_probe, write_metrics_tsv,
+                                              write_predictions_tsv)
+
+        inputs = self.inputs
+        feature_tables = [str(path) for path in inputs.features]
+        features, dropped = _read_features(feature_tables)
+        source = _feature_source(features, _feature_sidecars(feature_tables,
+                                                             inputs.features_json))
+        ids, y, groups, label_dropped, notes = self._labels(features.index)
+        X = features.loc[ids]
+        result = cross_validate_probe(X, y, inputs.task, cv=inputs.cv,
+                                      n_repeats=inputs.n_repeats, groups=groups,
+                                      seed=inputs.seed)
+        permutation = self._permutation_test(X, y, groups)
+        stem = Path(runtime.cwd) / _safe_name(inputs.target)
+        model = default_estimator(inputs.task, inputs.seed).fit(X, y)
+        card = {"task": inputs.task, "target": inputs.target, "n_train": len(X),
+                "cv_metrics": result.summary, "validation": self._validation(),
+                "feature_source": source, "feature_tables": feature_tables}
+        model_path, card_path = save_probe(model, f"{stem}_probe.skops", card)
+        summary = {**card, "participants_tsv": str(inputs.participants_tsv),
+                   "classes": result.classes, "permutation_test": permutation,
+                   "dropped": [{"participant_id": pid, "reason": reason}
+                               for pid, reason in dropped + label_dropped], "notes": notes}
+        self._results.update(
+            model=str(model_path), model_card=str(card_path),
+            metrics_tsv=str(write_metrics_tsv(result, f"{stem}_metrics.tsv")),
+            predictions_tsv=str(write_predictions_tsv(result.predictions,
+                                                      f"{stem}_predictions.tsv")),
+            figures=[str(path) for path in plot_cv_results(result, f"{stem}_cv")],
+            out_json=str(write_json_atomic(f"{stem}_summary.json", summary)),
+        )
+        return runtime
+
+    def _labels(self, participant_ids):
+        """(ids, labels, groups or None, dropped, notes) of the subjects to use."""
+        from anatcl_nipype.prediction import load_labels
+
+        inputs = self.inputs
+        labels = load_labels(inputs.participants_tsv, inputs.target, participant_ids,
+                             inputs.task)
+        if not isdefined(inputs.group_column):
+            return labels.participant_ids, labels.labels, None, labels.dropped, labels.notes
+        groups = load_labels(inputs.participants_tsv, inputs.group_column,
+                             labels.participant_ids, "classification")
+        label_of = dict(zip(labels.participant_ids, labels.labels))
+        y = np.array([label_of[pid] for pid in groups.participant_ids],
+                     dtype=labels.labels.dtype)
+        return (groups.participant_ids, y, groups.labels, labels.dropped + groups.dropped,
+                labels.notes)
+
+    def _permutation_test(self, X, y, groups):
+        from anatcl_nipype.prediction import permutation_test
+
+        if self.inputs.n_permutations == 0:
+            return None
+        test = permutation_test(X, y, self.inputs.task, self.inputs.n_permutations,
+                                self.inputs.seed, cv=self.inputs.cv, groups=groups)
+        return {"metric": test.metric, "score": test.score, "pvalue": test.pvalue,
+                "n_permutations": self.inputs.n_permutations,
+                "permutation_mean": float(np.mean(test.permutation_scores))}
+
+    def _validation(self):
+        inputs = self.inputs
+        return {"cv": inputs.cv, "n_repeats": inputs.n_repeats, "seed": inputs.seed,
+                "group_column": inputs.group_column if isdefined(inputs.group_column) else None}
+
+
+def _safe_name(text):
+    """A file-name-safe version of a column name.
+
+    >>> _safe_name("MMSE score (baseline)")
+    'MMSE_score_baseline'
+    """
+    return re.sub(r"[^A-Za-z0-9-]+", "_", text).strip("_") or "target"
+
+
+# --------------------------------------------------------------------------- ApplyProbe
+
+
+class ApplyProbeInputSpec(BaseInterfaceInputSpec):
+    model = File(exists=True, mandatory=True,
+                 desc="probe saved by FitProbe (.skops, with its .json card beside it)")
+    features = InputMultiObject(File(exists=True), mandatory=True,
+                                desc="feature TSVs made the same way as the training ones")
+    features_json = InputMultiObject(File(exists=True), desc=FEATURES_JSON_DESC)
+    participants_tsv = File(exists=True,
+                            desc="optional participants.tsv with a row per participant: "
+                                 "adds the true target (n/a where unknown) and, for brain "
+                                 "age, the bias-corrected age and gap")
+
+
+class ApplyProbeOutputSpec(TraitedSpec):
+    predictions_tsv = File(exists=True, desc="participant_id, predicted (+ probabilities)")
+    out_json = File(exists=True, desc="sidecar: model, its card, features, software")
+
+
+class ApplyProbe(SimpleInterface):
+    """Predict with a saved probe, after checking the features match its training.
+
+    Wraps :func:`~anatcl_nipype.prediction.load_probe`: a model whose card names other
+    encoder weights (descriptor, fold, sha256) or other feature columns than the given
+    tables is refused. Writes ``<target>_predictions.tsv`` and ``.json``.
+
+    >>> from nipype import Node
+    >>> sorted(Node(ApplyProbe(), name="apply_probe").outputs.copyable_trait_names())
+    ['out_json', 'predictions_tsv']
+    """
+
+    input_spec = ApplyProbeInputSpec
+    output_spec = ApplyProbeOutputSpec
+
+    def _run_interface(self, runtime):
+        from anatcl_nipype.prediction import load_probe, write_predictions_tsv
+
+        feature_tables = [str(path) for path in self.inputs.features]
+        features, dropped = _read_features(feature_tables)
+        model, card = load_probe(self.inputs.model, _feature_source(
+            features, _feature_sidecars(feature_tables, self.inputs.features_json)))
+        predictions = _predict(model, card, features, self._true_labels(card, features.index))
+        stem = Path(runtime.cwd) / _safe_name(card["target"])
+        sidecar = {"model": str(self.inputs.model), "model_sha256": card["model_sha256"],
+                   "task": card["task"], "target": card["target"],
+                   "feature_source": {"weights": card["feature_source"]["weights"],
+                                      "n_columns": len(features.columns)},
+                   "feature_tables": feature_tables,
+                   "dropped": [{"participant_id": pid, "reason": why} for pid, why in dropped],
+                   "software": {"anatcl_nipype": anatcl_nipype.__version__,
+                                "model_versions": card.get("versions")}}
+        self._results.update(
+            predictions_tsv=str(write_predictions_tsv(predictions, f"{stem}_predictions.tsv")),
+            out_json=str(write_json_atomic(f"{stem}_predictions.json", sidecar)))
+        return runtime
+
+    def _true_labels(self, card, participant_ids):
+        """The target per participant (NaN or n/a where unknown), or None without a file."""
+        import pandas as pd
+
+        from anatcl_nipype.prediction import load_labels
+
+        if not isdefined(self.inputs.participants_tsv):
+            return None
+        labels = load_labels(self.inputs.participants_tsv, card["target"], participant_ids,
+                             card["task"])
+        return pd.Series(labels.labels, index=labels.participant_ids).reindex(participant_ids)
+
+
+def _predict(model, card, features, true):
+    """The prediction table of ``model`` on ``features`` (columns in the card's order)."""
+    import pandas as pd
+
+    X = features[card["feature_source"]["columns"]]
+    table = pd.DataFrame({"participant_id": list(features.index)})
+    if true is not None:
+        table["true"] = true.to_numpy()
+    table["predicted"] = model.predict(X)
+    if card["task"] == "classification":
+        probabilities = model.predict_proba(X)
+        for column, name in enumerate(model.classes_):
+            table[f"probability_{name}"] = probabilities[:, column]
+    if card["task"] == "brain_age" and true is not None:
+        table["predicted_corrected"] = model.correct(table["predicted"], table["true"])
+        table["brain_age_gap"] = table["predicted_corrected"] - table["true"]
+    return table

@@ -1,0 +1,103 @@
+"""The README's main job: ``anatcl-nipype demo`` end to end, and what it leaves behind."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from test_report import open_in_chromium
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def anatcl_nipype(*args):
+    done = subprocess.run([sys.executable, "-m", "anatcl_nipype", *map(str, args)],
+                          capture_output=True, text=True, timeout=1200)
+    return done.returncode, done.stdout, done.stderr
+
+
+def read_tsv(path):
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream, delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    code, out, err = anatcl_nipype("demo", root / "demo", "--n-subjects", "24")
+    assert code == 0, out + err
+    return root / "demo", out
+
+
+def test_demo_says_its_data_and_weights_are_synthetic(demo):
+    _, out = demo
+    assert "SYNTHETIC" in out and "SEEDED RANDOM weights" in out
+    assert "[24/24]" in out and "Done: 24 of 24 participant(s)" in out
+
+
+def test_demo_participant_outputs(demo):
+    root, _ = demo
+    derivatives = root / "derivatives"
+    subjects = sorted(p.name for p in derivatives.glob("sub-*"))
+    assert len(subjects) == 24
+    for subject in subjects:
+        anat = derivatives / subject / "anat"
+        assert (anat / f"{subject}_desc-anatclCustom_embedding.npy").is_file()
+        regions = read_tsv(anat / f"{subject}_desc-cat12_regions.tsv")
+        assert len(regions) == 1 and regions[0]["participant_id"] == subject
+
+
+@pytest.mark.parametrize("target, metric", [("diagnosis", "balanced_accuracy"), ("age", "mae")])
+def test_demo_group_outputs(demo, target, metric):
+    root, _ = demo
+    group = root / "derivatives" / "group" / f"target-{target}"
+    embeddings = read_tsv(group / "embeddings.tsv")
+    assert len(embeddings) == 24
+    assert list(embeddings[0])[:2] == ["participant_id", "emb_000"] and len(embeddings[0]) == 513
+    predictions = read_tsv(group / "predictions.tsv")
+    assert len(predictions) == 24 and list(predictions[0])[0] == "participant_id"
+    metrics = {row["fold"]: row for row in read_tsv(group / "metrics.tsv")}
+    assert math.isfinite(float(metrics["mean"][metric]))
+    assert {p.suffix for p in group.glob("cv.*")} == {".svg", ".png"}
+    card = json.loads((group / "probe.json").read_text())
+    assert card["target"] == target and card["n_train"] == 24
+
+
+def test_demo_report_renders(demo, tmp_path):
+    root, _ = demo
+    errors, images, svgs, _ = open_in_chromium(root / "derivatives" / "anatcl" / "report.html",
+                                               tmp_path / "demo_report.png")
+    assert errors == [] and len(images) == 25 and all(ok for _, ok in images)
+    assert svgs >= 3  # two prediction figures and the workflow graph
+
+
+def test_saved_probe_applies_to_the_same_features(demo, tmp_path):
+    root, _ = demo
+    probe = root / "derivatives" / "group" / "target-diagnosis" / "probe.skops"
+    weights = root / "random-weights-seed0.pth"
+    code, out, err = anatcl_nipype(root / "cat12", root / "derivatives", "group", "--target",
+                                   "diagnosis", "--features", "both", "--model", probe,
+                                   "--weights", weights, "-w", tmp_path / "work")
+    assert code == 0, err
+    predictions = read_tsv(root / "derivatives" / "group" / "target-diagnosis" / "predictions.tsv")
+    assert len(predictions) == 24
+
+
+def test_probe_refuses_other_features(demo, tmp_path):
+    root, _ = demo
+    probe = root / "derivatives" / "group" / "target-diagnosis" / "probe.skops"
+    code, _, err = anatcl_nipype(root / "cat12", root / "derivatives", "group", "--target",
+                                 "diagnosis", "--features", "regional", "--model", probe,
+                                 "-w", tmp_path / "work")
+    assert code == 1 and "trained on other features than expected" in err
+
+
+def test_missing_target_column_lists_the_columns(demo, tmp_path):
+    root, _ = demo
+    code, _, err = anatcl_nipype(root / "cat12", root / "derivatives", "group", "--target",
+                                 "handedness", "-w", tmp_path / "work")
+    assert code == 1
+    assert "no column 'handedness'; columns are participant_id, age, sex, site" in err

@@ -1,0 +1,166 @@
+"""The prediction workflow: builds without torch/sklearn, draws, pickles, fits then applies."""
+
+import csv
+import json
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anatcl_nipype.data import make_cat12_cohort
+from anatcl_nipype.encoder.embedding_files import read_embeddings_tsv
+from anatcl_nipype.errors import AnatCLError
+from anatcl_nipype.files import sha256_file
+from anatcl_nipype.prediction import join_features, load_probe
+from anatcl_nipype.prediction.probes import DEFAULT_ALPHAS, DEFAULT_CS
+from anatcl_nipype.regional import measures_to_row, read_cat12_roi_xml, write_measures_tsv
+from anatcl_nipype.workflows.prediction import init_anatcl_prediction_wf
+
+N_SUBJECTS = 12
+
+
+def read_tsv(path):
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream, delimiter="\t"))
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """A small synthetic cohort and its regional GM volumes (catROI XML -> TSV)."""
+    cohort = make_cat12_cohort(tmp_path_factory.mktemp("cohort"), n_subjects=N_SUBJECTS, seed=1)
+    rows = {s: measures_to_row(read_cat12_roi_xml(cohort.roi_xml(s)), ["Vgm"])
+            for s in cohort.subjects}
+    write_measures_tsv(rows, cohort.root / "regional.tsv")
+    return cohort
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    """Any existing file will do to build (not run) an apply-mode workflow."""
+    path = tmp_path / "age_probe.skops"
+    path.touch()
+    return path
+
+
+def run_prediction_wf(cohort, weights, base_dir, **options):
+    wf = init_anatcl_prediction_wf(task="brain_age", target="age", weights=weights,
+                                   use_regional=True, cv=3, **options)
+    wf.base_dir = str(base_dir)
+    wf.inputs.inputnode.gm_modulated = [str(path) for path in cohort.gm_maps]
+    wf.inputs.inputnode.participants_tsv = str(cohort.participants_tsv)
+    wf.inputs.inputnode.regional_tsv = str(cohort.root / "regional.tsv")
+    graph = wf.run(plugin="MultiProc", plugin_args={"n_procs": 2})
+    return {node.name: node.result.outputs for node in graph.nodes()}
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_fit_then_apply_under_multiproc(cohort, random_weights, tmp_path):
+    results = run_prediction_wf(cohort, random_weights, tmp_path)
+    fitted, features_tsv = results["fit_probe"], results["join_embeddings"].out_tsv
+    ids, embeddings = read_embeddings_tsv(features_tsv)
+    assert ids == list(cohort.subjects) and embeddings.shape == (N_SUBJECTS, 512)
+
+    card = json.loads(Path(fitted.model_card).read_text())
+    assert card["n_train"] == N_SUBJECTS and card["task"] == "brain_age"
+    assert card["feature_source"]["weights"]["sha256"] == sha256_file(random_weights)
+    regional = read_tsv(cohort.root / "regional.tsv")[0]
+    assert card["feature_source"]["columns"] == (
+        [f"emb_{i:03d}" for i in range(512)] + [c for c in regional if c != "participant_id"])
+    assert len(read_tsv(fitted.metrics_tsv)) == 3 + 2  # 3 folds, mean, sd
+    assert len(read_tsv(fitted.predictions_tsv)) == N_SUBJECTS
+    assert [Path(f).suffix for f in fitted.figures] == [".svg", ".png"]
+
+    # Same name and work folder: the encoding and join nodes are reused from the cache.
+    applied = run_prediction_wf(cohort, random_weights, tmp_path, mode="apply",
+                                model=fitted.model)["apply_probe"]
+    rows = read_tsv(applied.predictions_tsv)
+    model, _ = load_probe(fitted.model)
+    features = join_features([features_tsv, cohort.root / "regional.tsv"])
+    assert [row["participant_id"] for row in rows] == list(cohort.subjects)
+    np.testing.assert_allclose([float(row["predicted"]) for row in rows],
+                               model.predict(features), rtol=1e-9)  # 10 digits in the TSV
+    assert [float(row["true"]) for row in rows] == [
+        cohort.ground_truth["subjects"][s]["age"] for s in cohort.subjects]
+
+
+def test_outputnode_contract_and_nodes(model_file):
+    fit = init_anatcl_prediction_wf(task="classification", target="diagnosis")
+    apply = init_anatcl_prediction_wf(task="classification", target="diagnosis", mode="apply",
+                                      model=model_file)
+    for wf in (fit, apply):
+        assert sorted(wf.get_node("inputnode").inputs.copyable_trait_names()) == [
+            "gm_modulated", "participants_tsv", "regional_tsv"]
+        assert sorted(wf.get_node("outputnode").outputs.copyable_trait_names()) == [
+            "features_tsv", "figures", "metrics_tsv", "model", "model_card", "predictions_tsv"]
+    assert sorted(fit.list_node_names()) == [
+        "anatcl_encode", "feature_tables", "fit_probe", "inputnode", "join_embeddings",
+        "outputnode"]
+    assert "apply_probe" in apply.list_node_names() and "fit_probe" not in apply.list_node_names()
+
+
+def test_group_column_and_options_reach_the_probe():
+    wf = init_anatcl_prediction_wf(task="regression", target="mmse", group_column="site", cv=2,
+                                   n_repeats=3, n_permutations=50, seed=4)
+    inputs = wf.get_node("fit_probe").interface.inputs
+    assert (inputs.group_column, inputs.cv, inputs.n_repeats, inputs.n_permutations,
+            inputs.seed) == ("site", 2, 3, 50, 4)
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(AnatCLError, match="mode='apply' needs model="):
+        init_anatcl_prediction_wf(task="brain_age", target="age", mode="apply")
+    with pytest.raises(AnatCLError, match="task='age': choose one of classification"):
+        init_anatcl_prediction_wf(task="age", target="age")
+    with pytest.raises(AnatCLError, match="mode='train': choose 'fit'"):
+        init_anatcl_prediction_wf(task="brain_age", target="age", mode="train")
+
+
+def test_building_imports_neither_torch_nor_sklearn():
+    code = ("import sys; from anatcl_nipype.workflows.prediction import "
+            "init_anatcl_prediction_wf as f; f(task='brain_age', target='age', "
+            "use_regional=True).visit_desc(); "
+            "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_methods_text_describes_the_probe():
+    text = init_anatcl_prediction_wf(task="classification", target="diagnosis", cv=10,
+                                     n_repeats=5, group_column="site", n_permutations=1000,
+                                     use_regional=True).visit_desc()
+    assert "Barbano" in text  # the encoding paragraph comes first
+    assert "joined with the region-wise grey-matter measures" in text
+    assert "each feature was standardised" in text
+    # The numbers in the text are the probe's defaults.
+    assert (len(DEFAULT_CS), min(DEFAULT_CS), max(DEFAULT_CS)) == (7, 1e-4, 1e2)
+    assert "chosen among 7 values from 1e-4 to 1e2 by an inner stratified 5-fold" in text
+    assert "10-fold cross-validation, repeated 5 times" in text
+    assert "balanced accuracy and the area under the ROC curve" in text
+    assert "grouped by site" in text and "1000 label permutations" in text
+    age = init_anatcl_prediction_wf(task="brain_age", target="age").visit_desc()
+    assert (len(DEFAULT_ALPHAS), min(DEFAULT_ALPHAS), max(DEFAULT_ALPHAS)) == (15, 1e-2, 1e5)
+    assert "ridge regression, its penalty chosen among 15 values from 1e-2 to 1e5" in age
+    assert "age-bias correction" in age and "mean absolute error (MAE)" in age
+
+
+def test_workflows_pickle(model_file):
+    for wf in (init_anatcl_prediction_wf(task="classification", target="diagnosis"),
+               init_anatcl_prediction_wf(task="brain_age", target="age", mode="apply",
+                                         model=model_file, use_regional=True)):
+        clone = pickle.loads(pickle.dumps(wf))
+        assert sorted(clone.list_node_names()) == sorted(wf.list_node_names())
+
+
+@pytest.mark.parametrize("graph2use", ["colored", "hierarchical"])
+@pytest.mark.parametrize("image_format", ["svg", "png"])
+def test_workflow_draws(tmp_path, graph2use, image_format):
+    wf = init_anatcl_prediction_wf(task="classification", target="diagnosis", use_regional=True)
+    wf.base_dir = str(tmp_path)
+    wf.write_graph(graph2use=graph2use, format=image_format, simple_form=True)
+    drawn = list((tmp_path / wf.name).glob(f"graph*.{image_format}"))
+    assert drawn and all(path.stat().st_size > 500 for path in drawn)
