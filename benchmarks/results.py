@@ -32,9 +32,20 @@ def cores():
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
+def cpu_features():
+    """The CPU features that decide fp32/bf16 speed (AVX-512, AVX512-BF16, AMX)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "unknown"
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    return ", ".join(flag for flag in wanted if flag in flags) or "none of avx2/avx512/amx"
+
+
 def machine_line():
-    """``Machine: <CPU>, <n> cores; Python x.y.z``."""
-    return f"Machine: {cpu_name()}, {cores()} cores; Python {platform.python_version()}"
+    """``Machine: <CPU> (<features>), <n> cores; Python x.y.z``."""
+    return (f"Machine: {cpu_name()} ({cpu_features()}), {cores()} cores; "
+            f"Python {platform.python_version()}")
 
 
 def median_seconds(function, repeats):

@@ -5,6 +5,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: How often Nipype's scheduler looks for finished nodes (its default, 2 s, is long next to
+#: an encoding node's ~0.5 s; see benchmarks/RESULTS.md).
+POLL_SECONDS = 0.2
 _SUBJECT_OF_NODE = re.compile(r"single_subject_([A-Za-z0-9]+)_wf")
 
 
@@ -67,6 +70,7 @@ def configure_nipype(work_dir, verbose):
     config.set("execution", "crashdump_dir", str(Path(work_dir).absolute() / "crashes"))
     config.set("execution", "crashfile_format", "txt")
     config.set("execution", "remove_unnecessary_outputs", "false")
+    config.set("execution", "poll_sleep_duration", str(POLL_SECONDS))
     for logger in ("workflow", "interface", "utils"):
         config.set("logging", f"{logger}_level", "INFO" if verbose else "CRITICAL")
     logging.update_logging(config)
