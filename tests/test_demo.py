@@ -64,6 +64,10 @@ def test_demo_group_outputs(demo, target, metric):
     assert {p.suffix for p in group.glob("cv.*")} == {".svg", ".png"}
     card = json.loads((group / "probe.json").read_text())
     assert card["target"] == target and card["n_train"] == 24
+    summary = json.loads((group / "summary.json").read_text())
+    # CAT12 writes the medial wall of aparc_DK40 as NaN: no value, no feature
+    assert "aparc_DK40_lunknown_thickness" in summary["dropped_columns"]
+    assert "aparc_DK40_lunknown_thickness" not in card["feature_source"]["columns"]
 
 
 def test_demo_report_renders(demo, tmp_path):

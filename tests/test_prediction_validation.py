@@ -250,3 +250,13 @@ def test_tables_are_written_with_participant_id_first(tmp_path):
     assert metrics[2].split("\t")[4] == "n/a"
     assert [line.split("\t")[:2] for line in metrics[4:]] == [["all", "mean"], ["all", "sd"]]
     assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temporary files
+
+
+def test_too_few_participants_for_the_default_probe_say_what_to_do():
+    X = np.random.default_rng(0).normal(size=(12, 3))
+    y = np.array(["AD"] * 6 + ["CN"] * 6)
+    with pytest.raises(PredictionError, match=r"class 'AD' has 6 participant\(s\): too few for "
+                                              r"5-fold .* 5-fold inner search .* \(needs 7 per class\)"):
+        cross_validate_probe(X, y, "classification", cv=5)
+    with pytest.raises(PredictionError, match="7 participants are too few for cv=5 folds"):
+        cross_validate_probe(X[:7], np.arange(7.0), "regression", cv=5)

@@ -103,7 +103,11 @@ def _feature_source(features, sidecar_paths):
 
 
 def _read_features(feature_tables):
-    """Join the tables on participant_id; also return who was left out, and why."""
+    """Join the tables on participant_id; return (features, left-out participants, dropped columns).
+
+    Columns without a single value (e.g. CAT12's medial-wall "regions", always NaN) carry
+    nothing to learn from and are dropped; they are listed in the summary.
+    """
     from anatcl_nipype.prediction import join_features, read_features_tsv
 
     tables = [read_features_tsv(path) for path in feature_tables]
@@ -111,7 +115,8 @@ def _read_features(feature_tables):
     everyone = sorted({pid for table in tables for pid in table.index})
     dropped = [(pid, "missing from at least one feature table")
                for pid in everyone if pid not in features.index]
-    return features, dropped
+    empty = [str(column) for column in features.columns[features.isna().all()]]
+    return features.drop(columns=empty), dropped, empty
 
 
 # --------------------------------------------------------------------------- JoinEmbeddings
@@ -294,7 +299,7 @@ class FitProbe(SimpleInterface):
 
         inputs = self.inputs
         feature_tables = [str(path) for path in inputs.features]
-        features, dropped = _read_features(feature_tables)
+        features, dropped, empty_columns = _read_features(feature_tables)
         source = _feature_source(features, _feature_sidecars(feature_tables,
                                                              inputs.features_json))
         ids, y, groups, label_dropped, notes = self._labels(features.index)
@@ -312,7 +317,8 @@ class FitProbe(SimpleInterface):
         summary = {**card, "participants_tsv": str(inputs.participants_tsv),
                    "classes": result.classes, "permutation_test": permutation,
                    "dropped": [{"participant_id": pid, "reason": reason}
-                               for pid, reason in dropped + label_dropped], "notes": notes}
+                               for pid, reason in dropped + label_dropped], "notes": notes,
+                   "dropped_columns": empty_columns}
         self._results.update(
             model=str(model_path), model_card=str(card_path),
             metrics_tsv=str(write_metrics_tsv(result, f"{stem}_metrics.tsv")),
@@ -405,7 +411,7 @@ class ApplyProbe(SimpleInterface):
         from anatcl_nipype.prediction import load_probe, write_predictions_tsv
 
         feature_tables = [str(path) for path in self.inputs.features]
-        features, dropped = _read_features(feature_tables)
+        features, dropped, _ = _read_features(feature_tables)
         model, card = load_probe(self.inputs.model, _feature_source(
             features, _feature_sidecars(feature_tables, self.inputs.features_json)))
         predictions = _predict(model, card, features, self._true_labels(card, features.index))

@@ -35,6 +35,8 @@ from anatcl_nipype.errors import PredictionError
 
 TASKS = ("classification", "regression", "brain_age")
 #: Inverse regularisation strengths searched by the classification probe.
+#: Folds of the inner cross-validation that picks a classifier's penalty.
+DEFAULT_INNER_CV = 5
 DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 2, 7))
 #: Ridge penalties searched by the regression and brain-age probes.
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
@@ -46,7 +48,7 @@ def check_task(task):
         raise PredictionError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
 
 
-def make_probe(task, *, cs=DEFAULT_CS, alphas=DEFAULT_ALPHAS, inner_cv=5, seed=0,
+def make_probe(task, *, cs=DEFAULT_CS, alphas=DEFAULT_ALPHAS, inner_cv=DEFAULT_INNER_CV, seed=0,
                max_iter=1000):
     """Return an unfitted linear-probe pipeline for ``task``.
 

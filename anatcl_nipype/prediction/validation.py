@@ -39,7 +39,7 @@ from sklearn.model_selection import (GroupKFold, KFold, RepeatedKFold,
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.files import atomic_write
 from anatcl_nipype.prediction.brain_age import BrainAgeRegressor
-from anatcl_nipype.prediction.probes import check_task, make_probe
+from anatcl_nipype.prediction.probes import DEFAULT_INNER_CV, check_task, make_probe
 
 
 @dataclass
@@ -93,6 +93,8 @@ def cross_validate_probe(X, y, task, cv=5, n_repeats=1, groups=None, seed=0, *,
     check_task(task)
     y = _check_inputs(X, y, task, cv, groups)
     ids = _participant_ids(X, participant_ids)
+    if estimator is None and task == "classification" and groups is None:
+        _check_inner_folds(y, cv)
     estimator = default_estimator(task, seed) if estimator is None else estimator
     classes = sorted(set(y.tolist())) if task == "classification" else []
     metrics, predictions, estimators = [], [], []
@@ -194,6 +196,9 @@ def _check_inputs(X, y, task, cv, groups):
         if not np.all(np.isfinite(y)):
             raise PredictionError(f"{task} target has missing or infinite values; drop those "
                                   "participants first (load_labels does)")
+    if len(y) < 2 * cv:
+        raise PredictionError(f"{len(y)} participants are too few for cv={cv} folds (need "
+                              f"{2 * cv}); add participants or lower cv")
     if groups is not None and len(set(np.asarray(groups).tolist())) < cv:
         raise PredictionError(f"cv={cv} folds but only {len(set(groups))} distinct groups; "
                               "lower cv or pass groups with more levels")
@@ -207,6 +212,18 @@ def _check_classes(y, cv, groups):
     if groups is None and counts.min() < cv:
         raise PredictionError(f"class {str(names[counts.argmin()])!r} has {counts.min()} "
                               f"participant(s), fewer than cv={cv} folds; lower cv")
+
+
+def _check_inner_folds(y, cv):
+    """The default probe picks its penalty by an inner CV within each training fold."""
+    names, counts = np.unique(y, return_counts=True)
+    needed = -(-DEFAULT_INNER_CV * cv // (cv - 1))  # ceil: training folds keep (cv-1)/cv
+    if counts.min() < needed:
+        raise PredictionError(
+            f"class {str(names[counts.argmin()])!r} has {counts.min()} participant(s): too few "
+            f"for {cv}-fold cross-validation with the default probe's {DEFAULT_INNER_CV}-fold "
+            f"inner search of its penalty (needs {needed} per class); add participants or "
+            "lower cv")
 
 
 def _participant_ids(X, participant_ids):
