@@ -5,14 +5,19 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := graphviz chromium chromium-driver slurmctld slurmd slurm-client munge
+# Debian packages: Graphviz draws workflow graphs (demo and tests); the tests also drive
+# Chromium (the report) and start a single-node Slurm cluster.
+DEMO_APT := graphviz
+TEST_APT := $(DEMO_APT) chromium chromium-driver slurmctld slurmd slurm-client munge
 
-.PHONY: demo test system-deps venv clean
+.PHONY: demo test venv apt clean
 
 demo: venv
+	@$(MAKE) --no-print-directory apt PACKAGES="$(DEMO_APT)"
 	$(BIN)/anatcl-nipype demo demo_output
 
-test: venv system-deps
+test: venv
+	@$(MAKE) --no-print-directory apt PACKAGES="$(TEST_APT)"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 venv: $(VENV)/.installed
@@ -23,8 +28,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
-system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+apt:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
