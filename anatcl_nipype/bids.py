@@ -62,3 +62,20 @@ def bids_source_from_cat12(path):
     session = _SESSION.search(name)
     folder = f"sub-{subject.group(1)}" + (f"/ses-{session.group(1)}" if session else "")
     return f"{folder}/anat/{name}"
+
+
+def participant_ids_for(paths, participant_ids=None):
+    """One unique participant id per path: the given ones, else ``sub-<label>`` from each path.
+
+    >>> participant_ids_for(["a/mwp1sub-01_T1w.nii", "b/mwp1sub-02_T1w.nii"])
+    ['sub-01', 'sub-02']
+    """
+    paths = list(paths)
+    ids = list(participant_ids) if participant_ids else [participant_id_from_path(p) for p in paths]
+    if len(ids) != len(paths):
+        raise AnatCLError(f"{len(ids)} participant_ids for {len(paths)} maps: give one each")
+    duplicates = sorted({pid for pid in ids if ids.count(pid) > 1})
+    if duplicates:
+        raise AnatCLError(f"several maps belong to {', '.join(duplicates)}; pass "
+                          "participant_ids (e.g. sub-01_ses-1) to tell them apart")
+    return ids

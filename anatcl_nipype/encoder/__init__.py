@@ -8,7 +8,7 @@ Nothing here imports Nipype. Names are imported on first use, so that torch-free
 (121, 145, 121)
 """
 
-import importlib
+from anatcl_nipype.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "checkpoint": ("Checkpoint", "load_checkpoint", "make_random_network", "save_checkpoint",
@@ -22,11 +22,4 @@ _EXPORTS = {
     "training": ("pretrain", "finetune", "TrainingResult", "EpochRecord", "VolumeDataset"),
     "descriptors": ("RegionalDescriptors", "descriptors_from_table"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

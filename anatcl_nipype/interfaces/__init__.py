@@ -4,7 +4,7 @@ Names are imported on first use (``from anatcl_nipype.interfaces import AnatCLEn
 importing one interface does not import the others' dependencies.
 """
 
-import importlib
+from anatcl_nipype.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "encoder": ("AnatCLEncode", "AnatCLEncodeBatch"),
@@ -14,11 +14,4 @@ _EXPORTS = {
     "training": ("AnatCLPretrain", "AnatCLFineTune"),
     "bids": ("AnatCLDerivativesDataSink", "DatasetDescription"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

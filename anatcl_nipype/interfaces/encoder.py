@@ -23,7 +23,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from anatcl_nipype.bids import participant_id_from_path, strip_cat12_prefix
+from anatcl_nipype.bids import participant_ids_for, strip_cat12_prefix
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import sha256_file, write_json_atomic
 
@@ -169,7 +169,8 @@ class AnatCLEncodeBatch(SimpleInterface):
         from anatcl_nipype.encoder.embedding_files import save_embedding, write_embeddings_tsv
 
         in_files = list(self.inputs.in_files)
-        ids = self._participant_ids(in_files)
+        ids = participant_ids_for(in_files, self.inputs.participant_ids
+                                  if isdefined(self.inputs.participant_ids) else None)
         encoder = _make_encoder(self.inputs, batch_size=self.inputs.batch_size)
         folder = Path(runtime.cwd)
         done_ids, done_files, vectors, failures = [], [], [], []
@@ -200,17 +201,6 @@ class AnatCLEncodeBatch(SimpleInterface):
         sidecar["failed"] = [{"participant_id": f[0], "reason": f[2]} for f in failures]
         self._results["out_json"] = str(write_json_atomic(folder / "embeddings.json", sidecar))
         return runtime
-
-    def _participant_ids(self, in_files):
-        ids = self.inputs.participant_ids if isdefined(self.inputs.participant_ids) else [
-            participant_id_from_path(path) for path in in_files]
-        if len(ids) != len(in_files):
-            raise AnatCLError(f"{len(ids)} participant_ids for {len(in_files)} maps: give one each")
-        duplicates = sorted({pid for pid in ids if ids.count(pid) > 1})
-        if duplicates:
-            raise AnatCLError(f"several maps belong to {', '.join(duplicates)}; pass "
-                              "participant_ids (e.g. sub-01_ses-1) to tell them apart")
-        return ids
 
 
 def _write_failures(path, failures):

@@ -31,7 +31,7 @@ from nipype.interfaces.base import (
 )
 
 import anatcl_nipype
-from anatcl_nipype.bids import participant_id_from_path
+from anatcl_nipype.bids import participant_ids_for
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import sha256_file, write_json_atomic
 from anatcl_nipype.interfaces.encoder import choose_device
@@ -90,16 +90,8 @@ class _TrainingInterface(SimpleInterface):
     _can_resume = True
 
     def _participant_ids(self):
-        in_files = list(self.inputs.in_files)
-        ids = self.inputs.participant_ids if isdefined(self.inputs.participant_ids) else [
-            participant_id_from_path(path) for path in in_files]
-        if len(ids) != len(in_files):
-            raise AnatCLError(f"{len(ids)} participant_ids for {len(in_files)} maps: give one each")
-        duplicates = sorted({pid for pid in ids if ids.count(pid) > 1})
-        if duplicates:
-            raise AnatCLError(f"several maps belong to {', '.join(duplicates)}; pass "
-                              "participant_ids (e.g. sub-01_ses-1) to tell them apart")
-        return ids
+        return participant_ids_for(self.inputs.in_files, self.inputs.participant_ids
+                                   if isdefined(self.inputs.participant_ids) else None)
 
     def _training_options(self, runtime):
         import torch

@@ -3,7 +3,7 @@
 Names are imported on first use (``from anatcl_nipype.workflows import init_anatcl_encoding_wf``).
 """
 
-import importlib
+from anatcl_nipype.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "encoding": ("init_anatcl_encoding_wf", "init_anatcl_group_encoding_wf"),
@@ -15,11 +15,4 @@ _EXPORTS = {
     "base": ("init_anatcl_participant_wf", "init_single_subject_wf"),
     "group": ("init_anatcl_group_wf",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
