@@ -9,6 +9,7 @@ to 128 voxels (indices 8..135). Intensities go in as CAT12 wrote them.
 (121, 128, 121)
 """
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,9 @@ def _read_image(path):
     if path.is_dir():
         raise VolumeError(f"{path}: is a directory, not a NIfTI file")
     if not path.is_file():
+        if path.is_symlink():
+            raise VolumeError(f"{path}: a broken symbolic link or a link loop (it points to "
+                              f"{os.readlink(path)}); link it to the real map")
         raise VolumeError(f"{path}: no such file")
     try:
         image = nib.load(path)

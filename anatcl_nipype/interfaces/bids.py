@@ -1,10 +1,22 @@
 """BIDS-derivatives outputs: niworkflows' DerivativesDataSink taught AnatCL's file kinds.
 
+The sink writes atomically: niworkflows' implementation runs into a private staging
+folder inside the output folder (``.anatcl-staging/sink-*``), then each finished file is
+renamed into its final place. A killed run or a full disk never leaves a partial file
+under a final name, and two runs writing the same file each put a complete one there.
+A staging folder left by a killed run is removed by the next sink that writes into the
+same output folder (a folder is in use while its owner holds a lock on it).
+
 >>> AnatCLDerivativesDataSink(desc="anatclGlobalFold0", suffix="embedding").inputs.desc
 'anatclGlobalFold0'
 """
 
+import contextlib
+import fcntl
 import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from nipype.interfaces.base import (
@@ -13,6 +25,7 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 from niworkflows.interfaces.bids import DerivativesDataSink
@@ -23,6 +36,8 @@ from anatcl_nipype.files import write_json_atomic
 
 #: The kinds of file this package writes, as BIDS suffixes.
 SUFFIXES = ("embedding", "regions", "features", "predictions", "metrics")
+#: Hidden folder, inside the output folder, where sinks write before renaming into place.
+STAGING_DIR = ".anatcl-staging"
 
 
 class AnatCLDerivativesDataSink(DerivativesDataSink):
@@ -30,7 +45,9 @@ class AnatCLDerivativesDataSink(DerivativesDataSink):
 
     A :class:`niworkflows.interfaces.bids.DerivativesDataSink` whose naming patterns
     accept AnatCL's suffixes (``embedding``, ``regions``, ...) and extensions
-    (``.npy``, ``.json``, ``.tsv``), writing straight into ``base_directory``.
+    (``.npy``, ``.json``, ``.tsv``), writing into ``base_directory`` atomically: each file
+    appears under its final name complete, or not at all (see the module docstring).
+    A write that fails (disk full, unwritable folder) raises :class:`AnatCLError`.
     """
 
     out_path_base = ""
@@ -40,6 +57,101 @@ class AnatCLDerivativesDataSink(DerivativesDataSink):
         f"[_space-{{space}}][_desc-{{desc}}]_{{suffix<{'|'.join(SUFFIXES)}>}}"
         "{extension<.npy|.json|.tsv>}",
     )
+
+    def _run_interface(self, runtime):
+        base = Path(self.inputs.base_directory if isdefined(self.inputs.base_directory)
+                    else runtime.cwd).absolute()
+        try:
+            with staging_folder(base) as staging:
+                self.out_path_base = os.path.relpath(staging, base)
+                try:
+                    runtime = super()._run_interface(runtime)
+                finally:
+                    del self.out_path_base  # back to the class's "" (final names)
+                self._publish(staging, base)
+        except OSError as error:
+            detail = f"{error.strerror}: {error.filename}" if error.filename else error
+            raise AnatCLError(
+                f"{base}: cannot write BIDS derivatives ({detail}); free disk space or "
+                "choose a writable output folder, then re-run"
+            ) from error
+        return runtime
+
+    def _publish(self, staging, base):
+        """Rename every staged file into its final place; point the outputs there."""
+        def publish(staged):
+            final = base / Path(staged).relative_to(staging)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+            return str(final)
+
+        self._results["out_file"] = [publish(path) for path in self._results["out_file"]]
+        if "out_meta" in self._results:
+            self._results["out_meta"] = publish(self._results["out_meta"])
+
+
+@contextlib.contextmanager
+def staging_folder(base):
+    """Yield a new, locked folder under ``base/.anatcl-staging``; remove it afterwards.
+
+    Stale folders of killed sinks (nobody holds their lock) are removed first.
+
+    >>> import tempfile, pathlib
+    >>> base = pathlib.Path(tempfile.mkdtemp())
+    >>> with staging_folder(base) as folder:
+    ...     folder.parent.name
+    '.anatcl-staging'
+    >>> list(base.iterdir())
+    []
+    """
+    root = Path(base) / STAGING_DIR
+    remove_stale_staging(root)
+    folder, lock = _new_locked_folder(root)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.close(lock)
+        with contextlib.suppress(OSError):  # still in use by another sink: keep it
+            root.rmdir()
+
+
+def remove_stale_staging(root):
+    """Remove the staging folders under ``root`` that no living sink holds a lock on."""
+    if not root.is_dir():
+        return
+    for folder in root.iterdir():
+        try:
+            lock = os.open(folder, os.O_RDONLY)
+        except OSError:  # removed meanwhile, or not ours to open
+            continue
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            shutil.rmtree(folder, ignore_errors=True)
+        except BlockingIOError:
+            pass  # a running sink owns it
+        finally:
+            os.close(lock)
+
+
+def _new_locked_folder(root, attempts=100):
+    """Create and lock a staging folder; retry when another sink swept it (or its root)
+    away between its creation and the lock."""
+    for _ in range(attempts):
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            folder = Path(tempfile.mkdtemp(prefix="sink-", dir=root))
+            lock = os.open(folder, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if os.path.samestat(os.fstat(lock), os.stat(folder)):
+                return folder, lock
+        except FileNotFoundError:
+            pass
+        os.close(lock)
+    raise AnatCLError(f"{root}: could not create a staging folder after {attempts} attempts")
 
 
 def dataset_description():

@@ -96,7 +96,9 @@ def _sidecar(encoder, in_file, participant_id=None):
 
 
 class AnatCLEncodeInputSpec(_EncoderOptionsSpec):
-    in_file = File(exists=True, mandatory=True,
+    # No exists=True: a missing or unreadable map fails in the node with a VolumeError
+    # naming it, instead of a TraitError that stops the whole workflow before it runs.
+    in_file = File(mandatory=True,
                    desc="CAT12 modulated normalised grey-matter map (mri/mwp1*.nii)")
 
 
@@ -133,7 +135,8 @@ class AnatCLEncode(SimpleInterface):
 
 
 class AnatCLEncodeBatchInputSpec(_EncoderOptionsSpec):
-    in_files = InputMultiObject(File(exists=True), mandatory=True,
+    # No exists=True: with on_error="skip", a missing map is skipped like any bad map.
+    in_files = InputMultiObject(File(), mandatory=True,
                                 desc="CAT12 grey-matter maps (mri/mwp1*.nii)")
     participant_ids = traits.List(traits.Str(),
                                   desc="one id per map; default: sub-<label> from each path")
@@ -197,7 +200,8 @@ class AnatCLEncodeBatch(SimpleInterface):
             failed_tsv=str(_write_failures(folder / "failed.tsv", failures)),
         )
         sidecar = encoder.provenance
-        sidecar["inputs"] = {pid: str(Path(f).resolve()) for pid, f in zip(ids, in_files)}
+        # realpath, not Path.resolve: a symlink loop among skipped maps must not crash here
+        sidecar["inputs"] = {pid: os.path.realpath(f) for pid, f in zip(ids, in_files)}
         sidecar["failed"] = [{"participant_id": f[0], "reason": f[2]} for f in failures]
         self._results["out_json"] = str(write_json_atomic(folder / "embeddings.json", sidecar))
         return runtime

@@ -115,5 +115,10 @@ class BrainAgeRegressor(RegressorMixin, BaseEstimator):
     def _training_predictions(self, probe, X, age):
         if self.bias_cv is None:
             return self.probe_.predict(X)
+        if len(age) < self.bias_cv:
+            raise PredictionError(
+                f"{len(age)} participants are too few for the brain-age bias correction's "
+                f"{self.bias_cv}-fold cross-validation of the training predictions (needs "
+                f"{self.bias_cv} in every training set); add participants or lower cv")
         folds = KFold(self.bias_cv, shuffle=True, random_state=self.seed)
         return cross_val_predict(clone(probe), X, age, cv=folds)
