@@ -73,3 +73,22 @@ def _strict(value):
     if isinstance(value, (list, tuple)):
         return [_strict(item) for item in value]
     return value
+
+
+def write_failures_tsv(path, failures):
+    r"""Write ``failed.tsv``: one ``(participant_id, path, reason)`` row per failure, atomically.
+
+    Tabs and newlines inside a field become spaces, so every failure stays one row.
+
+    >>> import tempfile, os
+    >>> path = write_failures_tsv(os.path.join(tempfile.mkdtemp(), "failed.tsv"),
+    ...                           [("sub-09", "/d/mwp1sub-09.nii", "empty map\n")])
+    >>> path.read_text().splitlines()[1]
+    'sub-09\t/d/mwp1sub-09.nii\tempty map '
+    """
+    lines = ["participant_id\tpath\treason"]
+    lines += ["\t".join(str(field).replace("\t", " ").replace("\n", " ") for field in failure)
+              for failure in failures]
+    with atomic_write(path) as tmp:
+        tmp.write_text("\n".join(lines) + "\n")
+    return Path(path)

@@ -128,10 +128,11 @@ def write_text_atomic(path, text):
 
 def write_failures(path, failed, subjects):
     """``failed.tsv``: participant_id, input map and reason of every failed participant."""
+    from anatcl_nipype.files import write_failures_tsv
+
     inputs = {s.participant_id: s.gm_modulated for s in subjects}
-    lines = ["participant_id\tpath\treason"] + [
-        f"{pid}\t{inputs.get(pid, '')}\t{reason}" for pid, reason in sorted(failed.items())]
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    write_failures_tsv(path, [(pid, inputs.get(pid, ""), reason)
+                              for pid, reason in sorted(failed.items())])
 
 
 def find_participants_tsv(args):

@@ -25,7 +25,7 @@ from nipype.interfaces.base import (
 
 from anatcl_nipype.bids import participant_ids_for, strip_cat12_prefix
 from anatcl_nipype.errors import AnatCLError
-from anatcl_nipype.files import sha256_file, write_json_atomic
+from anatcl_nipype.files import sha256_file, write_failures_tsv, write_json_atomic
 
 LOGGER = logging.getLogger("nipype.interface")
 
@@ -197,7 +197,7 @@ class AnatCLEncodeBatch(SimpleInterface):
             out_tsv=str(write_embeddings_tsv(folder / "embeddings.tsv", done_ids, vectors, prefix)),
             out_files=done_files,
             participant_ids=done_ids,
-            failed_tsv=str(_write_failures(folder / "failed.tsv", failures)),
+            failed_tsv=str(write_failures_tsv(folder / "failed.tsv", failures)),
         )
         sidecar = encoder.provenance
         # realpath, not Path.resolve: a symlink loop among skipped maps must not crash here
@@ -206,13 +206,3 @@ class AnatCLEncodeBatch(SimpleInterface):
         self._results["out_json"] = str(write_json_atomic(folder / "embeddings.json", sidecar))
         return runtime
 
-
-def _write_failures(path, failures):
-    from anatcl_nipype.files import atomic_write
-
-    with atomic_write(path) as tmp:
-        lines = ["participant_id\tpath\treason"]
-        lines += ["\t".join(field.replace("\t", " ").replace("\n", " ") for field in failure)
-                  for failure in failures]
-        tmp.write_text("\n".join(lines) + "\n")
-    return path
