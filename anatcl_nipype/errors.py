@@ -24,6 +24,14 @@ class CheckpointError(AnatCLError):
     """A weights file that is not a usable AnatCL checkpoint."""
 
 
+class WeightsError(CheckpointError):
+    """A checkpoint whose tensors or metadata are not what an AnatCL network holds.
+
+    Raised at load time, naming the file and the key: sparse, meta or non-strided
+    tensors, integer weights, NaN/inf values, wrong shapes, metadata of odd types.
+    """
+
+
 class WeightsDownloadError(AnatCLError):
     """Released weights that cannot be downloaded or verified."""
 

@@ -23,13 +23,15 @@ from pathlib import Path
 import torch
 
 from anatcl_nipype.encoder.model import AnatCLNetwork
-from anatcl_nipype.errors import CheckpointError
+from anatcl_nipype.errors import CheckpointError, WeightsError
 from anatcl_nipype.files import atomic_write, sha256_file
 
 #: Globals an official checkpoint may hold besides tensors and plain containers.
 ALLOWED_GLOBALS = (argparse.Namespace,)
 #: Prefixes added by ``nn.DataParallel`` (``module.``) and the ``AnatCL`` wrapper (``backbone.``).
 WRAPPER_PREFIXES = ("module.", "backbone.")
+#: How deep lists/dicts in a checkpoint's ``opts`` may nest (the official ones are flat).
+MAX_OPTION_DEPTH = 8
 
 
 @dataclass
@@ -50,7 +52,10 @@ def load_checkpoint(path):
     Accepts the official dict format (``{"model": state_dict, ...}``) and bare
     state dicts, with or without ``module.``/``backbone.`` key prefixes.
     Raises :class:`CheckpointError` for unreadable files, files that ask to run
-    code, and state dicts whose keys or shapes do not match the AnatCL network.
+    code, and state dicts whose keys or shapes do not match the AnatCL network;
+    :class:`WeightsError` (naming the key) for tensors that are sparse, meta,
+    quantised, integer where floats belong, or not finite, and for metadata
+    (``opts``, ``epoch``, ``run_id``) of unexpected types.
     """
     path = Path(path)
     if not path.is_file():
@@ -59,14 +64,62 @@ def load_checkpoint(path):
     content = read_checkpoint_file(path)
     state_dict = strip_wrapper_prefixes(_find_state_dict(content, path))
     check_state_dict(state_dict, path)
-    return Checkpoint(
-        path=path,
-        sha256=sha256,
-        state_dict=state_dict,
-        epoch=content.get("epoch") if "model" in content else None,
-        run_id=content.get("run_id") if "model" in content else None,
-        options=vars(content["opts"]) if isinstance(content.get("opts"), argparse.Namespace) else {},
-    )
+    metadata = check_checkpoint_metadata(content if "model" in content else {}, path)
+    return Checkpoint(path=path, sha256=sha256, state_dict=state_dict, **metadata)
+
+
+def check_checkpoint_metadata(content, path="checkpoint"):
+    """Check ``opts``, ``epoch`` and ``run_id`` of a checkpoint dict; return them.
+
+    ``opts`` must be an ``argparse.Namespace`` or a dict of plain values (None, bool,
+    int, float, str, and lists/tuples/dicts of them, nested at most
+    :data:`MAX_OPTION_DEPTH` deep), ``epoch`` a non-negative int, ``run_id`` a str;
+    each may be absent. Anything else (a tensor option, a bytes run id) raises
+    :class:`WeightsError` naming the key and the file.
+
+    >>> check_checkpoint_metadata({"epoch": 3, "run_id": "r1", "opts": {"lr": 1e-4}})
+    {'epoch': 3, 'run_id': 'r1', 'options': {'lr': 0.0001}}
+    >>> check_checkpoint_metadata({"run_id": b"r1"}, "w.pth")
+    Traceback (most recent call last):
+    ...
+    anatcl_nipype.errors.WeightsError: w.pth: metadata 'run_id' is bytes, expected a str; ...
+    """
+    epoch, run_id = content.get("epoch"), content.get("run_id")
+    if epoch is not None and (type(epoch) is not int or epoch < 0):
+        raise WeightsError(_metadata_message(path, "epoch", epoch, "a non-negative int"))
+    if run_id is not None and not isinstance(run_id, str):
+        raise WeightsError(_metadata_message(path, "run_id", run_id, "a str"))
+    options = content.get("opts")
+    if isinstance(options, argparse.Namespace):
+        options = vars(options)
+    if options is not None and not isinstance(options, dict):
+        raise WeightsError(_metadata_message(path, "opts", options,
+                                             "an argparse.Namespace or a dict"))
+    for key, value in (options or {}).items():
+        if not isinstance(key, str) or not _is_plain(value, MAX_OPTION_DEPTH):
+            raise WeightsError(_metadata_message(
+                path, f"opts.{key}", value, "a plain value (None, bool, int, float, str or "
+                f"lists/dicts of them, at most {MAX_OPTION_DEPTH} deep) under a str name"))
+    return {"epoch": epoch, "run_id": run_id, "options": dict(options or {})}
+
+
+def _is_plain(value, depth):
+    if value is None or type(value) in (bool, int, float, str):
+        return True
+    if depth <= 0:
+        return False
+    if type(value) in (list, tuple):
+        return all(_is_plain(item, depth - 1) for item in value)
+    if type(value) is dict:
+        return all(isinstance(key, str) and _is_plain(item, depth - 1)
+                   for key, item in value.items())
+    return False
+
+
+def _metadata_message(path, key, value, expected):
+    return (f"{path}: metadata {key!r} is {type(value).__name__}, expected {expected}; "
+            "the file was not written by AnatCL's training code or was altered. Use the "
+            "official weights or a checkpoint saved with save_checkpoint")
 
 
 def read_checkpoint_file(path):
@@ -106,6 +159,10 @@ def _find_state_dict(content, path):
         raise CheckpointError(
             f"{path}: no state dict found: expected a dict of tensors, or a dict with a 'model' entry"
         )
+    odd_keys = [key for key in content if not isinstance(key, str)]
+    if odd_keys:
+        raise WeightsError(f"{path}: state dict key {odd_keys[0]!r} is a "
+                           f"{type(odd_keys[0]).__name__}, not a parameter name (str)")
     return content
 
 
@@ -126,14 +183,19 @@ def strip_wrapper_prefixes(state_dict):
 
 
 def check_state_dict(state_dict, path="state dict"):
-    """Raise :class:`CheckpointError` listing missing, unexpected and mis-shaped keys."""
-    expected = {key: value.shape for key, value in AnatCLNetwork().state_dict().items()}
+    """Check keys, shapes and every tensor of a state dict against the AnatCL network.
+
+    Raises :class:`CheckpointError` listing missing, unexpected and mis-shaped keys, and
+    :class:`WeightsError` naming the first key whose tensor cannot be loaded as it is
+    (see :func:`check_tensor`).
+    """
+    expected = AnatCLNetwork().state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     misshaped = [
-        f"{key} {tuple(state_dict[key].shape)} (expected {tuple(shape)})"
-        for key, shape in expected.items()
-        if key in state_dict and state_dict[key].shape != shape
+        f"{key} {tuple(state_dict[key].shape)} (expected {tuple(value.shape)})"
+        for key, value in expected.items()
+        if key in state_dict and state_dict[key].shape != value.shape
     ]
     problems = [
         f"{label} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
@@ -145,6 +207,42 @@ def check_state_dict(state_dict, path="state dict"):
         raise CheckpointError(
             f"{path}: not an AnatCL ResNet-18 checkpoint: " + "; ".join(problems)
         )
+    for key, reference in expected.items():
+        check_tensor(state_dict[key], reference.is_floating_point(), key, path)
+
+
+def check_tensor(tensor, floating, key, path="state dict"):
+    """Refuse a tensor the network cannot take as it is; raise :class:`WeightsError`.
+
+    It must be dense and strided (not sparse, not meta, not quantised), floating when
+    ``floating`` (weights, BatchNorm statistics) with every value finite, else of an
+    integer type (BatchNorm's ``num_batches_tracked``): nothing is cast silently.
+
+    >>> check_tensor(torch.tensor([1.0, float("nan")]), True, "head.0.bias", "w.pth")
+    Traceback (most recent call last):
+    ...
+    anatcl_nipype.errors.WeightsError: w.pth: head.0.bias: 1 of 2 values are NaN or ...
+    """
+    problem = None
+    if tensor.layout != torch.strided:
+        problem = f"a {tensor.layout} tensor; a weights file holds dense tensors"
+    elif tensor.is_meta:
+        problem = "a meta tensor (shape only, no values)"
+    elif tensor.is_quantized:
+        problem = f"a quantised tensor ({tensor.dtype})"
+    elif floating and not tensor.is_floating_point():
+        problem = f"of type {tensor.dtype} where the network holds floating-point values"
+    elif not floating and (tensor.is_floating_point() or tensor.is_complex()
+                           or tensor.dtype == torch.bool):
+        problem = f"of type {tensor.dtype} where the network holds an integer counter"
+    elif floating:
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            problem = f"{bad} of {tensor.numel()} values are NaN or infinite"
+    if problem:
+        raise WeightsError(f"{path}: {key}: {problem}. The file is damaged or was not "
+                           "saved from a trained AnatCL network; use the official weights "
+                           "or retrain")
 
 
 def save_checkpoint(path, network, options=None, optimizer=None, epoch=0, run_id=""):
