@@ -21,7 +21,9 @@ predictions.
 
 The line is fitted on cross-validated predictions within the training data
 (``bias_cv`` folds) rather than on in-sample predictions, which are closer to the
-truth than any test prediction will be and so would under-correct.
+truth than any test prediction will be and so would under-correct. With ``groups``
+(``fit(X, age, groups=...)``: participants with several sessions, sites) those folds
+are ``GroupKFold`` folds and the probe's own penalty search splits by group too.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -35,11 +37,12 @@ True
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
-from sklearn.model_selection import KFold, cross_val_predict
+from sklearn.model_selection import GroupKFold, KFold, cross_val_predict
+from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 
 from anatcl_nipype.errors import PredictionError
-from anatcl_nipype.prediction.probes import make_probe
+from anatcl_nipype.prediction.probes import fit_probe, make_probe
 
 BIAS_CORRECTIONS = ("linear", None)
 
@@ -80,18 +83,22 @@ class BrainAgeRegressor(RegressorMixin, BaseEstimator):
         self.bias_cv = bias_cv
         self.seed = seed
 
-    def fit(self, X, y):
-        """Fit the probe on ``(X, age)`` and the bias line on training predictions."""
+    def fit(self, X, y, groups=None):
+        """Fit the probe on ``(X, age)`` and the bias line on training predictions.
+
+        ``groups``: one label per row; every split (bias folds, penalty search)
+        then keeps each group on one side.
+        """
         if self.bias_correction not in BIAS_CORRECTIONS:
             raise PredictionError(f"bias_correction={self.bias_correction!r}; choose "
                                   "'linear' or None")
         age = np.asarray(y, dtype=float)
         probe = make_probe("brain_age") if self.probe is None else self.probe
-        self.probe_ = clone(probe).fit(X, age)
+        self.probe_ = fit_probe(probe, X, age, groups)
         if self.bias_correction is None:
             self.bias_slope_, self.bias_intercept_ = 1.0, 0.0
             return self
-        self.bias_fit_predictions_ = self._training_predictions(probe, X, age)
+        self.bias_fit_predictions_ = self._training_predictions(probe, X, age, groups)
         slope, intercept = np.polyfit(age, self.bias_fit_predictions_, deg=1)
         self.bias_slope_, self.bias_intercept_ = float(slope), float(intercept)
         return self
@@ -112,7 +119,7 @@ class BrainAgeRegressor(RegressorMixin, BaseEstimator):
         """Bias-corrected predicted age minus true age (years)."""
         return self.predict(X, age) - np.asarray(age, dtype=float)
 
-    def _training_predictions(self, probe, X, age):
+    def _training_predictions(self, probe, X, age, groups=None):
         if self.bias_cv is None:
             return self.probe_.predict(X)
         if len(age) < self.bias_cv:
@@ -120,5 +127,21 @@ class BrainAgeRegressor(RegressorMixin, BaseEstimator):
                 f"{len(age)} participants are too few for the brain-age bias correction's "
                 f"{self.bias_cv}-fold cross-validation of the training predictions (needs "
                 f"{self.bias_cv} in every training set); add participants or lower cv")
-        folds = KFold(self.bias_cv, shuffle=True, random_state=self.seed)
-        return cross_val_predict(clone(probe), X, age, cv=folds)
+        if groups is None:
+            folds = KFold(self.bias_cv, shuffle=True, random_state=self.seed)
+            return cross_val_predict(clone(probe), X, age, cv=folds)
+        return _grouped_predictions(probe, X, age, np.asarray(groups), self.bias_cv)
+
+
+def _grouped_predictions(probe, X, age, groups, n_folds):
+    """Out-of-fold predictions over ``GroupKFold`` folds, each fit searching by group."""
+    n_groups = len(set(groups.tolist()))
+    if n_groups < 2:
+        raise PredictionError(f"the training rows hold {n_groups} group: too few for the "
+                              "grouped cross-validation of the brain-age bias line; use more "
+                              "groups or bias_cv=None")
+    predictions = np.empty(len(age))
+    for train, test in GroupKFold(min(n_folds, n_groups)).split(X, age, groups):
+        model = fit_probe(probe, _safe_indexing(X, train), age[train], groups[train])
+        predictions[test] = model.predict(_safe_indexing(X, test))
+    return predictions
