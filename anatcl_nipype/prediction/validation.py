@@ -5,11 +5,19 @@ correction) is cloned and fitted inside every training fold and only applied to 
 test fold. Splits: :class:`~sklearn.model_selection.RepeatedStratifiedKFold`
 (classification) or :class:`~sklearn.model_selection.RepeatedKFold` (regression, brain
 age); with ``groups`` (e.g. the site), :class:`~sklearn.model_selection.GroupKFold`,
-its groups shuffled with ``seed + repeat`` when ``n_repeats > 1``.
+its groups shuffled with ``seed + repeat`` when ``n_repeats > 1``; then every inner
+search (the probe's penalty, the brain-age bias line) splits the training rows by the
+same groups (:func:`~anatcl_nipype.prediction.probes.fit_probe`), and a class must be
+present in at least ``cv`` groups.
+
+``harmonize="combat"`` puts a :class:`~anatcl_nipype.prediction.harmonization.
+ComBatHarmonizer` in front of the probe, fitted on each training fold only, with the
+``sites`` and ``covariates`` (protected) of the rows.
 
 Metrics per fold: classification ``balanced_accuracy``, ``roc_auc`` (binary, or
-one-vs-rest macro average for more classes; n/a when a test fold lacks a class) and
-``recall_<class>``; regression and brain age ``mae``, ``rmse``, ``r2``, ``pearson_r``
+one-vs-rest macro average for more classes) and ``recall_<class>``; balanced
+accuracy and ROC-AUC are n/a in a test fold that lacks a class (a warning names it),
+and their summary then gives ``usable_folds`` of ``n_folds``; regression and brain age ``mae``, ``rmse``, ``r2``, ``pearson_r``
 on the predictions, plus for brain age ``gap_age_r``, the correlation of the
 bias-corrected gap with age in the test fold.
 
@@ -25,11 +33,11 @@ bias-corrected gap with age in the test fold.
 True
 """
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.metrics import (balanced_accuracy_score, mean_absolute_error, r2_score,
                              recall_score, roc_auc_score, root_mean_squared_error)
 from sklearn.model_selection import (GroupKFold, KFold, RepeatedKFold,
@@ -39,7 +47,10 @@ from sklearn.model_selection import (GroupKFold, KFold, RepeatedKFold,
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.files import atomic_write
 from anatcl_nipype.prediction.brain_age import BrainAgeRegressor
-from anatcl_nipype.prediction.probes import DEFAULT_INNER_CV, check_task, make_probe
+from anatcl_nipype.prediction.harmonization import (HARMONIZATIONS, harmonization_frame,
+                                                    make_harmonized)
+from anatcl_nipype.prediction.probes import (DEFAULT_INNER_CV, check_task, fit_probe,
+                                             make_probe)
 
 
 @dataclass
@@ -47,9 +58,10 @@ class CrossValidationResult:
     """What :func:`cross_validate_probe` returns.
 
     ``fold_metrics``: a DataFrame, one row per (repeat, fold); ``summary``: mean and
-    sd (ddof=1, n/a folds left out) of each metric, JSON-ready; ``predictions``: the
-    out-of-fold predictions, one row per participant and repeat; ``estimators``: the
-    fitted fold models when asked for.
+    sd (ddof=1, n/a folds left out) of each metric, JSON-ready, plus ``usable_folds``
+    and ``n_folds`` for a metric with n/a folds; ``predictions``: the out-of-fold
+    predictions, one row per participant and repeat; ``estimators``: the fitted fold
+    models when asked for; ``usable_folds``: per metric, the folds with a value.
     """
 
     task: str
@@ -58,6 +70,7 @@ class CrossValidationResult:
     predictions: object
     classes: list = field(default_factory=list)
     estimators: list = field(default_factory=list)
+    usable_folds: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -83,12 +96,16 @@ def default_estimator(task, seed=0):
 
 
 def cross_validate_probe(X, y, task, cv=5, n_repeats=1, groups=None, seed=0, *,
-                         participant_ids=None, estimator=None, return_estimators=False):
+                         participant_ids=None, estimator=None, return_estimators=False,
+                         harmonize=None, sites=None, covariates=None, unseen_sites="refuse"):
     """Cross-validate ``estimator`` (default: :func:`default_estimator`) on ``(X, y)``.
 
     ``X`` is an array or a DataFrame (its index gives the participant ids unless
     ``participant_ids`` is passed). For ``brain_age`` the estimator must accept
-    ``predict(X, age=...)``, as :class:`BrainAgeRegressor` does.
+    ``predict(X, age=...)``, as :class:`BrainAgeRegressor` does. ``harmonize``
+    (``None`` or ``"combat"``), ``sites``, ``covariates`` and ``unseen_sites``: see
+    :func:`harmonized_estimator`; for leave-site-out folds (``groups=sites``) pass
+    ``unseen_sites="estimate"``.
     """
     check_task(task)
     y = _check_inputs(X, y, task, cv, groups)
@@ -96,17 +113,73 @@ def cross_validate_probe(X, y, task, cv=5, n_repeats=1, groups=None, seed=0, *,
     if estimator is None and task == "classification" and groups is None:
         _check_inner_folds(y, cv)
     estimator = default_estimator(task, seed) if estimator is None else estimator
+    X, estimator = harmonized_estimator(X, estimator, harmonize, sites, covariates,
+                                        unseen_sites)
+    groups = None if groups is None else np.asarray(groups)
     classes = sorted(set(y.tolist())) if task == "classification" else []
     metrics, predictions, estimators = [], [], []
     for repeat, fold, train, test in _splits(task, X, y, cv, n_repeats, groups, seed):
-        model = clone(estimator).fit(_rows(X, train), y[train])
+        model = fit_probe(estimator, _rows(X, train), y[train],
+                          None if groups is None else groups[train])
         fold_metrics, fold_predictions = _evaluate(task, model, _rows(X, test), y[test],
                                                    classes)
+        _warn_missing_classes(y[test], classes, repeat, fold)
         metrics.append({"repeat": repeat, "fold": fold, **fold_metrics})
         predictions.append(_prediction_table(ids[test], fold_predictions, fold, repeat))
         if return_estimators:
             estimators.append(model)
     return _collect(task, metrics, predictions, classes, estimators)
+
+
+def fit_final_probe(X, y, task, groups=None, seed=0, *, estimator=None, harmonize=None,
+                    sites=None, covariates=None, unseen_sites="refuse"):
+    """Fit the probe to save on all of ``(X, y)``, as each fold of the CV is fitted.
+
+    Same options as :func:`cross_validate_probe`. With ``harmonize="combat"`` the
+    returned pipeline's first step is the fitted :class:`ComBatHarmonizer`: predict
+    with ``model.predict(harmonization_frame(X, sites, covariates))``.
+
+    >>> rng = np.random.default_rng(0)
+    >>> X, sites = rng.normal(size=(40, 3)), np.repeat(["a", "b"], 20)
+    >>> model = fit_final_probe(X, X[:, 0], "regression", harmonize="combat", sites=sites)
+    >>> model.predict(harmonization_frame(X[:2], sites[:2])).shape
+    (2,)
+    """
+    check_task(task)
+    y = _check_inputs(X, y, task, 2, None)
+    estimator = default_estimator(task, seed) if estimator is None else estimator
+    X, estimator = harmonized_estimator(X, estimator, harmonize, sites, covariates,
+                                        unseen_sites)
+    return fit_probe(estimator, X, y, groups)
+
+
+def harmonized_estimator(X, estimator, harmonize, sites, covariates, unseen_sites="refuse"):
+    """``(X, estimator)`` as given, or with a ComBat step and its site/covariate columns.
+
+    ``harmonize``: ``None`` (nothing changes) or ``"combat"``; ``sites``: one site per
+    row; ``covariates``: a DataFrame, dict or 2-D array of covariates (age, sex) whose
+    effects ComBat protects; ``unseen_sites``: ``"refuse"`` (a test row from a site
+    absent from the training rows is an error) or ``"estimate"`` (that site's offsets
+    are estimated from its own rows).
+
+    >>> X, model = harmonized_estimator(np.zeros((2, 1)), make_probe("regression"),
+    ...                                 "combat", ["a", "b"], None)
+    >>> X.columns.tolist(), model.steps[0][0]
+    (['feature_000', 'site'], 'combat')
+    """
+    if harmonize not in HARMONIZATIONS:
+        raise PredictionError(f"harmonize={harmonize!r}; choose None or 'combat'")
+    if harmonize is None:
+        if sites is not None or covariates is not None:
+            raise PredictionError("sites or covariates given without harmonize='combat'; "
+                                  "pass harmonize='combat' to harmonise, or drop them")
+        return X, estimator
+    if sites is None:
+        raise PredictionError("harmonize='combat' needs the site of every participant "
+                              "(sites=...)")
+    frame = harmonization_frame(X, sites, covariates)
+    covariate_columns = list(frame.columns[frame.columns.get_loc("site") + 1:])
+    return frame, make_harmonized(estimator, covariate_columns, unseen_sites)
 
 
 def permutation_test(X, y, task, n_permutations=100, seed=0, *, cv=5, groups=None,
@@ -199,9 +272,14 @@ def _check_inputs(X, y, task, cv, groups):
     if len(y) < 2 * cv:
         raise PredictionError(f"{len(y)} participants are too few for cv={cv} folds (need "
                               f"{2 * cv}); add participants or lower cv")
+    if groups is not None and len(groups) != len(y):
+        raise PredictionError(f"{len(groups)} groups for {len(y)} participants; pass one "
+                              "group per feature row")
     if groups is not None and len(set(np.asarray(groups).tolist())) < cv:
         raise PredictionError(f"cv={cv} folds but only {len(set(groups))} distinct groups; "
                               "lower cv or pass groups with more levels")
+    if groups is not None and task == "classification":
+        _check_classes_in_groups(y, np.asarray(groups), cv)
     return y
 
 
@@ -212,6 +290,28 @@ def _check_classes(y, cv, groups):
     if groups is None and counts.min() < cv:
         raise PredictionError(f"class {str(names[counts.argmin()])!r} has {counts.min()} "
                               f"participant(s), fewer than cv={cv} folds; lower cv")
+
+
+def _check_classes_in_groups(y, groups, cv):
+    """With groups a class can reach every test fold only if ``cv`` groups hold it."""
+    for name in np.unique(y):
+        held = sorted(set(groups[y == name].tolist()), key=str)
+        if len(held) < cv:
+            shown = ", ".join(map(str, held[:5])) + (", ..." if len(held) > 5 else "")
+            advice = (f"lower cv to {len(held)}" if len(held) >= 2 else
+                      "a fold with none of its groups leaves it out of training")
+            raise PredictionError(
+                f"class {str(name)!r} is held by {len(held)} group(s) ({shown}), fewer than "
+                f"cv={cv} folds, so some test folds cannot contain it; {advice}, or "
+                "group by something finer (participant rather than site)")
+
+
+def _warn_missing_classes(y, classes, repeat, fold):
+    missing = sorted(set(classes) - set(y.tolist()))
+    if missing:
+        warnings.warn(f"repeat {repeat}, fold {fold}: the test fold has no participant of "
+                      f"class {', '.join(map(repr, map(str, missing)))}; its balanced "
+                      "accuracy and ROC-AUC are n/a and left out of the mean", stacklevel=3)
 
 
 def _check_inner_folds(y, cv):
@@ -282,7 +382,9 @@ def _classification_metrics(model, X, y, classes):
     probabilities = _class_probabilities(model, X, classes)
     predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
     recalls = recall_score(y, predicted, labels=classes, average=None, zero_division=np.nan)
-    metrics = {"balanced_accuracy": balanced_accuracy_score(y, predicted),
+    complete = set(y.tolist()) == set(classes)
+    metrics = {"balanced_accuracy": balanced_accuracy_score(y, predicted) if complete
+               else float("nan"),
                "roc_auc": _roc_auc(y, probabilities, classes),
                **{f"recall_{name}": value for name, value in zip(classes, recalls)}}
     columns = {"true": y, "predicted": predicted,
@@ -323,11 +425,17 @@ def _collect(task, metrics, predictions, classes, estimators):
     import pandas as pd
 
     fold_metrics = pd.DataFrame(metrics)
-    summary = {name: _mean_sd(fold_metrics[name].to_numpy(dtype=float))
-               for name in fold_metrics.columns if name not in ("repeat", "fold")}
+    names = [name for name in fold_metrics.columns if name not in ("repeat", "fold")]
+    usable = {name: int(np.isfinite(fold_metrics[name].to_numpy(dtype=float)).sum())
+              for name in names}
+    summary = {}
+    for name in names:
+        summary[name] = _mean_sd(fold_metrics[name].to_numpy(dtype=float))
+        if usable[name] < len(fold_metrics):
+            summary[name].update(usable_folds=usable[name], n_folds=len(fold_metrics))
     return CrossValidationResult(task, fold_metrics, summary,
                                  pd.concat(predictions, ignore_index=True),
-                                 [str(c) for c in classes], estimators)
+                                 [str(c) for c in classes], estimators, usable)
 
 
 def _mean_sd(values):
