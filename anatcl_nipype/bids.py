@@ -46,7 +46,18 @@ def participant_id_from_path(path):
     match = _SUBJECT.search(name) or _SUBJECT.search(path.as_posix())
     if match:
         return f"sub-{match.group(1)}"
-    return "sub-" + re.sub(r"[^A-Za-z0-9]", "", re.sub(r"\.nii(\.gz)?$", "", name))
+    return "sub-" + bids_label(re.sub(r"\.nii(\.gz)?$", "", name))
+
+
+def bids_label(text):
+    """``text`` with letters and digits only, as BIDS entity labels and file names need.
+
+    The one sanitiser of ids and names put into file names (participant labels, targets).
+
+    >>> bids_label("MMSE score (baseline)"), bids_label("sub_01"), bids_label("??")
+    ('MMSEscorebaseline', 'sub01', 'x')
+    """
+    return re.sub(r"[^A-Za-z0-9]", "", str(text)) or "x"
 
 
 def bids_source_from_cat12(path):

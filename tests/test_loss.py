@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from anatcl_nipype.errors import AnatCLError
-from anatcl_nipype.encoder.loss import (
+from anatcl_nipype.training.loss import (
     AnatCLLoss,
     DescriptorScaling,
     kernel_contrastive_loss,

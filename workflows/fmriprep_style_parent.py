@@ -18,7 +18,7 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from anatcl_nipype.bids import bids_source_from_cat12
-from anatcl_nipype.cli.discover import find_cat12_subjects
+from anatcl_nipype.inputs import find_cat12_subjects
 from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
 from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf
 

@@ -16,8 +16,8 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from anatcl_nipype.cli.discover import find_cat12_subjects
-from anatcl_nipype.cli.group import infer_task, read_column
+from anatcl_nipype.inputs import find_cat12_subjects
+from anatcl_nipype.inputs import infer_task, read_column
 from anatcl_nipype.interfaces.prediction import FitProbe
 from anatcl_nipype.workflows.encoding import init_anatcl_group_encoding_wf
 from anatcl_nipype.workflows.regional import init_anatcl_group_regional_wf

@@ -13,6 +13,7 @@ from pathlib import Path
 from anatcl_nipype.cli.parser import EXIT_OK
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import atomic_write
+from anatcl_nipype.inputs import infer_task, read_column
 
 #: Where each node output goes in ``group/target-<target>/`` (figures keep their suffix).
 DESTINATIONS = {
@@ -29,33 +30,6 @@ DESTINATIONS = {
     ("apply_probe", "predictions_tsv"): "predictions.tsv",
     ("apply_probe", "out_json"): "predictions.json",
 }
-
-
-def read_column(participants_tsv, target):
-    """The values of ``target`` in participants.tsv; a clear error listing the columns."""
-    with open(participants_tsv, newline="", encoding="utf-8-sig") as stream:
-        rows = list(csv.DictReader(stream, delimiter="\t"))
-    columns = list(rows[0]) if rows else []
-    if target not in columns:
-        raise AnatCLError(f"{participants_tsv}: no column {target!r}; columns are "
-                          f"{', '.join(columns)}")
-    return [row[target] for row in rows]
-
-
-def infer_task(target, values):
-    """``brain_age`` for age, ``regression`` for numbers, else ``classification``.
-
-    >>> infer_task("age", ["30"]), infer_task("mmse", ["29", "n/a"]), infer_task("dx", ["AD"])
-    ('brain_age', 'regression', 'classification')
-    """
-    if target.lower() == "age":
-        return "brain_age"
-    known = [value for value in values if value not in ("n/a", "")]
-    try:
-        [float(value) for value in known]
-    except ValueError:
-        return "classification"
-    return "regression"
 
 
 def find_features(output_dir, desc, features):

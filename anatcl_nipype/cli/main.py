@@ -84,7 +84,7 @@ def encoder_options(args):
 
 def run_participant_level(args):
     """Encode every participant's map and write BIDS derivatives; print a summary."""
-    from anatcl_nipype.cli.discover import find_cat12_subjects
+    from anatcl_nipype.inputs import find_cat12_subjects
     from anatcl_nipype.cli.execution import RunReport, configure_nipype, run_workflow
     from anatcl_nipype.workflows.base import init_anatcl_participant_wf
 

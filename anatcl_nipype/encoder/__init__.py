@@ -1,6 +1,8 @@
 """AnatCL encoder: network, checkpoints, released weights, CAT12 input and batched inference.
 
-Nothing here imports Nipype. Names are imported on first use, so that torch-free modules
+Inference only: training lives in :mod:`anatcl_nipype.training`. Nothing here imports
+Nipype, nor :mod:`~anatcl_nipype.regional`, :mod:`~anatcl_nipype.training` or
+:mod:`~anatcl_nipype.prediction`. Names are imported on first use, so that torch-free modules
 (``volumes``, ``weights``, ``embedding_files``) can be used without importing torch.
 
 >>> from anatcl_nipype.encoder import CAT12_SHAPE
@@ -18,8 +20,5 @@ _EXPORTS = {
     "volumes": ("ANATCL_SHAPE", "CAT12_AFFINE", "CAT12_SHAPE", "crop_to_anatcl",
                 "load_cat12_volume"),
     "weights": ("cached_weights_path", "fetch_weights", "list_weights", "weights_url"),
-    "loss": ("AnatCLLoss", "normalise_descriptors"),
-    "training": ("pretrain", "finetune", "TrainingResult", "EpochRecord", "VolumeDataset"),
-    "descriptors": ("RegionalDescriptors", "descriptors_from_table"),
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -26,17 +26,26 @@ from nipype.interfaces.base import (
 from anatcl_nipype.bids import participant_ids_for, strip_cat12_prefix
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import sha256_file, write_failures_tsv, write_json_atomic
+from anatcl_nipype.options import DESCRIPTORS, FOLDS, PRECISIONS
 
 LOGGER = logging.getLogger("nipype.interface")
 
 
-class _EncoderOptionsSpec(BaseInterfaceInputSpec):
+class EncoderOptionsInputSpec(BaseInterfaceInputSpec):
+    """The encoder options every interface that runs the network shares (public base spec).
+
+    >>> sorted(EncoderOptionsInputSpec().copyable_trait_names())[:4]
+    ['descriptor', 'device', 'fold', 'num_threads']
+    """
+
     weights = File(exists=True, desc="AnatCL checkpoint; without it the released weights of "
                                      "descriptor/fold are taken from the cache")
-    descriptor = traits.Enum("global", "local", usedefault=True, desc="released weights: descriptor")
-    fold = traits.Range(low=0, high=4, value=0, usedefault=True, desc="released weights: fold")
-    precision = traits.Enum("fp32", "bf16", usedefault=True,
-                            desc="fp32 matches the official package; bf16 is a faster opt-in")
+    descriptor = traits.Enum(*DESCRIPTORS, usedefault=True, desc="released weights: descriptor")
+    fold = traits.Range(low=FOLDS[0], high=FOLDS[-1], value=0, usedefault=True,
+                        desc="released weights: fold")
+    precision = traits.Enum(*PRECISIONS, "auto", usedefault=True,
+                            desc="fp32 matches the official package; bf16 is a faster opt-in; "
+                                 "auto picks the fastest mode that keeps its accuracy here")
     device = traits.Str("auto", usedefault=True, desc="auto, cpu, cuda or cuda:N")
     use_gpu = traits.Bool(False, usedefault=True,
                           desc="run on CUDA (MultiProc reserves a GPU slot); falls back to CPU "
@@ -49,7 +58,9 @@ class _EncoderOptionsSpec(BaseInterfaceInputSpec):
                              desc="torch CPU threads (set from the node's n_procs)")
 
 
-def _make_encoder(inputs, batch_size=1):
+def make_encoder(inputs, batch_size=1):
+    """The :class:`~anatcl_nipype.encoder.AnatCLEncoder` (cached per process) of an
+    interface's :class:`EncoderOptionsInputSpec` inputs."""
     from anatcl_nipype.encoder import AnatCLEncoder
 
     return AnatCLEncoder(
@@ -95,7 +106,7 @@ def _sidecar(encoder, in_file, participant_id=None):
     return provenance
 
 
-class AnatCLEncodeInputSpec(_EncoderOptionsSpec):
+class AnatCLEncodeInputSpec(EncoderOptionsInputSpec):
     # No exists=True: a missing or unreadable map fails in the node with a VolumeError
     # naming it, instead of a TraitError that stops the whole workflow before it runs.
     in_file = File(mandatory=True,
@@ -125,7 +136,7 @@ class AnatCLEncode(SimpleInterface):
     def _run_interface(self, runtime):
         from anatcl_nipype.encoder.embedding_files import save_embedding
 
-        encoder = _make_encoder(self.inputs)
+        encoder = make_encoder(self.inputs)
         embedding = encoder.encode([self.inputs.in_file])[0]
         stem = Path(runtime.cwd) / f"{_output_stem(self.inputs.in_file)}_anatcl"
         self._results["out_file"] = str(save_embedding(f"{stem}.npy", embedding))
@@ -134,7 +145,7 @@ class AnatCLEncode(SimpleInterface):
         return runtime
 
 
-class AnatCLEncodeBatchInputSpec(_EncoderOptionsSpec):
+class AnatCLEncodeBatchInputSpec(EncoderOptionsInputSpec):
     # No exists=True: with on_error="skip", a missing map is skipped like any bad map.
     in_files = InputMultiObject(File(), mandatory=True,
                                 desc="CAT12 grey-matter maps (mri/mwp1*.nii)")
@@ -174,7 +185,7 @@ class AnatCLEncodeBatch(SimpleInterface):
         in_files = list(self.inputs.in_files)
         ids = participant_ids_for(in_files, self.inputs.participant_ids
                                   if isdefined(self.inputs.participant_ids) else None)
-        encoder = _make_encoder(self.inputs, batch_size=self.inputs.batch_size)
+        encoder = make_encoder(self.inputs, batch_size=self.inputs.batch_size)
         folder = Path(runtime.cwd)
         done_ids, done_files, vectors, failures = [], [], [], []
         for participant_id, result in zip(ids, encoder.iter_encode(in_files)):

@@ -2,18 +2,15 @@
 
 Thin adapters over :mod:`anatcl_nipype.prediction`: they check inputs, call the
 prediction layer and write tables, models and JSON sidecars. scikit-learn is imported
-only when a node runs. Every feature table may have a JSON sidecar beside it
-(``embeddings.tsv`` -> ``embeddings.json``); when it names the encoder weights
-(``{"weights": {"descriptor", "fold", "sha256"}}``, as the encoding interfaces write)
-that identity becomes part of the probe's feature source, and a probe refuses
-features made with other weights.
+only when a node runs. The rules of which features are comparable (encoder weights named
+in the tables' JSON sidecars, the embeddings' recipe) live in
+:mod:`anatcl_nipype.prediction.feature_source`; applying a probe in
+:mod:`anatcl_nipype.prediction.applying`.
 
 >>> FitProbe(task="brain_age", target="age").inputs.cv
 5
 """
 
-import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -29,94 +26,22 @@ from nipype.interfaces.base import (
 )
 
 import anatcl_nipype
-from anatcl_nipype.bids import participant_id_from_path
+from anatcl_nipype.bids import bids_label, participant_id_from_path
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.files import write_json_atomic
-
-#: The prediction layer's TASKS, repeated here so that importing this module stays
-#: free of scikit-learn (a test checks that the two agree).
-TASKS = ("classification", "regression", "brain_age")
-#: What makes two embeddings comparable, from the encoding sidecars.
-RECIPE_KEYS = ("weights", "precision", "output", "preprocessing")
-#: Column prefixes of embedding tables (backbone, projection head).
-EMBEDDING_PREFIXES = ("emb_", "proj_")
-
-
-def weights_identity(sidecar):
-    """The encoder weights named in a sidecar: ``{descriptor, fold, sha256}`` or None.
-
-    >>> weights_identity({"weights": {"descriptor": None, "fold": None, "path": "/w.pth",
-    ...                               "sha256": "ab12"}})
-    {'descriptor': None, 'fold': None, 'sha256': 'ab12'}
-    >>> weights_identity({"emb_000": {"Description": "..."}}) is None
-    True
-    """
-    weights = sidecar.get("weights")
-    if not isinstance(weights, dict) or "sha256" not in weights:
-        return None
-    return {key: weights.get(key) for key in ("descriptor", "fold", "sha256")}
+from anatcl_nipype.options import TASKS
+from anatcl_nipype.prediction.feature_source import (
+    common_recipe,
+    feature_kind,
+    feature_source,
+    read_features,
+    read_sidecar,
+    sidecar_paths,
+)
 
 
-def _read_sidecar(path):
-    try:
-        sidecar = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PredictionError(f"{path}: cannot read the JSON sidecar ({error}); restore the "
-                              "sidecar the encoder wrote beside the file") from None
-    if not isinstance(sidecar, dict):
-        raise PredictionError(f"{path}: the JSON sidecar is not an object")
-    return sidecar
-
-
-def _feature_sidecars(feature_tables, features_json):
-    """The sidecars given, else ``<name>.json`` beside each feature table."""
-    if isdefined(features_json):
-        return [Path(path) for path in features_json]
-    return [Path(table).with_suffix(".json") for table in feature_tables]
-
-
-def _tables_weights(sidecar_paths):
-    """The one weights identity named by the tables' sidecars (None when none names one)."""
-    found = {}
-    for path in sidecar_paths:
-        identity = weights_identity(_read_sidecar(path)) if path.is_file() else None
-        if identity is not None:
-            found[str(path)] = identity
-    if len({json.dumps(identity, sort_keys=True) for identity in found.values()}) > 1:
-        listed = "; ".join(f"{path}: {identity}" for path, identity in found.items())
-        raise PredictionError(f"feature tables made with different encoder weights ({listed}); "
-                              "use embeddings from one set of weights")
-    return next(iter(found.values()), None)
-
-
-def _feature_source(features, sidecar_paths):
-    """What a probe's card records, and ApplyProbe checks: columns and encoder weights."""
-    weights = _tables_weights(sidecar_paths)
-    embedding_columns = [c for c in features.columns if str(c).startswith(EMBEDDING_PREFIXES)]
-    if embedding_columns and weights is None:
-        raise PredictionError(
-            f"the features hold AnatCL embeddings ({embedding_columns[0]}, ...) but no JSON "
-            "sidecar names the weights that made them; pass the embeddings table's sidecar "
-            "(out_json of AnatCLEncodeBatch or JoinEmbeddings) in features_json, or keep it "
-            "beside the table")
-    return {"columns": [str(column) for column in features.columns], "weights": weights}
-
-
-def _read_features(feature_tables):
-    """Join the tables on participant_id; return (features, left-out participants, dropped columns).
-
-    Columns without a single value (e.g. CAT12's medial-wall "regions", always NaN) carry
-    nothing to learn from and are dropped; they are listed in the summary.
-    """
-    from anatcl_nipype.prediction import join_features, read_features_tsv
-
-    tables = [read_features_tsv(path) for path in feature_tables]
-    features = join_features(tables)
-    everyone = sorted({pid for table in tables for pid in table.index})
-    dropped = [(pid, "missing from at least one feature table")
-               for pid in everyone if pid not in features.index]
-    empty = [str(column) for column in features.columns[features.isna().all()]]
-    return features.drop(columns=empty), dropped, empty
+def _given(value):
+    return list(value) if isdefined(value) else None
 
 
 # --------------------------------------------------------------------------- JoinEmbeddings
@@ -164,8 +89,8 @@ class JoinEmbeddings(SimpleInterface):
         from anatcl_nipype.encoder.embedding_files import write_embeddings_tsv
 
         in_files = [Path(path) for path in self.inputs.in_files]
-        sidecars = [_read_sidecar(path) for path in self._sidecar_paths(in_files)]
-        recipe = _common_recipe(in_files, sidecars)
+        sidecars = [read_sidecar(path) for path in self._sidecar_paths(in_files)]
+        recipe = common_recipe(in_files, sidecars)
         ids = self._participant_ids(in_files, sidecars)
         vectors = _load_vectors(in_files)
         prefix = "proj" if "projection" in str(recipe.get("output", "")) else "emb"
@@ -205,28 +130,6 @@ class JoinEmbeddings(SimpleInterface):
             raise PredictionError(f"several embeddings belong to {', '.join(repeated)}; pass "
                                   "participant_ids (e.g. sub-01_ses-1) to tell them apart")
         return ids
-
-
-def _common_recipe(in_files, sidecars):
-    """How the embeddings were computed; every one must agree with the first."""
-    def recipe(sidecar):
-        return {key: weights_identity(sidecar) if key == "weights" else sidecar.get(key)
-                for key in RECIPE_KEYS}
-
-    first = recipe(sidecars[0])
-    if first["weights"] is None:
-        raise PredictionError(f"the sidecar of {in_files[0]} names no encoder weights "
-                              "(weights.sha256); pass the sidecar AnatCLEncode wrote")
-    for path, sidecar in zip(in_files[1:], sidecars[1:]):
-        this = recipe(sidecar)
-        details = "; ".join(f"{key}: {this[key]} vs {first[key]}"
-                            for key in RECIPE_KEYS if this[key] != first[key])
-        if details:
-            raise PredictionError(
-                f"{path} was computed differently from {in_files[0]} ({details}); embeddings "
-                "from different weights cannot share a table: encode every subject with the "
-                "same weights, fold and precision")
-    return first
 
 
 def _load_vectors(in_files):
@@ -299,18 +202,19 @@ class FitProbe(SimpleInterface):
 
         inputs = self.inputs
         feature_tables = [str(path) for path in inputs.features]
-        features, dropped, empty_columns = _read_features(feature_tables)
-        source = _feature_source(features, _feature_sidecars(feature_tables,
-                                                             inputs.features_json))
+        features, dropped, empty_columns = read_features(feature_tables)
+        source = feature_source(features, sidecar_paths(feature_tables,
+                                                        _given(inputs.features_json)))
         ids, y, groups, label_dropped, notes = self._labels(features.index)
         X = features.loc[ids]
         result = cross_validate_probe(X, y, inputs.task, cv=inputs.cv,
                                       n_repeats=inputs.n_repeats, groups=groups,
                                       seed=inputs.seed)
         permutation = self._permutation_test(X, y, groups)
-        stem = Path(runtime.cwd) / _safe_name(inputs.target)
+        stem = Path(runtime.cwd) / bids_label(inputs.target)
         model = default_estimator(inputs.task, inputs.seed).fit(X, y)
         card = {"task": inputs.task, "target": inputs.target, "n_train": len(X),
+                "features": feature_kind(source["columns"]),
                 "cv_metrics": result.summary, "validation": self._validation(),
                 "feature_source": source, "feature_tables": feature_tables}
         model_path, card_path = save_probe(model, f"{stem}_probe.skops", card)
@@ -363,15 +267,6 @@ class FitProbe(SimpleInterface):
                 "group_column": inputs.group_column if isdefined(inputs.group_column) else None}
 
 
-def _safe_name(text):
-    """A file-name-safe version of a column name.
-
-    >>> _safe_name("MMSE score (baseline)")
-    'MMSE_score_baseline'
-    """
-    return re.sub(r"[^A-Za-z0-9-]+", "_", text).strip("_") or "target"
-
-
 # --------------------------------------------------------------------------- ApplyProbe
 
 
@@ -385,19 +280,26 @@ class ApplyProbeInputSpec(BaseInterfaceInputSpec):
                             desc="optional participants.tsv with a row per participant: "
                                  "adds the true target (n/a where unknown) and, for brain "
                                  "age, the bias-corrected age and gap")
+    target = traits.Str(desc="optional: the target the probe must have been fitted for "
+                             "(its card's); refused when it differs")
 
 
 class ApplyProbeOutputSpec(TraitedSpec):
-    predictions_tsv = File(exists=True, desc="participant_id, predicted (+ probabilities)")
-    out_json = File(exists=True, desc="sidecar: model, its card, features, software")
+    predictions_tsv = File(exists=True, desc="participant_id, predicted (+ probabilities); "
+                                             "in-sample for participants the probe was fitted on")
+    out_json = File(exists=True, desc="sidecar: model file and sha256, its card, features, "
+                                      "software")
 
 
 class ApplyProbe(SimpleInterface):
     """Predict with a saved probe, after checking the features match its training.
 
-    Wraps :func:`~anatcl_nipype.prediction.load_probe`: a model whose card names other
-    encoder weights (descriptor, fold, sha256) or other feature columns than the given
-    tables is refused. Writes ``<target>_predictions.tsv`` and ``.json``.
+    Wraps :func:`~anatcl_nipype.prediction.load_probe` and
+    :func:`~anatcl_nipype.prediction.applying.prediction_table`: a model whose card names
+    other encoder weights (descriptor, fold, sha256) or other feature columns than the
+    given tables, or another ``target``, is refused. Writes
+    ``<target>_applied_predictions.tsv`` and ``.json``; the sidecar says the predictions
+    are not cross-validated (participants the probe was fitted on are predicted in sample).
 
     >>> from nipype import Node
     >>> sorted(Node(ApplyProbe(), name="apply_probe").outputs.copyable_trait_names())
@@ -409,15 +311,21 @@ class ApplyProbe(SimpleInterface):
 
     def _run_interface(self, runtime):
         from anatcl_nipype.prediction import load_probe, write_predictions_tsv
+        from anatcl_nipype.prediction.applying import check_card_agrees, prediction_table
 
         feature_tables = [str(path) for path in self.inputs.features]
-        features, dropped, _ = _read_features(feature_tables)
-        model, card = load_probe(self.inputs.model, _feature_source(
-            features, _feature_sidecars(feature_tables, self.inputs.features_json)))
-        predictions = _predict(model, card, features, self._true_labels(card, features.index))
-        stem = Path(runtime.cwd) / _safe_name(card["target"])
+        features, dropped, _ = read_features(feature_tables)
+        model, card = load_probe(self.inputs.model, feature_source(
+            features, sidecar_paths(feature_tables, _given(self.inputs.features_json))))
+        check_card_agrees(card, self.inputs.model,
+                          target=self.inputs.target if isdefined(self.inputs.target) else None)
+        predictions = prediction_table(model, card, features,
+                                       self._true_labels(card, features.index))
+        stem = Path(runtime.cwd) / f"{bids_label(card['target'])}_applied"
         sidecar = {"model": str(self.inputs.model), "model_sha256": card["model_sha256"],
                    "task": card["task"], "target": card["target"],
+                   "validation": "none: predictions of a saved probe, not cross-validated "
+                                 "(in sample for participants it was fitted on)",
                    "feature_source": {"weights": card["feature_source"]["weights"],
                                       "n_columns": len(features.columns)},
                    "feature_tables": feature_tables,
@@ -440,22 +348,3 @@ class ApplyProbe(SimpleInterface):
         labels = load_labels(self.inputs.participants_tsv, card["target"], participant_ids,
                              card["task"])
         return pd.Series(labels.labels, index=labels.participant_ids).reindex(participant_ids)
-
-
-def _predict(model, card, features, true):
-    """The prediction table of ``model`` on ``features`` (columns in the card's order)."""
-    import pandas as pd
-
-    X = features[card["feature_source"]["columns"]]
-    table = pd.DataFrame({"participant_id": list(features.index)})
-    if true is not None:
-        table["true"] = true.to_numpy()
-    table["predicted"] = model.predict(X)
-    if card["task"] == "classification":
-        probabilities = model.predict_proba(X)
-        for column, name in enumerate(model.classes_):
-            table[f"probability_{name}"] = probabilities[:, column]
-    if card["task"] == "brain_age" and true is not None:
-        table["predicted_corrected"] = model.correct(table["predicted"], table["true"])
-        table["brain_age_gap"] = table["predicted_corrected"] - table["true"]
-    return table

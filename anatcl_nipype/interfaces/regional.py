@@ -26,7 +26,7 @@ import anatcl_nipype
 from anatcl_nipype.bids import participant_id_from_path
 from anatcl_nipype.errors import AnatCLError, RegionalError
 from anatcl_nipype.files import sha256_file
-from anatcl_nipype.interfaces.encoder import _EncoderOptionsSpec, _make_encoder
+from anatcl_nipype.interfaces.encoder import EncoderOptionsInputSpec, make_encoder
 from anatcl_nipype.regional import (
     atlas_gm_volumes,
     measures_to_row,
@@ -220,7 +220,7 @@ class AtlasGMVolumes(SimpleInterface):
         return runtime
 
 
-class RegionPooledFeaturesInputSpec(_EncoderOptionsSpec, _AtlasInputSpec):
+class RegionPooledFeaturesInputSpec(EncoderOptionsInputSpec, _AtlasInputSpec):
     layers = traits.List(traits.Enum(*LAYERS), value=["layer3", "layer4"], usedefault=True,
                          desc="encoder stages to pool (strides 4, 8, 16, 32 voxels)")
 
@@ -263,7 +263,7 @@ class RegionPooledFeatures(SimpleInterface):
         if inputs.use_head:
             raise AnatCLError("RegionPooledFeatures: use_head does not apply; feature maps "
                               "come before the projection head")
-        encoder = _make_encoder(inputs)
+        encoder = make_encoder(inputs)
         label_table = inputs.label_table if isdefined(inputs.label_table) else None
         pooled = region_pooled_features(
             encoder, inputs.gm_modulated, inputs.atlas, label_table=label_table,

@@ -1,7 +1,7 @@
 """Nipype interfaces for AnatCL pretraining and fine-tuning.
 
-Thin adapters over :func:`anatcl_nipype.encoder.training.pretrain` and
-:func:`~anatcl_nipype.encoder.training.finetune`: they match the maps to their
+Thin adapters over :func:`anatcl_nipype.training.loops.pretrain` and
+:func:`~anatcl_nipype.training.loops.finetune`: they match the maps to their
 participants' regional measures and labels, train, and report the checkpoint, the
 training log, the loss curve and a JSON provenance sidecar. torch is imported only when
 a node runs.
@@ -35,6 +35,7 @@ from anatcl_nipype.bids import participant_ids_for
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import sha256_file, write_json_atomic
 from anatcl_nipype.interfaces.encoder import choose_device
+from anatcl_nipype.options import DESCRIPTORS, FINETUNE_TASKS
 
 LOGGER = logging.getLogger("nipype.interface")
 SIDECAR_NAME = "training.json"
@@ -147,7 +148,7 @@ class AnatCLPretrainInputSpec(_TrainingInputSpec):
     sigma = traits.Float(2.0, usedefault=True,
                          desc="anatomical kernel width (normalised descriptor units)")
     age_sigma = traits.Float(desc="age kernel width in years; default: sigma")
-    descriptor = traits.Enum("global", "local", usedefault=True,
+    descriptor = traits.Enum(*DESCRIPTORS, usedefault=True,
                              desc="one kernel over all regions, or one per region averaged")
     alpha = traits.Float(1.0, usedefault=True, desc="weight of the anatomical term")
     lambd = traits.Float(1.0, usedefault=True, desc="weight of the age term")
@@ -160,9 +161,9 @@ class AnatCLPretrainInputSpec(_TrainingInputSpec):
 class AnatCLPretrain(_TrainingInterface):
     """Pretrain AnatCL on CAT12 grey-matter maps with its anatomy-weighted contrastive loss.
 
-    Wraps :func:`anatcl_nipype.encoder.training.pretrain`. The descriptors are the
+    Wraps :func:`anatcl_nipype.training.loops.pretrain`. The descriptors are the
     ``atlas`` regions' ``measures`` of each participant in ``regional_tsv`` (the regional
-    workflow's ``regional_tsv``; :func:`~anatcl_nipype.encoder.descriptors.descriptors_from_table`);
+    workflow's ``regional_tsv``; :func:`~anatcl_nipype.training.descriptors.descriptors_from_table`);
     ages come from ``participants_tsv`` when it is given. Outputs ``last.pth`` (official
     format), ``training_log.tsv``, ``loss_curve.svg``/``.png`` and ``training.json``.
 
@@ -177,8 +178,8 @@ class AnatCLPretrain(_TrainingInterface):
     output_spec = _TrainingOutputSpec
 
     def _run_interface(self, runtime):
-        from anatcl_nipype.encoder.descriptors import descriptors_from_table
-        from anatcl_nipype.encoder.training import pretrain
+        from anatcl_nipype.training.descriptors import descriptors_from_table
+        from anatcl_nipype.training.loops import pretrain
 
         inputs = self.inputs
         ids = self._participant_ids()
@@ -221,7 +222,7 @@ class AnatCLPretrain(_TrainingInterface):
 class AnatCLFineTuneInputSpec(_TrainingInputSpec):
     participants_tsv = File(exists=True, mandatory=True, desc="BIDS participants.tsv")
     target = traits.Str(mandatory=True, desc="participants.tsv column to learn")
-    task = traits.Enum("classification", "regression", usedefault=True,
+    task = traits.Enum(*FINETUNE_TASKS, usedefault=True,
                        desc="cross-entropy over classes, or MSE on the z-scored target")
     init_weights = File(exists=True, mandatory=True, desc="pretrained AnatCL checkpoint")
     freeze_encoder_epochs = traits.Range(low=0, value=0, usedefault=True,
@@ -232,7 +233,7 @@ class AnatCLFineTuneInputSpec(_TrainingInputSpec):
 class AnatCLFineTune(_TrainingInterface):
     """Fine-tune AnatCL end to end (encoder + linear head) on a participants.tsv column.
 
-    Wraps :func:`anatcl_nipype.encoder.training.finetune`. Participants whose ``target``
+    Wraps :func:`anatcl_nipype.training.loops.finetune`. Participants whose ``target``
     is ``n/a`` are left out (listed in the sidecar). The checkpoint keeps the backbone
     under ``model`` (loads in the official package) and the head under ``task_head``.
 
@@ -244,7 +245,7 @@ class AnatCLFineTune(_TrainingInterface):
     output_spec = _TrainingOutputSpec
 
     def _run_interface(self, runtime):
-        from anatcl_nipype.encoder.training import finetune
+        from anatcl_nipype.training.loops import finetune
         from anatcl_nipype.prediction.labels import load_labels
 
         inputs = self.inputs

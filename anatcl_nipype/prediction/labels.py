@@ -13,18 +13,14 @@ writes missing values as ``n/a``. Ids match with or without the ``sub-`` prefix,
 (['sub-01', 'sub-03'], [61.5, 70.0], [('sub-02', 'age is n/a')])
 """
 
-import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from anatcl_nipype.errors import PredictionError
+from anatcl_nipype.errors import AnatCLError, PredictionError
+from anatcl_nipype.inputs import ID_COLUMN, MISSING_VALUES, read_tsv_rows
 from anatcl_nipype.prediction.probes import check_task
-
-ID_COLUMN = "participant_id"
-#: Cell values read as a missing label.
-MISSING_VALUES = frozenset({"n/a", ""})
 
 
 @dataclass
@@ -89,14 +85,10 @@ def _subject(participant_id):
 
 
 def _read_participants(path):
-    if not path.is_file():
-        raise PredictionError(f"{path}: no such participants.tsv; pass the BIDS "
-                              "participants.tsv that holds the labels")
-    with open(path, newline="", encoding="utf-8-sig") as stream:
-        rows = list(csv.DictReader(stream, delimiter="\t"))
-    if not rows:
-        raise PredictionError(f"{path}: no participant rows under the header")
-    return rows
+    try:
+        return read_tsv_rows(path)
+    except AnatCLError as error:  # the one reader; a prediction error here
+        raise PredictionError(str(error)) from None
 
 
 def _check_column(rows, column, path):

@@ -5,7 +5,7 @@ cortical thickness, grey-matter volume, surface area). They come from the region
 measures table (:func:`~anatcl_nipype.regional.write_measures_tsv`), whose columns are
 named ``<atlas>_<region>_<measure>``; this module picks one atlas and some measures and
 returns the raw values, subjects x regions x measures. Normalising them is the training
-loop's job (:func:`~anatcl_nipype.encoder.loss.normalise_descriptors`).
+loop's job (:func:`~anatcl_nipype.training.loss.normalise_descriptors`).
 
 Missing values (``n/a``): a region with no value for any selected subject (e.g. the
 medial-wall entries CAT12 writes as NaN in ``aparc_DK40``) is dropped and listed in

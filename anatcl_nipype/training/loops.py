@@ -54,10 +54,10 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 import anatcl_nipype
-from anatcl_nipype.encoder.augment import augment_batch, check_augmentations
+from anatcl_nipype.training.augment import augment_batch, check_augmentations
 from anatcl_nipype.encoder.checkpoint import load_checkpoint, read_checkpoint_file
-from anatcl_nipype.encoder.descriptors import RegionalDescriptors
-from anatcl_nipype.encoder.loss import AnatCLLoss, normalise_descriptors
+from anatcl_nipype.training.descriptors import RegionalDescriptors
+from anatcl_nipype.training.loss import AnatCLLoss, normalise_descriptors
 from anatcl_nipype.encoder.model import EMBEDDING_DIM, AnatCLNetwork
 from anatcl_nipype.encoder.runner import resolve_device
 from anatcl_nipype.encoder.volumes import (
@@ -68,13 +68,13 @@ from anatcl_nipype.encoder.volumes import (
 )
 from anatcl_nipype.errors import AnatCLError, CheckpointError
 from anatcl_nipype.files import atomic_write
+from anatcl_nipype.options import FINETUNE_TASKS
 
 LOGGER = logging.getLogger("anatcl_nipype.encoder")
 LAST_CHECKPOINT = "last.pth"
 LOG_NAME = "training_log.tsv"
 LOG_COLUMNS = ("epoch", "loss", "lr", "seconds")
 FIGURE_STEM = "loss_curve"
-TASKS = ("classification", "regression")
 #: Settings that may change when a run is resumed (the others must match the saved run).
 RESUMABLE_CHANGES = ("epochs", "precision", "device", "gradient_checkpointing",
                      "package_version", "torch_version")
@@ -211,7 +211,7 @@ def pretrain(volumes, descriptors, ages=None, *, out_dir, epochs, batch_size=32,
              age_sigma=None, descriptor="global", alpha=1.0, lambd=1.0, views=2, augment=None,
              device="auto", amp=True, gradient_checkpointing=False, init_weights=None, seed=0,
              resume=True, volume_size=None, num_workers=0, save_every=0, progress=None):
-    """Pretrain the AnatCL network with :class:`~anatcl_nipype.encoder.loss.AnatCLLoss`.
+    """Pretrain the AnatCL network with :class:`~anatcl_nipype.training.loss.AnatCLLoss`.
 
     Parameters
     ----------
@@ -229,14 +229,14 @@ def pretrain(volumes, descriptors, ages=None, *, out_dir, epochs, batch_size=32,
     epochs, batch_size, lr, weight_decay, lr_step, lr_decay
         Adam with ``StepLR(lr_step, lr_decay)``, stepped once per epoch.
     temperature, sigma, age_sigma, descriptor, alpha, lambd
-        The loss (see :mod:`anatcl_nipype.encoder.loss`); ``age_sigma`` in years,
+        The loss (see :mod:`anatcl_nipype.training.loss`); ``age_sigma`` in years,
         defaults to ``sigma``.
     views : int
         Views per subject. Without ``augment`` they are identical (the released
         ``tf_none`` recipe), so the network runs once and its output is repeated: the
         same loss and gradients as running every copy, at 1/``views`` of the cost.
     augment : None or list of "crop", "cutout"
-        Random views (:mod:`anatcl_nipype.encoder.augment`).
+        Random views (:mod:`anatcl_nipype.training.augment`).
     device : "auto", "cpu", "cuda" or "cuda:N"
     amp : bool
         Mixed precision on CUDA (bf16, or fp16 with a gradient scaler); ignored on CPU.
@@ -314,8 +314,8 @@ def finetune(volumes, labels, *, task="classification", init_weights, out_dir, e
     other options are those of :func:`pretrain`. Returns a :class:`TrainingResult`.
     """
     volumes = list(volumes)
-    if task not in TASKS:
-        raise AnatCLError(f"task must be one of {TASKS}, got {task!r}")
+    if task not in FINETUNE_TASKS:
+        raise AnatCLError(f"task must be one of {FINETUNE_TASKS}, got {task!r}")
     _check_int("freeze_encoder_epochs", freeze_encoder_epochs, 0)
     targets, target_options = _targets(labels, task, len(volumes))
     settings = _Settings(epochs, batch_size, lr, weight_decay, lr_step, lr_decay, device, amp,

@@ -64,8 +64,8 @@ import torch
 import torch.nn.functional as F
 
 from anatcl_nipype.errors import AnatCLError
+from anatcl_nipype.options import DESCRIPTORS
 
-DESCRIPTORS = ("global", "local")
 
 
 def _check_positive(name, value):
