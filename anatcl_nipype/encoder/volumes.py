@@ -176,7 +176,9 @@ def read_nifti(path, max_voxels=MAX_VOXELS, accept=None):
                 raise VolumeError(f"{path}: truncated: {path.stat().st_size} bytes, but its "
                                   f"header declares {data_end}; copy the complete file again")
             return image_class.from_filename(str(path))
-        return image_class.from_bytes(_inflate_bounded(path, data_end))
+        image = image_class.from_bytes(_inflate_bounded(path, data_end))
+        image.set_filename(str(path))  # data stay in memory; the name is for messages
+        return image
     except VolumeError:
         raise
     except Exception as error:  # nibabel raises many types for corrupt files
@@ -212,6 +214,9 @@ def _read_prefix(path, compressed, size):
 def _header_class(prefix, path):
     import nibabel as nib
 
+    if not prefix:
+        raise VolumeError(f"{path}: cannot read it as NIfTI (ImageFileError: Empty file: "
+                          f"'{path}'); check the file is a complete .nii/.nii.gz")
     for order in ("little", "big"):
         kind = _NIFTI_HEADER_SIZES.get(int.from_bytes(prefix[:4], order))
         if kind and len(prefix) >= {"Nifti1": 348, "Nifti2": 540}[kind]:

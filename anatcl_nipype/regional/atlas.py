@@ -19,10 +19,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
-from anatcl_nipype.errors import RegionalError
+from anatcl_nipype.encoder.volumes import read_nifti
+from anatcl_nipype.errors import RegionalError, VolumeError
 from anatcl_nipype.regional.measures import RegionMeasures
 
 #: Largest difference (mm) between two affines that still counts as the same grid.
@@ -117,11 +117,13 @@ def read_label_table(path):
 
 
 def _load(image, what):
+    """A nibabel image and its name; a path is read with its header checked first."""
     if isinstance(image, (str, Path)):
         try:
-            return nib.load(image), str(image)
-        except (OSError, nib.filebasedimages.ImageFileError) as err:
-            raise RegionalError(f"{image}: cannot read the {what} ({err})") from err
+            return read_nifti(image), str(image)
+        except VolumeError as err:
+            reason = str(err).removeprefix(f"{Path(image)}: ")
+            raise RegionalError(f"{image}: cannot read the {what}: {reason}") from None
     return image, image.get_filename() or f"<in-memory {what}>"
 
 

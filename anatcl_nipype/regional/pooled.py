@@ -34,6 +34,7 @@ import numpy as np
 from anatcl_nipype.encoder.volumes import (
     CAT12_AFFINE,
     CAT12_SHAPE,
+    check_finite_output,
     check_volume_values,
     crop_to_anatcl,
     load_cat12_volume,
@@ -161,9 +162,11 @@ def region_pooled_features(encoder_or_network, gm_map, atlas, label_table=None,
         maps = backbone.feature_maps(tensor)
     features, coverage = {}, {}
     for layer in layers:
-        feature_map = maps[layer][0].float().cpu().numpy()
+        feature_map = check_finite_output(maps[layer][0].float().cpu().numpy(), source,
+                                          f"{layer} feature map")
         weights = region_coverage(labels, ids, feature_map.shape[1:], LAYER_STRIDES[layer])
-        features[layer] = pool_by_weights(feature_map, weights)
+        features[layer] = _finite_or_empty(pool_by_weights(feature_map, weights), weights,
+                                           source, layer)
         coverage[layer] = weights.sum(axis=1)
     region = _region_index(labels, np.asarray(ids, dtype=np.int64))
     n_voxels = np.bincount(region[region >= 0], minlength=len(ids))
@@ -222,6 +225,13 @@ def write_pooled_features(pooled, out_dir, stem):
     with atomic_write(regions) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return feature_files, regions
+
+
+def _finite_or_empty(pooled, weights, source, layer):
+    """``pooled``, whose only NaN rows are regions covering no unit; never inf."""
+    covered = weights.sum(axis=1) > 0
+    check_finite_output(pooled[covered], source, f"region-pooled {layer} features")
+    return pooled
 
 
 def _checked_layers(layers):
