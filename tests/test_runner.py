@@ -1,11 +1,14 @@
-"""AnatCLEncoder: exact parity with the official package, determinism, bf16, streaming."""
+"""AnatCLEncoder: exact parity with the official package, determinism, precisions, streaming,
+non-finite outputs refused."""
 
 import numpy as np
 import pytest
 import torch
 
 from anatcl_nipype.encoder import AnatCLEncoder, load_cat12_volume
-from anatcl_nipype.encoder.runner import cpu_has_fast_bf16, load_network
+from anatcl_nipype.encoder.checkpoint import make_random_network, save_checkpoint
+from anatcl_nipype.encoder.precision import PrecisionRefused
+from anatcl_nipype.encoder.runner import EmbeddingError, cpu_has_fast_bf16, default_readers, load_network
 from anatcl_nipype.errors import AnatCLError, VolumeError
 from conftest import brain_like_volume, write_map
 
@@ -48,7 +51,7 @@ def test_bf16_is_close_to_fp32_on_small_volumes(random_weights):
     # 32^3 volumes: seconds even where bf16 is emulated (AVX2-only CPUs run it ~100x slower)
     volumes = torch.from_numpy(np.stack([brain_like_volume(seed, (32, 32, 32)) for seed in (1, 2, 3)]))
     fp32 = AnatCLEncoder(weights=random_weights).forward(volumes[:, None])
-    bf16 = AnatCLEncoder(weights=random_weights, precision="bf16").forward(volumes[:, None])
+    bf16 = AnatCLEncoder(weights=random_weights, precision="bf16", force_precision=True).forward(volumes[:, None])
     cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
     assert fp32.shape == bf16.shape == (3, 512) and not np.array_equal(fp32, bf16)
     assert cosine.min() >= 0.999
@@ -98,6 +101,69 @@ def test_provenance_names_weights_precision_and_preprocessing(random_weights):
     assert "indices 8..135" in provenance["preprocessing"]["crop"]
 
 
+@pytest.mark.skipif(cpu_has_fast_bf16(), reason="checks the refusal where bf16 units are absent")
+def test_bf16_is_refused_where_it_is_slower_than_fp32(random_weights):
+    with pytest.raises(PrecisionRefused, match=r"^bf16 on this CPU is (emulated, )?(~100x )?slower than "
+                                               r"fp32; use precision='auto' or 'fp32' \(.*force_precision=True"):
+        AnatCLEncoder(weights=random_weights, precision="bf16")
+
+
+def test_auto_records_its_pick_and_fp32_stays_exact(random_weights, cat12_maps, tmp_path, monkeypatch):
+    monkeypatch.setenv("ANATCL_NIPYPE_HOME", str(tmp_path))  # where a micro-benchmark is cached
+    auto = AnatCLEncoder(weights=random_weights, precision="auto")
+    choice = auto.provenance["precision_choice"]
+    assert choice["requested"] == "auto" and choice["mode"] == auto.choice.mode and choice["reason"]
+    assert (choice["mode"] == "bf16") == cpu_has_fast_bf16()
+    assert auto.provenance["precision"] == ("bf16" if cpu_has_fast_bf16() else "fp32")
+    fp32 = AnatCLEncoder(weights=random_weights)
+    assert fp32.provenance["precision_choice"]["mode"] == "fp32"
+    if choice["mode"] == "fp32":  # same network object, same arithmetic: identical bits
+        assert auto.network is fp32.network
+        assert np.array_equal(auto.encode(cat12_maps[:1]), fp32.encode(cat12_maps[:1]))
+
+
+def huge_gain_weights(path):
+    """Finite weights whose first BatchNorm scales by float32's maximum: outputs overflow."""
+    network = make_random_network(seed=3)
+    with torch.no_grad():
+        network.encoder.bn1.weight.fill_(np.finfo(np.float32).max)
+    return save_checkpoint(path, network, {"random": True}, run_id="overflowing")
+
+
+def test_a_non_finite_output_is_that_inputs_error_not_a_result(cat12_maps, tmp_path):
+    encoder = AnatCLEncoder(weights=huge_gain_weights(tmp_path / "overflow.pth"))
+    results = list(encoder.iter_encode(cat12_maps[:1]))
+    assert results[0].embedding is None and isinstance(results[0].error, EmbeddingError)
+    assert isinstance(results[0].error, AnatCLError)
+    assert str(results[0].error).startswith(f"{cat12_maps[0]}: the encoder's output is not finite (")
+    assert "fold 0, precision fp32, weights " + str(tmp_path / "overflow.pth") in str(results[0].error)
+    with pytest.raises(EmbeddingError, match="output is not finite"):
+        encoder.encode(cat12_maps[:1])
+
+
+def test_a_non_finite_output_under_forced_bf16_is_refused_too(tmp_path):
+    encoder = AnatCLEncoder(weights=huge_gain_weights(tmp_path / "overflow.pth"), precision="bf16",
+                            force_precision=True)
+    volume = torch.from_numpy(brain_like_volume(1, (32, 32, 32)))[None, None]
+    with pytest.raises(EmbeddingError, match=r"^array: the encoder's output is not finite .*precision bf16"):
+        encoder.forward(volume)
+
+
+def test_one_overflowing_input_fails_alone(random_weights):
+    good = brain_like_volume(1)
+    overflowing = good.copy()  # finite voxels, but the network overflows on them
+    overflowing[good > 0.5] *= np.float32(1e37)
+    results = list(AnatCLEncoder(weights=random_weights, batch_size=2).iter_encode([good, overflowing]))
+    assert results[0].error is None and np.isfinite(results[0].embedding).all()
+    assert isinstance(results[1].error, EmbeddingError) and results[1].embedding is None
+    assert str(results[1].error).startswith("input 1 (array): the encoder's output is not finite")
+
+
+def test_readers_default_to_one_on_a_cpu_and_more_on_cuda():
+    assert default_readers(torch.device("cpu")) == 1
+    assert 1 <= default_readers(torch.device("cuda")) <= 8
+
+
 @pytest.mark.parametrize("options, message", [
     ({"precision": "fp16"}, "precision must be one of"),
     ({"batch_size": 0}, "batch_size must be at least 1"),
@@ -109,9 +175,12 @@ def test_bad_options(random_weights, options, message):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where CUDA is absent")
-def test_cuda_requested_without_cuda(random_weights):
-    with pytest.raises(AnatCLError, match="CUDA is not available here"):
-        AnatCLEncoder(weights=random_weights, device="cuda")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_cuda_requested_without_cuda(random_weights, device):
+    with pytest.raises(AnatCLError, match=f"device '{device}' asked for, but CUDA is not available "
+                                          "here; use device='auto' or 'cpu'"):
+        AnatCLEncoder(weights=random_weights, device=device, precision="auto")
+    assert AnatCLEncoder(weights=random_weights, device="auto").device == torch.device("cpu")
 
 
 @pytest.mark.gpu
@@ -123,3 +192,7 @@ def test_cuda_matches_cpu(random_weights, cat12_maps):
     bf16 = AnatCLEncoder(weights=random_weights, device="cuda", precision="bf16").encode(cat12_maps)
     cosine = (cpu * bf16).sum(1) / np.linalg.norm(cpu, axis=1) / np.linalg.norm(bf16, axis=1)
     assert cosine.min() >= 0.999
+    auto = AnatCLEncoder(weights=random_weights, device="cuda", precision="auto")
+    major, _ = torch.cuda.get_device_capability()
+    assert auto.choice.mode == ("bf16" if major >= 8 else "fp32")
+    assert "compute capability" in auto.provenance["precision_choice"]["reason"]

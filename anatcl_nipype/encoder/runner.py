@@ -1,5 +1,9 @@
 """Batched AnatCL inference: load the model once, stream volumes through it.
 
+One encoder may hold several models (a fold ensemble): each map is read and cropped once
+and run through every fold's model. Every output is checked before it is returned: a
+non-finite embedding is that input's :class:`EmbeddingError`, never a result.
+
 >>> import tempfile, os, numpy as np
 >>> from anatcl_nipype.encoder.checkpoint import write_random_checkpoint
 >>> weights = write_random_checkpoint(os.path.join(tempfile.mkdtemp(), "w.pth"))
@@ -12,7 +16,6 @@
 import collections
 import logging
 import os
-import platform
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
@@ -23,22 +26,40 @@ import torch
 import anatcl_nipype
 from anatcl_nipype.encoder.checkpoint import load_checkpoint
 from anatcl_nipype.encoder.model import AnatCLNetwork
-from anatcl_nipype.encoder.volumes import PREPROCESSING, check_volume_values, crop_to_anatcl, load_cat12_volume
+from anatcl_nipype.encoder.precision import CPUFeatures, bf16_speed, choose_precision
+from anatcl_nipype.encoder.volumes import (
+    PREPROCESSING,
+    check_volume_values,
+    crop_to_anatcl,
+    load_cat12_volume,
+)
 from anatcl_nipype.encoder.weights import fetch_weights
 from anatcl_nipype.errors import AnatCLError
 
 LOGGER = logging.getLogger("anatcl_nipype.encoder")
-PRECISIONS = ("fp32", "bf16")
 #: Networks already loaded in this process, keyed by file identity, device and precision.
 _NETWORK_CACHE = {}
 
 
+class EmbeddingError(AnatCLError):
+    """An input whose embedding came out NaN or infinite (never returned as a result)."""
+
+
 class Encoded(NamedTuple):
-    """One input's result: its embedding, or the error that stopped it."""
+    """One input's result: its embedding ((D,), or (F, D) for a fold ensemble), or the
+    error that stopped it."""
 
     source: object
     embedding: np.ndarray | None
     error: AnatCLError | None = None
+
+
+class FoldModel(NamedTuple):
+    """One model of an encoder: its label (the fold), network and weights identity."""
+
+    label: int
+    network: torch.nn.Module
+    identity: dict
 
 
 class AnatCLEncoder:
@@ -46,16 +67,24 @@ class AnatCLEncoder:
 
     Parameters
     ----------
-    weights : path, optional
-        A checkpoint file. Without it the released weights for ``descriptor`` and
-        ``fold`` are taken from the cache (downloaded on first use).
+    weights : path or list of paths, optional
+        A checkpoint file, or several (a fold ensemble, labelled 0, 1, ... in order).
+        Without it the released weights for ``descriptor`` and ``fold`` (or ``folds``)
+        are taken from the cache (downloaded on first use).
     descriptor, fold : str, int
         Which released weights (``global``/``local``, folds 0-4).
+    folds : sequence of int, optional
+        A fold ensemble of released weights, e.g. ``(0, 1, 2, 3, 4)``: every map is read
+        once and encoded by each fold's model; :meth:`encode` then returns (F, N, D).
     device : {"auto", "cpu", "cuda", "cuda:N"}
         ``auto`` picks CUDA when present.
-    precision : {"fp32", "bf16"}
-        ``fp32`` (default) matches the official package; ``bf16`` runs under
-        bfloat16 autocast with channels-last memory, faster where bf16 units are.
+    precision : {"fp32", "bf16", "auto"}
+        ``fp32`` (default) matches the official package exactly; ``bf16`` runs under
+        bfloat16 autocast with channels-last memory (cosine >= 0.999 to fp32), refused
+        where the hardware has no fast bf16 units; ``auto`` picks the fastest mode that
+        keeps its accuracy contract here (see :mod:`anatcl_nipype.encoder.precision`).
+    force_precision : bool
+        Run an explicit ``bf16`` even where it is slower than fp32.
     batch_size : int
         Volumes per forward pass.
     use_head : bool
@@ -64,34 +93,51 @@ class AnatCLEncoder:
         Resample maps on another MNI grid onto the CAT12 grid instead of refusing them.
     num_threads : int, optional
         Torch CPU threads (process-wide); leave unset to keep torch's choice.
-    readers : int
-        Threads reading and cropping the next volumes while a batch runs.
+    readers : int, optional
+        Threads reading and cropping the next volumes. By default one on a CPU (it decodes
+        while the forward pass runs in native code) and one per core on CUDA.
     """
 
     def __init__(self, weights=None, descriptor="global", fold=0, device="auto",
                  precision="fp32", batch_size=1, use_head=False, resample=False,
-                 num_threads=None, readers=2):
-        if precision not in PRECISIONS:
-            raise AnatCLError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+                 num_threads=None, readers=None, folds=None, force_precision=False):
         if int(batch_size) < 1:
             raise AnatCLError(f"batch_size must be at least 1, not {batch_size}")
         if num_threads:
             torch.set_num_threads(int(num_threads))
         self.device = resolve_device(device)
-        self.precision = precision
+        self.choice = choose_precision(precision, self.device, force=force_precision)
+        if self.choice.requested != self.choice.mode:
+            LOGGER.info("precision=%r runs %s: %s", precision, self.choice.mode, self.choice.reason)
         self.batch_size = int(batch_size)
         self.use_head = bool(use_head)
         self.resample = bool(resample)
-        self.readers = max(1, int(readers))
-        if weights is None:
-            weights = fetch_weights(descriptor, fold)
-            self.weights_identity = {"descriptor": descriptor, "fold": int(fold)}
-        else:
-            self.weights_identity = {"descriptor": None, "fold": None}
-        self.network, identity = load_network(weights, self.device, precision)
-        self.weights_identity.update(identity)
-        if precision == "bf16" and self.device.type == "cpu":
-            warn_if_bf16_is_slow()
+        self.readers = max(1, int(readers)) if readers else default_readers(self.device)
+        self.ensemble = folds is not None or isinstance(weights, (list, tuple))
+        self.models = [
+            FoldModel(label, *load_identified_network(path, self.device, self.choice.mode, known))
+            for label, path, known in _weights_to_load(weights, descriptor, fold, folds)
+        ]
+
+    @property
+    def precision(self):
+        """The arithmetic the network runs in: ``fp32`` or ``bf16``."""
+        return "bf16" if self.choice.autocast_bf16 else "fp32"
+
+    @property
+    def network(self):
+        """The (first) model's network."""
+        return self.models[0].network
+
+    @property
+    def folds(self):
+        """The models' labels, in output order."""
+        return tuple(model.label for model in self.models)
+
+    @property
+    def weights_identity(self):
+        """The (first) model's weights: descriptor, fold, path, SHA-256, run id."""
+        return dict(self.models[0].identity)
 
     @property
     def output_dim(self):
@@ -100,11 +146,20 @@ class AnatCLEncoder:
 
     @property
     def provenance(self):
-        """What produced the embeddings, for JSON sidecars."""
+        """What produced the embeddings, for JSON sidecars (per fold under ``folds``)."""
+        provenance = self.fold_provenance(0)
+        if self.ensemble:
+            provenance["weights"] = [dict(model.identity) for model in self.models]
+            provenance["folds"] = list(self.folds)
+        return provenance
+
+    def fold_provenance(self, index):
+        """The provenance of the ``index``-th model alone (a single-fold sidecar)."""
         return {
             "software": {"anatcl_nipype": anatcl_nipype.__version__, "torch": torch.__version__},
-            "weights": dict(self.weights_identity),
+            "weights": dict(self.models[index].identity),
             "precision": self.precision,
+            "precision_choice": self.choice.provenance,
             "device": str(self.device),
             "output": "projection head (128-d, L2-normalised)" if self.use_head
             else "backbone representation (512-d)",
@@ -112,33 +167,34 @@ class AnatCLEncoder:
         }
 
     def encode(self, inputs):
-        """Embed every input (paths or 3D arrays); return an (N, D) float32 array.
+        """Embed every input (paths or 3D arrays); return an (N, D) float32 array, or
+        (F, N, D) for a fold ensemble.
 
         Stops at the first input that cannot be used, with its :class:`AnatCLError`.
         """
         inputs = list(inputs)
-        embeddings = np.empty((len(inputs), self.output_dim), dtype=np.float32)
+        embeddings = np.empty((len(self.models), len(inputs), self.output_dim), dtype=np.float32)
         for index, result in enumerate(self.iter_encode(inputs)):
             if result.error is not None:
                 raise result.error
-            embeddings[index] = result.embedding
-        return embeddings
+            embeddings[:, index] = result.embedding
+        return embeddings if self.ensemble else embeddings[0]
 
     def iter_encode(self, inputs):
         """Yield one :class:`Encoded` per input, in order, streaming.
 
-        Inputs that cannot be read or checked yield their error instead of an
-        embedding, so one bad map does not stop the others. At most a few batches
-        of volumes are held in memory whatever the number of inputs.
+        Inputs that cannot be read or checked, or whose embedding is not finite, yield
+        their error instead of an embedding, so one bad map does not stop the others.
+        At most a few batches of volumes are held in memory whatever the number of inputs.
         """
         batch = []
-        for source, volume, error in self._read_ahead(inputs):
+        for position, (source, volume, error) in enumerate(self._read_ahead(inputs)):
             if error is not None:
                 yield from self._run(batch)
                 batch = []
                 yield Encoded(source, None, error)
                 continue
-            batch.append((source, volume))
+            batch.append((position, source, volume))
             if len(batch) == self.batch_size:
                 yield from self._run(batch)
                 batch = []
@@ -147,20 +203,52 @@ class AnatCLEncoder:
     def _run(self, batch):
         if not batch:
             return
-        volumes = torch.from_numpy(np.stack([volume for _, volume in batch]))[:, None]
-        for (source, _), embedding in zip(batch, self.forward(volumes)):
-            yield Encoded(source, embedding)
+        volumes = torch.from_numpy(np.stack([volume for _, _, volume in batch]))[:, None]
+        outputs = self._forward_all(volumes)  # (F, B, D)
+        for row, (position, source, _) in enumerate(batch):
+            error = self._non_finite_error(outputs[:, row], source, position)
+            if error is not None:
+                yield Encoded(source, None, error)
+            else:
+                yield Encoded(source, outputs[:, row] if self.ensemble else outputs[0, row])
 
     def forward(self, volumes):
-        """Run the network on a (B, 1, X, Y, Z) tensor; return a (B, D) float32 array."""
+        """Run the network(s) on a (B, 1, X, Y, Z) tensor; return a (B, D) float32 array
+        ((F, B, D) for a fold ensemble). Raises :class:`EmbeddingError` if any output is
+        not finite."""
+        outputs = self._forward_all(volumes)
+        for row in range(outputs.shape[1]):
+            error = self._non_finite_error(outputs[:, row], "array", row)
+            if error is not None:
+                raise error
+        return outputs if self.ensemble else outputs[0]
+
+    def _forward_all(self, volumes):
         volumes = volumes.to(self.device, non_blocking=True)
-        if self.precision == "bf16":
+        if self.choice.channels_last:
             volumes = volumes.contiguous(memory_format=torch.channels_last_3d)
+        outputs = []
         with torch.inference_mode(), torch.autocast(
-            device_type=self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+            device_type=self.device.type, dtype=torch.bfloat16, enabled=self.choice.autocast_bf16
         ):
-            output = self.network(volumes, use_head=self.use_head)
-        return output.float().cpu().numpy()
+            for model in self.models:
+                outputs.append(model.network(volumes, use_head=self.use_head).float().cpu().numpy())
+        return np.stack(outputs)
+
+    def _non_finite_error(self, embeddings, source, position):
+        """An :class:`EmbeddingError` if any fold's embedding of one input is not finite."""
+        finite = np.isfinite(embeddings)
+        if finite.all():
+            return None
+        bad = [model for model, ok in zip(self.models, finite.all(axis=1)) if not ok]
+        name = source if isinstance(source, (str, Path)) else f"input {position} (array)"
+        return EmbeddingError(
+            f"{name}: the encoder's output is not finite ({int((~finite).sum())} NaN/inf values; "
+            f"fold {', '.join(str(model.label) for model in bad)}, precision {self.choice.mode}, "
+            f"weights {', '.join(model.identity['path'] for model in bad)}); no "
+            "embedding is returned. Check the weights file and the map (values far outside "
+            "0..1 overflow); under bf16 try precision='fp32'"
+        )
 
     def _read_ahead(self, inputs):
         lookahead = self.batch_size + self.readers
@@ -179,6 +267,42 @@ class AnatCLEncoder:
             check_volume_values(volume)
             return np.ascontiguousarray(volume)
         return load_cat12_volume(item, resample=self.resample)
+
+
+def _weights_to_load(weights, descriptor, fold, folds):
+    """``(label, path, identity)`` for each model an encoder holds."""
+    if folds is not None:
+        if weights is not None:
+            raise AnatCLError("folds selects released weights; to ensemble your own files pass "
+                              "weights=[file, file, ...] without folds")
+        folds = tuple(int(f) for f in folds)
+        if not folds or len(set(folds)) != len(folds):
+            raise AnatCLError(f"folds must be distinct released folds (0-4), not {folds}")
+        return [(f, fetch_weights(descriptor, f), {"descriptor": descriptor, "fold": f})
+                for f in folds]
+    if isinstance(weights, (list, tuple)):
+        if not weights:
+            raise AnatCLError("weights is an empty list: pass one checkpoint or several")
+        return [(index, path, {"descriptor": None, "fold": None})
+                for index, path in enumerate(weights)]
+    if weights is None:
+        return [(int(fold), fetch_weights(descriptor, fold),
+                 {"descriptor": descriptor, "fold": int(fold)})]
+    return [(int(fold), weights, {"descriptor": None, "fold": None})]
+
+
+def load_identified_network(weights, device, mode, known):
+    """:func:`load_network`, with ``known`` (descriptor, fold) added to the identity."""
+    network, identity = load_network(weights, device, mode)
+    return network, {**known, **identity}
+
+
+def default_readers(device):
+    """Reader threads for ``device``: one on a CPU, one per core (up to 8) on CUDA."""
+    if device.type == "cpu":
+        return 1
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else (os.cpu_count() or 1)))
 
 
 def _outcome(item, future):
@@ -209,9 +333,11 @@ def resolve_device(device="auto"):
 def load_network(weights, device, precision="fp32"):
     """Load ``weights`` into an eval-mode network on ``device``, once per process.
 
-    Returns ``(network, identity)``, identity being the file's path, SHA-256, run id and
-    whether it holds seeded random weights. Later calls with the same unchanged file,
-    device and precision return the same network object without reading the file again.
+    ``precision`` is a mode of :data:`~anatcl_nipype.encoder.precision.MODES`; every mode
+    but ``fp32`` keeps the network in channels-last memory. Returns ``(network, identity)``,
+    identity being the file's path, SHA-256, run id and whether it holds seeded random
+    weights. Later calls with the same unchanged file, device and mode return the same
+    network object without reading the file again.
     """
     path = Path(weights).resolve()
     try:
@@ -224,7 +350,7 @@ def load_network(weights, device, precision="fp32"):
         network = AnatCLNetwork()
         network.load_state_dict(checkpoint.state_dict)
         network.eval().to(device)
-        if precision == "bf16":
+        if precision != "fp32":
             network.to(memory_format=torch.channels_last_3d)
         identity = {"path": str(path), "sha256": checkpoint.sha256, "run_id": checkpoint.run_id,
                     "random": bool(checkpoint.options.get("random", False))}
@@ -234,34 +360,9 @@ def load_network(weights, device, precision="fp32"):
 
 
 def cpu_has_fast_bf16():
-    """Whether bf16 autocast is faster than fp32 on this CPU.
-
-    Measured: bf16 pays on CPUs with AMX, and on AMD Zen 4 (AVX512-BF16); on Intel CPUs
-    with AVX512-BF16 but no AMX it is slower than fp32, and on AVX2-only CPUs it is
-    emulated, about 100x slower.
+    """Whether bf16 autocast is faster than fp32 on this CPU (AMX, or AMD AVX512-BF16).
 
     >>> isinstance(cpu_has_fast_bf16(), bool)
     True
     """
-    return bool(torch.cpu._is_amx_tile_supported() or (
-        torch.cpu._is_avx512_bf16_supported() and _cpu_vendor() == "AuthenticAMD"))
-
-
-def warn_if_bf16_is_slow():
-    """Warn when this CPU has no fast bfloat16 units (bf16 would be slower than fp32)."""
-    fast = cpu_has_fast_bf16()
-    if not fast:
-        LOGGER.warning("precision='bf16' is likely slower than fp32 on this CPU (%s): it has no "
-                       "fast bfloat16 units; use precision='fp32'", platform.processor() or "unknown")
-    return fast
-
-
-def _cpu_vendor():
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return os.environ.get("PROCESSOR_IDENTIFIER", "")
+    return bf16_speed(CPUFeatures.of_this_machine())[0] == "fast"

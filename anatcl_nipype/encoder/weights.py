@@ -51,14 +51,22 @@ def weights_url(descriptor, fold, base_url=None):
     return f"{base.rstrip('/')}/{RUN_NAME.format(descriptor=descriptor, fold=fold)}/weights.pth"
 
 
-def cache_dir():
-    """The weights cache folder: ``$ANATCL_NIPYPE_HOME/weights`` or the user cache."""
+def home_dir():
+    """The package's home folder: ``$ANATCL_NIPYPE_HOME`` or the user cache folder.
+
+    Released weights (``weights/``) and per-machine measurements (``precision/``) live here.
+    """
     home = os.environ.get("ANATCL_NIPYPE_HOME")
     if not home:
         import platformdirs
 
         home = platformdirs.user_cache_dir("anatcl-nipype")
-    return Path(home) / "weights"
+    return Path(home)
+
+
+def cache_dir():
+    """The weights cache folder: ``$ANATCL_NIPYPE_HOME/weights`` or the user cache."""
+    return home_dir() / "weights"
 
 
 def cached_weights_path(descriptor, fold):
