@@ -19,7 +19,8 @@ refused unless forced.
 >>> choice = choose_precision("auto", "cpu", cpu=avx2_only)
 >>> choice.mode
 'fp32'
->>> print(*choice.reason.split("; "), sep="\n")
+>>> for part in choice.reason.split("; "):
+...     print(part)
 bf16 is emulated on this CPU (AMD EPYC, AVX2 only, no bf16 units), ~100x slower than fp32
 channels-last fp32 is slower than fp32 on AVX2-only CPUs (measured on AMD Zen 3)
 """
