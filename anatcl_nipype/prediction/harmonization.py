@@ -252,7 +252,7 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
                                                                site)
             else:
                 raise PredictionError(
-                    f"site {site!r} was not among the sites the harmonisation was fitted on "
+                    f"site {str(site)!r} was not among the sites the harmonisation was fitted on "
                     f"({', '.join(self.sites_)}); refit the probe with participants from that "
                     "site, or harmonise with unseen_sites='estimate' to estimate its offsets "
                     "from its own participants (2 or more)")
@@ -266,7 +266,7 @@ class ComBatHarmonizer(TransformerMixin, BaseEstimator):
         package = importlib.import_module("neuroCombat.neuroCombat")
 
         if len(features) < 2:
-            raise PredictionError(f"site {site!r} is new and has 1 participant; estimating "
+            raise PredictionError(f"site {str(site)!r} is new and has 1 participant; estimating "
                                   "its offsets needs 2 or more. Add participants of that site")
         standardised = ((features - self.stand_mean_ - protected) / np.sqrt(self.var_pooled_)).T
         info = {"n_batch": 1, "batch_info": [list(range(len(features)))], "ref_level": None}
