@@ -23,7 +23,7 @@ import numpy as np
 
 from anatcl_nipype.encoder.volumes import read_nifti
 from anatcl_nipype.errors import RegionalError, VolumeError
-from anatcl_nipype.regional.measures import RegionMeasures
+from anatcl_nipype.regional.measures import RegionMeasures, read_bounded
 
 #: Largest difference (mm) between two affines that still counts as the same grid.
 GRID_TOLERANCE_MM = 1e-3
@@ -96,11 +96,7 @@ def read_label_table(path):
     >>> read_label_table(lut)
     ((17,), ('Left-Hippocampus',))
     """
-    try:
-        lines = Path(path).read_text(errors="replace").splitlines()
-    except OSError as err:
-        reason = err.strerror or err
-        raise RegionalError(f"{path}: cannot read the label table ({reason})") from err
+    lines = read_bounded(path, "label table").decode("utf-8", errors="replace").splitlines()
     content = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     header = re.split(r"[\t;]", content[0]) if content else []
     if any(column.strip() in _TABLE_ID_COLUMNS for column in header):

@@ -8,10 +8,21 @@ repeated ``<item>`` elements. An ROI file holds one element per atlas with ``ids
 in any order. Files are parsed with :mod:`defusedxml`: entity and DTD declarations,
 which CAT12 never writes, are refused rather than expanded.
 
+Limits (CAT12's files are far inside them): at most
+:data:`~anatcl_nipype.regional.measures.MAX_FILE_BYTES` per file, elements nested at
+most :data:`MAX_XML_DEPTH` deep, at most :data:`MAX_XML_ELEMENTS` elements, number
+text of at most :data:`MAX_NUMBER_TEXT` characters per element. A file beyond a limit
+raises :class:`RegionalError` naming it. NaN, which CAT12 writes for undefined regions,
+is kept (``n/a`` in tables). An infinite region value (``Inf``, or ``1e400``, which
+overflows a double) becomes NaN with a warning that the table's sidecar records
+(:class:`~anatcl_nipype.regional.measures.RegionMeasures`); an infinite subject-level
+value of the report (TIV, tissue volume, quality rating) is refused.
+
 >>> parse_matlab_array("[4;11;23]").ravel().tolist()
 [4.0, 11.0, 23.0]
 """
 
+import io
 import re
 
 import defusedxml
@@ -19,7 +30,14 @@ import numpy as np
 from defusedxml import ElementTree
 
 from anatcl_nipype.errors import RegionalError
-from anatcl_nipype.regional.measures import RegionMeasures, measure_units
+from anatcl_nipype.regional.measures import RegionMeasures, measure_units, read_bounded
+
+#: Deepest element nesting read (CAT12 nests 4 levels: S/atlas/data/measure).
+MAX_XML_DEPTH = 32
+#: Most elements a file may hold (a CAT12 ROI file with all atlases has a few thousand).
+MAX_XML_ELEMENTS = 200_000
+#: Longest number text of one element (CAT12's longest vectors take a few kilobytes).
+MAX_NUMBER_TEXT = 1024 ** 2
 
 #: Names of the components of CAT12's ``vol_abs_CGW`` / ``vol_rel_CGW`` vectors, in order:
 #: CSF, grey matter, white matter, white-matter hyperintensities, stroke lesions.
@@ -35,13 +53,17 @@ def parse_matlab_array(text):
 
     Accepts column and row vectors, matrices, bare scalars, ``NaN``/``Inf``/``-Inf``,
     exponents, ``true``/``false``, integer-type wrappers and any whitespace. Empty text
-    gives a 0 x 0 array. Raises :class:`RegionalError` for anything else.
+    gives a 0 x 0 array. Raises :class:`RegionalError` for anything else and for text
+    longer than :data:`MAX_NUMBER_TEXT`.
 
     >>> parse_matlab_array("[int32([1 2;3 4])]").tolist()
     [[1.0, 2.0], [3.0, 4.0]]
     >>> parse_matlab_array(" [NaN; -Inf;1.5e-05] ").ravel().tolist()
     [nan, -inf, 1.5e-05]
     """
+    if text is not None and len(text) > MAX_NUMBER_TEXT:
+        raise RegionalError(f"number text of {len(text)} characters (at most "
+                            f"{MAX_NUMBER_TEXT} are read): not CAT12's output")
     body = (text or "").strip()
     wrapped = _TYPE_WRAPPER.match(body)
     if wrapped:
@@ -125,15 +147,17 @@ def read_cat12_report(path):
         "tiv_cm3": float(tiv_values[0]),
         "abs_volumes_cm3": _tissue_volumes(root, "vol_abs_CGW", path),
         "rel_volumes": _tissue_volumes(root, "vol_rel_CGW", path),
-        "quality_ratings": _scalar_entries(root.find("qualityratings")),
-        "quality_measures": _scalar_entries(root.find("qualitymeasures")),
+        "quality_ratings": _scalar_entries(root.find("qualityratings"), path),
+        "quality_measures": _scalar_entries(root.find("qualitymeasures"), path),
         "cat_version": None if version is None else (version.text or "").strip(),
     }
 
 
 def _parse_xml(path):
+    """The root element of ``path``, parsed within the module's limits."""
+    content = read_bounded(path)
     try:
-        return ElementTree.parse(path, forbid_dtd=True).getroot()
+        return _bounded_tree(content, path)
     except defusedxml.DefusedXmlException as err:
         raise RegionalError(f"{path}: refused to parse: the XML declares a DTD or entities "
                             f"({type(err).__name__}), which CAT12 never writes; "
@@ -141,8 +165,27 @@ def _parse_xml(path):
     except ElementTree.ParseError as err:
         raise RegionalError(f"{path}: malformed XML ({err}); the file is damaged or "
                             "incomplete, rerun CAT12 for this subject") from err
-    except OSError as err:
-        raise RegionalError(f"{path}: cannot read the file ({err.strerror or err})") from err
+    except (LookupError, ValueError) as err:  # unknown or undecodable declared encoding
+        raise RegionalError(f"{path}: cannot decode the XML ({type(err).__name__}: {err}); "
+                            "CAT12 writes UTF-8, use the file CAT12 wrote") from None
+
+
+def _bounded_tree(content, path):
+    """Parse ``content`` event by event, stopping as soon as it nests or grows too much."""
+    root, depth, elements = None, 0, 0
+    events = ElementTree.iterparse(io.BytesIO(content), events=("start", "end"),
+                                   forbid_dtd=True)
+    for event, element in events:
+        if event == "end":
+            depth -= 1
+            continue
+        root = element if root is None else root
+        depth, elements = depth + 1, elements + 1
+        if depth > MAX_XML_DEPTH or elements > MAX_XML_ELEMENTS:
+            raise RegionalError(
+                f"{path}: XML nested more than {MAX_XML_DEPTH} deep or with more than "
+                f"{MAX_XML_ELEMENTS} elements; CAT12 writes neither, use the file it wrote")
+    return root
 
 
 def _atlas_elements(root):
@@ -201,6 +244,14 @@ def _values(element, path, what):
     return np.concatenate([array.ravel() for array in arrays])
 
 
+def _refuse_infinite(values, path, what):
+    """Subject-level values (tissue volumes, quality ratings) are finite or NaN."""
+    if np.isinf(values).any():
+        raise RegionalError(f"{path}: {what}: infinite (Inf, or a number too large for a "
+                            "double such as 1e400); CAT12 writes finite numbers or NaN. "
+                            "The report is damaged: rerun CAT12 for this subject")
+
+
 def _names(element):
     items = element.findall("item")
     text = (element.text or "").strip()
@@ -214,12 +265,13 @@ def _tissue_volumes(root, field, path):
     if element is None:
         return {}
     values = _values(element, path, f"subjectmeasures/{field}")
+    _refuse_infinite(values, path, f"subjectmeasures/{field}")
     names = CGW_COMPONENTS + tuple(f"class{i + 1}" for i in range(len(CGW_COMPONENTS),
                                                                    values.size))
     return {name: float(value) for name, value in zip(names, values)}
 
 
-def _scalar_entries(element):
+def _scalar_entries(element, path):
     """The entries of a struct element that hold exactly one number, as floats."""
     entries = {}
     for child in [] if element is None else element:
@@ -228,6 +280,7 @@ def _scalar_entries(element):
         except RegionalError:
             continue
         if values.size == 1:
+            _refuse_infinite(values, path, f"{element.tag}/{child.tag}")
             entries[child.tag] = float(values[0, 0])
     return entries
 

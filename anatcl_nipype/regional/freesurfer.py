@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from anatcl_nipype.errors import RegionalError
-from anatcl_nipype.regional.measures import KNOWN_MEASURES, RegionMeasures
+from anatcl_nipype.regional.measures import KNOWN_MEASURES, RegionMeasures, read_bounded
 
 #: The columns AnatCL's regional triplet needs: surface area, grey-matter volume, thickness.
 REQUIRED_COLUMNS = ("SurfArea", "GrayVol", "ThickAvg")
@@ -108,15 +108,13 @@ def read_aparc_pair(lh_path, rh_path):
     measures = {name: list(left.measures[name]) + list(right.measures[name])
                 for name in left.measures}
     return RegionMeasures(left.atlas, left.ids + right.ids, left.names + right.names,
-                          measures, left.units, os.pathsep.join((str(lh_path), str(rh_path))))
+                          measures, left.units, os.pathsep.join((str(lh_path), str(rh_path))),
+                          left.warnings + right.warnings)
 
 
 def _read_table(path):
     """Header fields (ColHeaders, hemi, AnnotationFile, units by column) and rows by line."""
-    try:
-        lines = Path(path).read_text(errors="replace").splitlines()
-    except OSError as err:
-        raise RegionalError(f"{path}: cannot read the file ({err.strerror or err})") from err
+    lines = read_bounded(path).decode("utf-8", errors="replace").splitlines()
     header, table_columns, rows = {}, {}, {}
     for number, line in enumerate(lines, start=1):
         if line.lstrip().startswith("#"):

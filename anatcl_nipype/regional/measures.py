@@ -15,6 +15,10 @@ import numpy as np
 
 from anatcl_nipype.errors import RegionalError
 
+#: Largest file a regional reader reads (CAT12 ROI XML, aparc.stats, label tables and
+#: sidecars are kilobytes to a few megabytes); larger files are refused unread.
+MAX_FILE_BYTES = 64 * 1024 ** 2
+
 #: Units and a short description of the measures the readers know by name.
 KNOWN_MEASURES = {
     # CAT12 volume ROIs (catROI_*.xml) and atlas_gm_volumes
@@ -63,6 +67,40 @@ def measure_units(name):
     return ""
 
 
+def read_bounded(path, what="file", limit=MAX_FILE_BYTES):
+    """The bytes of ``path``, refusing a file larger than ``limit`` before reading it.
+
+    Raises :class:`RegionalError` naming the file for missing, unreadable or too large files.
+
+    >>> import tempfile, pathlib
+    >>> small = pathlib.Path(tempfile.mkdtemp()) / "lh.aparc.stats"
+    >>> _ = small.write_text("# hemi lh\\n")
+    >>> read_bounded(small, "stats file", limit=4)
+    Traceback (most recent call last):
+    ...
+    anatcl_nipype.errors.RegionalError: ...lh.aparc.stats: the stats file is larger than 4 bytes, ...
+    """
+    try:
+        with open(path, "rb") as stream:
+            content = stream.read(limit + 1)
+    except OSError as err:
+        raise RegionalError(f"{path}: cannot read the {what} ({err.strerror or err})") from err
+    if len(content) > limit:
+        raise RegionalError(f"{path}: the {what} is larger than {limit} bytes, far beyond "
+                            "what CAT12 or FreeSurfer write; refused unread. Pass the "
+                            "original file")
+    return content
+
+
+def read_bounded_text(path, what="file", limit=MAX_FILE_BYTES):
+    """:func:`read_bounded` decoded as UTF-8; :class:`RegionalError` for other bytes."""
+    try:
+        return read_bounded(path, what, limit).decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RegionalError(f"{path}: the {what} is not UTF-8 text (byte {err.start}); "
+                            "pass the text file the tool wrote") from None
+
+
 def measure_description(name):
     """A short description of a measure for sidecars; the name itself when unknown.
 
@@ -86,11 +124,15 @@ class RegionMeasures:
     names : tuple of str
         Region names, one per id.
     measures : dict of str to numpy.ndarray
-        One read-only float64 array per measure, one value per region (NaN allowed).
+        One read-only float64 array per measure, one value per region: finite, or NaN
+        where the source leaves a region undefined (written ``n/a``). An infinite value
+        (``Inf``, ``1e400``) also becomes NaN, with a warning.
     units : dict of str to str
         Units per measure (``cm3``, ``mm``, ``mm2``, ``mm3``; "" when unitless or unknown).
     source : str
         The file(s) the measures come from; several files are joined with ``os.pathsep``.
+    warnings : tuple of str
+        What was changed on reading (infinite values made NaN), for the table's sidecar.
 
     Instances are immutable and compare by identity (arrays have no single truth value).
     """
@@ -101,10 +143,12 @@ class RegionMeasures:
     measures: dict
     units: dict
     source: str
+    warnings: tuple = ()
 
     def __post_init__(self):
         ids = tuple(int(region_id) for region_id in self.ids)
         names = tuple(str(name) for name in self.names)
+        object.__setattr__(self, "warnings", list(self.warnings))
         if len(ids) != len(names):
             raise RegionalError(f"{self.source}: atlas {self.atlas!r} has {len(ids)} region "
                                 f"ids but {len(names)} names")
@@ -115,12 +159,23 @@ class RegionMeasures:
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "measures", measures)
         object.__setattr__(self, "units", units)
+        object.__setattr__(self, "warnings", tuple(self.warnings))
 
     def _checked_values(self, measure, values, n_regions):
+        """A read-only float64 copy of ``values``; infinite values made NaN, with a warning."""
         array = np.array(values, dtype=np.float64).reshape(-1)
         if array.size != n_regions:
             raise RegionalError(f"{self.source}: atlas {self.atlas!r}, measure {measure!r}: "
                                 f"{array.size} values for {n_regions} regions")
+        infinite = np.flatnonzero(np.isinf(array))
+        if infinite.size:
+            regions = ", ".join(str(self.names[k]) if k < len(self.names) else str(k)
+                                for k in infinite[:5])
+            self.warnings.append(
+                f"{self.source}: atlas {self.atlas}, measure {measure}: {infinite.size} "
+                f"infinite value(s) (regions {regions}{', ...' if infinite.size > 5 else ''})"
+                " written as n/a")
+            array[infinite] = np.nan
         array.flags.writeable = False
         return array
 

@@ -7,7 +7,12 @@ regions in their file order, then measures in the order of ``measure_names`` whe
 else in the order of the source (``Vgm``, ``Vwm``... as CAT12 wrote them).
 
 The TSV follows BIDS: tab-separated, ``participant_id`` first, missing values as
-``n/a``, with a JSON sidecar describing every column.
+``n/a``, with a JSON sidecar describing every column. A table never holds ``inf``: an
+infinite region value was made ``n/a`` on reading, with a warning the sidecar lists
+under ``participant_id`` -> ``Warnings``; an infinite value given to the writer
+directly, or found in a table read back, raises :class:`RegionalError`. Tables are read
+up to :data:`~anatcl_nipype.regional.measures.MAX_FILE_BYTES`, sidecars nested at most
+:data:`MAX_SIDECAR_DEPTH` deep.
 
 >>> from anatcl_nipype.regional.measures import RegionMeasures
 >>> rm = RegionMeasures("lpba40", (165, 166), ("lHip", "rHip"),
@@ -30,10 +35,16 @@ import numpy as np
 
 from anatcl_nipype.errors import RegionalError
 from anatcl_nipype.files import atomic_write, write_json_atomic
-from anatcl_nipype.regional.measures import RegionMeasures, measure_description
+from anatcl_nipype.regional.measures import (
+    RegionMeasures,
+    measure_description,
+    read_bounded_text,
+)
 
 #: How a missing value is written (BIDS).
 MISSING = "n/a"
+#: Deepest nesting of dicts/lists read from a sidecar (written ones nest 3 deep).
+MAX_SIDECAR_DEPTH = 16
 
 
 def region_labels(names):
@@ -225,11 +236,11 @@ def read_measures_tsv(path):
     (['sub-01', 'sub-02'], ['a_r1_Vgm'], array([[nan],
            [2.5]]))
     """
+    lines = read_bounded_text(path, "table").splitlines()
     try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as err:
-        raise RegionalError(f"{path}: cannot read the table ({err.strerror or err})") from err
-    table = list(csv.reader(lines, delimiter="\t"))
+        table = list(csv.reader(lines, delimiter="\t"))
+    except csv.Error as err:
+        raise RegionalError(f"{path}: not a tab-separated table ({err})") from None
     if not table or not table[0] or table[0][0] != "participant_id":
         raise RegionalError(f"{path}: the first column must be participant_id; "
                             "not a regional measures table")
@@ -250,7 +261,8 @@ def _write_table(rows, columns, path):
     writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
     writer.writerow(["participant_id", *columns])
     for participant_id, row in rows.items():
-        writer.writerow([participant_id, *(_format(row.get(column)) for column in columns)])
+        writer.writerow([participant_id, *(_format(row.get(column), path, participant_id, column)
+                                           for column in columns)])
     with atomic_write(path) as tmp:
         tmp.write_text(buffer.getvalue())
 
@@ -272,9 +284,26 @@ def _merge_value(row, column, value, origin, key, table):
 
 def _read_sidecar(path):
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise RegionalError(f"{path}: cannot read the JSON sidecar ({err})") from err
+        sidecar = json.loads(read_bounded_text(path, "JSON sidecar"))
+    except (ValueError, RecursionError) as err:
+        raise RegionalError(f"{path}: cannot read the JSON sidecar ({type(err).__name__}: "
+                            f"{str(err)[:200]})") from None
+    if _nesting(sidecar) > MAX_SIDECAR_DEPTH:
+        raise RegionalError(f"{path}: the JSON sidecar nests more than {MAX_SIDECAR_DEPTH} "
+                            "deep; not a sidecar this package wrote")
+    return sidecar
+
+
+def _nesting(value):
+    """How deep dicts and lists nest in ``value`` (0 for a plain value), without recursion."""
+    depth, level = 0, [value]
+    while True:
+        containers = [item for item in level if isinstance(item, (dict, list))]
+        if not containers:
+            return depth
+        depth += 1
+        level = [item for container in containers
+                 for item in (container.values() if isinstance(container, dict) else container)]
 
 
 def _merged(first, second):
@@ -339,15 +368,24 @@ def _sidecar(columns, measures):
                for participant_id, participant_measures in measures.items()}
     sidecar = {"participant_id": {"Description": "participant label (BIDS)",
                                   "Sources": sources}}
+    warnings = {participant_id: [warning for rm in participant_measures
+                                 for warning in rm.warnings]
+                for participant_id, participant_measures in measures.items()}
+    warnings = {key: value for key, value in warnings.items() if value}
+    if warnings:
+        sidecar["participant_id"]["Warnings"] = warnings
     for column in columns:
         sidecar[column] = described.get(
             column, {"Description": f"region-wise measure {column}", "Units": ""})
     return sidecar
 
 
-def _format(value):
+def _format(value, path, participant_id, column):
     if value is None or math.isnan(float(value)):
         return MISSING
+    if math.isinf(float(value)):
+        raise RegionalError(f"{path}: {column} of {participant_id} is {value}; a table holds "
+                            "finite numbers or n/a. Check where the value came from")
     return repr(float(value))
 
 
@@ -355,7 +393,11 @@ def _parse_value(text, path, line_number):
     if text == MISSING:
         return math.nan
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        raise RegionalError(f"{path}, line {line_number}: {text!r} is not a number or "
+        raise RegionalError(f"{path}, line {line_number}: {text[:60]!r} is not a number or "
                             f"{MISSING}") from None
+    if math.isinf(value):
+        raise RegionalError(f"{path}, line {line_number}: {text[:60]!r} is infinite; a "
+                            f"table holds finite numbers or {MISSING}")
+    return value
