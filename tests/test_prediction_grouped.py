@@ -163,3 +163,14 @@ def test_too_few_groups_in_a_training_fold_for_the_inner_search():
     with pytest.raises(PredictionError, match=r"class 'rare' is in only 1 group\(s\) of a "
                        r"training fold.*fewer folds"), pytest.warns(UserWarning):
         cross_validate_probe(X, y, "classification", cv=3, groups=groups)
+
+
+def test_figure_title_says_how_many_folds_were_usable(tmp_path):
+    from anatcl_nipype.prediction import plot_cv_results
+
+    X, y, groups = six_groups_one_fold_without_rare()
+    with pytest.warns(UserWarning, match="class 'rare'"):
+        result = cross_validate_probe(X, y, "classification", cv=3, groups=groups,
+                                      estimator=PLAIN_CLASSIFIER)
+    svg = plot_cv_results(result, tmp_path / "rare")[0].read_text()
+    assert "balanced_accuracy" in svg and "(2 of 3 folds)" in svg

@@ -104,6 +104,20 @@ def test_protected_covariate_keeps_its_effect():
     assert age_slope(unprotected) < 0.07
 
 
+def test_brain_age_is_harmonised_inside_the_folds():
+    X, sites, covariates, _ = multisite()
+    age = covariates["age"].to_numpy()
+    X[:, :4] += (age[:, None] - 50) / 10
+    plain = cross_validate_probe(X, age, "brain_age", cv=5)
+    harmonised = cross_validate_probe(X, age, "brain_age", cv=5, harmonize="combat",
+                                      sites=sites, covariates=covariates[["sex"]])
+    assert harmonised.summary["mae"]["mean"] < plain.summary["mae"]["mean"]
+    assert abs(harmonised.summary["gap_age_r"]["mean"]) < 0.2
+    with pytest.raises(PredictionError, match="covariate 'age' is the prediction target"):
+        cross_validate_probe(X, age, "brain_age", cv=5, harmonize="combat", sites=sites,
+                             covariates=covariates)
+
+
 def test_a_site_never_seen_is_refused_with_what_to_do():
     X, sites, _, _ = multisite()
     seen = sites != "s4"

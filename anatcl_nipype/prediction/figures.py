@@ -90,8 +90,15 @@ def _draw_scatter(ax, predictions):
 
 def _title(summary, names):
     parts = [f"{name} {summary[name]['mean']:.3g} ± {summary[name]['sd']:.2g}"
-             for name in names if name in summary]
+             + _usable(summary[name]) for name in names if name in summary]
     return "Cross-validated\n" + ", ".join(parts)
+
+
+def _usable(statistics):
+    """How many folds gave the metric, when some could not (a class missing)."""
+    if "usable_folds" not in statistics:
+        return ""
+    return f" ({statistics['usable_folds']} of {statistics['n_folds']} folds)"
 
 
 def _save(figure, out_stem):

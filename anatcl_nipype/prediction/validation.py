@@ -114,7 +114,7 @@ def cross_validate_probe(X, y, task, cv=5, n_repeats=1, groups=None, seed=0, *,
         _check_inner_folds(y, cv)
     estimator = default_estimator(task, seed) if estimator is None else estimator
     X, estimator = harmonized_estimator(X, estimator, harmonize, sites, covariates,
-                                        unseen_sites)
+                                        unseen_sites, target=y)
     groups = None if groups is None else np.asarray(groups)
     classes = sorted(set(y.tolist())) if task == "classification" else []
     metrics, predictions, estimators = [], [], []
@@ -149,18 +149,21 @@ def fit_final_probe(X, y, task, groups=None, seed=0, *, estimator=None, harmoniz
     y = _check_inputs(X, y, task, 2, None)
     estimator = default_estimator(task, seed) if estimator is None else estimator
     X, estimator = harmonized_estimator(X, estimator, harmonize, sites, covariates,
-                                        unseen_sites)
+                                        unseen_sites, target=y)
     return fit_probe(estimator, X, y, groups)
 
 
-def harmonized_estimator(X, estimator, harmonize, sites, covariates, unseen_sites="refuse"):
+def harmonized_estimator(X, estimator, harmonize, sites, covariates, unseen_sites="refuse",
+                         target=None):
     """``(X, estimator)`` as given, or with a ComBat step and its site/covariate columns.
 
     ``harmonize``: ``None`` (nothing changes) or ``"combat"``; ``sites``: one site per
     row; ``covariates``: a DataFrame, dict or 2-D array of covariates (age, sex) whose
     effects ComBat protects; ``unseen_sites``: ``"refuse"`` (a test row from a site
     absent from the training rows is an error) or ``"estimate"`` (that site's offsets
-    are estimated from its own rows).
+    are estimated from its own rows). A covariate equal to ``target`` is refused:
+    ComBat needs each row's covariates to harmonise it, so protecting the target
+    would feed a test participant's true value into its features.
 
     >>> X, model = harmonized_estimator(np.zeros((2, 1)), make_probe("regression"),
     ...                                 "combat", ["a", "b"], None)
@@ -179,7 +182,19 @@ def harmonized_estimator(X, estimator, harmonize, sites, covariates, unseen_site
                               "(sites=...)")
     frame = harmonization_frame(X, sites, covariates)
     covariate_columns = list(frame.columns[frame.columns.get_loc("site") + 1:])
+    if target is not None:
+        _check_target_not_protected(frame[covariate_columns], target)
     return frame, make_harmonized(estimator, covariate_columns, unseen_sites)
+
+
+def _check_target_not_protected(covariates, target):
+    target = np.asarray(target).astype(str)
+    for name in covariates.columns:
+        if np.array_equal(covariates[name].to_numpy().astype(str), target):
+            raise PredictionError(
+                f"covariate {name!r} is the prediction target: ComBat protects a covariate "
+                "with each participant's own value, which would leak the true target of "
+                "test participants into their features; drop it from the covariates")
 
 
 def permutation_test(X, y, task, n_permutations=100, seed=0, *, cv=5, groups=None,
