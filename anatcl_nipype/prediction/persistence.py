@@ -21,6 +21,12 @@ features do not match ``expected_feature_source``, and one holding any type outs
 :data:`ALLOWED_TYPES` (beyond what skops trusts by default: scikit-learn estimators,
 numpy arrays and ufuncs), so loading never runs code from an unknown source.
 
+Limits: a card of at most :data:`MAX_CARD_BYTES` nested at most :data:`MAX_JSON_DEPTH`
+deep; a model file whose members inflate to at most :data:`MAX_PROBE_BYTES` and whose
+``schema.json`` nests at most :data:`MAX_SCHEMA_DEPTH` deep (the probes this package
+saves nest about 15). Beyond them, and for any damaged file, :class:`PredictionError`
+names the file.
+
 >>> import tempfile, pathlib, numpy as np
 >>> from anatcl_nipype.prediction.probes import make_probe
 >>> X, y = np.arange(20.0).reshape(10, 2), np.arange(10.0)
@@ -36,6 +42,7 @@ numpy arrays and ufuncs), so loading never runs code from an unknown source.
 
 import json
 import warnings
+import zipfile
 from pathlib import Path
 
 from anatcl_nipype.errors import PredictionError
@@ -50,6 +57,14 @@ ALLOWED_TYPES = frozenset({
     "anatcl_nipype.prediction.brain_age.BrainAgeRegressor",
 })
 REQUIRED_CARD_KEYS = ("task", "target", "feature_source", "n_train")
+#: Largest card read (a card lists feature columns: kilobytes).
+MAX_CARD_BYTES = 16 * 1024 ** 2
+#: Deepest nesting of dicts/lists in a card.
+MAX_JSON_DEPTH = 32
+#: Most bytes the members of a model file may inflate to (linear probes take kilobytes).
+MAX_PROBE_BYTES = 512 * 1024 ** 2
+#: Deepest nesting of a model file's ``schema.json``.
+MAX_SCHEMA_DEPTH = 64
 
 
 def card_path(model_path):
@@ -101,7 +116,12 @@ def load_probe(path, expected_feature_source=None):
                               f"{', '.join(refused)}; refusing to load it. Retrain the probe "
                               "with anatcl_nipype")
     _warn_version_change(card, path)
-    return skops.io.load(path, trusted=untrusted), card
+    try:
+        return skops.io.load(path, trusted=untrusted), card
+    except Exception as error:  # skops raises many types for damaged members
+        raise PredictionError(f"{path}: cannot load the model ({type(error).__name__}: "
+                              f"{str(error)[:200]}); the file is damaged. Retrain the probe "
+                              "or restore the file saved with its card") from None
 
 
 def _complete_card(model, path, card):
@@ -150,25 +170,61 @@ def _read_card(path):
     if not card_file.is_file():
         raise PredictionError(f"{path}: no card {card_file.name} beside it; a probe must be "
                               "saved with save_probe, which writes both")
-    try:
-        card = json.loads(card_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PredictionError(f"{card_file}: not valid JSON ({error}); restore the card "
-                              "written with the model") from None
-    if not isinstance(card, dict) or "feature_source" not in card:
-        raise PredictionError(f"{card_file}: not a probe card (no feature_source)")
+    if card_file.stat().st_size > MAX_CARD_BYTES:
+        raise PredictionError(f"{card_file}: larger than {MAX_CARD_BYTES} bytes; not a probe "
+                              "card. Restore the card written with the model")
+    card = _bounded_json(card_file.read_bytes(), card_file, MAX_JSON_DEPTH, "card")
+    if not isinstance(card, dict) or not isinstance(card.get("feature_source"), dict):
+        raise PredictionError(f"{card_file}: not a probe card (no feature_source dict)")
+    if not isinstance(card.get("versions") or {}, dict):
+        raise PredictionError(f"{card_file}: 'versions' is not a dict; restore the card "
+                              "written with the model")
     return card
 
 
-def _untrusted_types(path):
-    import zipfile
+def _bounded_json(content, path, max_depth, what):
+    """JSON ``content`` of ``path`` parsed and checked to nest at most ``max_depth`` deep."""
+    try:
+        value = json.loads(content)
+    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
+        raise PredictionError(f"{path}: the {what} is not valid JSON ({type(error).__name__}: "
+                              f"{str(error)[:200]}); restore the file written with the "
+                              "model") from None
+    level = [value]
+    for _ in range(max_depth + 1):  # level by level: deep input cannot exhaust the stack
+        level = [item for container in level if isinstance(container, (dict, list))
+                 for item in (container.values() if isinstance(container, dict) else container)]
+    if level:
+        raise PredictionError(f"{path}: the {what} nests more than {max_depth} deep; "
+                              "not written by this package, refusing it")
+    return value
 
+
+def _untrusted_types(path):
     import skops.io
 
+    _check_model_archive(path)
     try:
         return skops.io.get_untrusted_types(file=path)
-    except (zipfile.BadZipFile, KeyError, ValueError) as error:
-        raise PredictionError(f"{path}: not a skops model file ({error})") from None
+    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, RecursionError) as error:
+        raise PredictionError(f"{path}: not a skops model file ({type(error).__name__}: "
+                              f"{str(error)[:200]})") from None
+
+
+def _check_model_archive(path):
+    """Refuse a model file that inflates too much or whose schema nests too deep, unread."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(member.file_size for member in archive.infolist())
+            if inflated > MAX_PROBE_BYTES:
+                raise PredictionError(f"{path}: its members inflate to {inflated} bytes (at "
+                                      f"most {MAX_PROBE_BYTES} are read); not a probe file")
+            with archive.open("schema.json") as stream:
+                schema = stream.read(MAX_PROBE_BYTES + 1)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as error:
+        raise PredictionError(f"{path}: not a skops model file ({type(error).__name__}: "
+                              f"{str(error)[:200]})") from None
+    _bounded_json(schema, path, MAX_SCHEMA_DEPTH, "model schema")
 
 
 def _check_feature_source(card_source, expected, path):
