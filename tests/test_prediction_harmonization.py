@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from neuroCombat import neuroCombat
-from sklearn.model_selection import StratifiedKFold
 
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.prediction import cross_validate_probe, make_probe

@@ -17,8 +17,8 @@ ComBatHarmonizer` in front of the probe, fitted on each training fold only, with
 Metrics per fold: classification ``balanced_accuracy``, ``roc_auc`` (binary, or
 one-vs-rest macro average for more classes) and ``recall_<class>``; balanced
 accuracy and ROC-AUC are n/a in a test fold that lacks a class (a warning names it),
-and their summary then gives ``usable_folds`` of ``n_folds``; regression and brain age ``mae``, ``rmse``, ``r2``, ``pearson_r``
-on the predictions, plus for brain age ``gap_age_r``, the correlation of the
+and their summary then gives ``usable_folds`` of ``n_folds``; regression and brain
+age ``mae``, ``rmse``, ``r2``, ``pearson_r`` on the predictions, plus for brain age ``gap_age_r``, the correlation of the
 bias-corrected gap with age in the test fold.
 
 >>> import numpy as np
