@@ -99,3 +99,19 @@ def test_estimator_conventions():
     from sklearn.exceptions import NotFittedError
     with pytest.raises(NotFittedError):
         model.predict(np.zeros((2, 2)))
+
+
+
+def test_grouped_bias_folds_are_at_most_the_number_of_groups():
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+
+    X, age = noisy_cohort(60, seed=2)
+    groups = np.repeat(["a", "b", "c"], 20)
+    model = BrainAgeRegressor(make_probe("brain_age", alphas=[1.0]), bias_cv=5).fit(
+        X, age, groups=groups)
+    expected = cross_val_predict(make_probe("brain_age", alphas=[1.0]), X, age, groups=groups,
+                                 cv=GroupKFold(3))
+    # RidgeCV refits its one alpha after a grouped search: equal to rounding
+    np.testing.assert_allclose(model.bias_fit_predictions_, expected, rtol=1e-12)
+    with pytest.raises(PredictionError, match="1 group: too few for the grouped"):
+        BrainAgeRegressor().fit(X, age, groups=np.zeros(60))
