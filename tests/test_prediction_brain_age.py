@@ -113,5 +113,8 @@ def test_grouped_bias_folds_are_at_most_the_number_of_groups():
                                  cv=GroupKFold(3))
     # RidgeCV refits its one alpha after a grouped search: equal to rounding
     np.testing.assert_allclose(model.bias_fit_predictions_, expected, rtol=1e-12)
-    with pytest.raises(PredictionError, match="1 group: too few for the grouped"):
+    with pytest.raises(PredictionError, match="hold 1 group: too few for a grouped"):
         BrainAgeRegressor().fit(X, age, groups=np.zeros(60))
+    from sklearn.linear_model import Ridge
+    with pytest.raises(PredictionError, match="1 group: too few for the grouped cross-val"):
+        BrainAgeRegressor(Ridge()).fit(X, age, groups=np.zeros(60))
