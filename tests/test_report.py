@@ -1,37 +1,46 @@
-"""The HTML report renders in a real headless browser with every figure and no console error."""
+"""The report: automatic checks, true methods, and the page in a real headless Chromium.
 
+The fixture writes a small synthetic cohort's participant outputs directly, in the layout
+the participant level writes (embedding .npy + JSON sidecar per participant, failed.tsv,
+a run record), with one map shifted by 25 voxels (a failed normalisation), one outlier
+embedding and one failed participant; the group outputs come from the prediction layer
+(a cross-validated brain-age probe and its figures) plus an applied probe's predictions.
+"""
+
+import json
+import re
 import shutil
-import subprocess
-import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from anatcl_nipype.cli.report import qc_flags, write_report
-from anatcl_nipype.data import make_cat12_cohort
+from anatcl_nipype.cli.report import record_run, report_dir, write_report
+from anatcl_nipype.reports import qc
+from anatcl_nipype.reports.collect import (collect_output_folder, decode_traceback,
+                                           encode_traceback)
+from anatcl_nipype.reports.methods import methods_paragraphs, weights_sentence
 
-pytestmark = pytest.mark.slow
 SCREENSHOTS = Path(__file__).parent / "_screenshots"
+SHIFTED, OUTLIER, FAILED = "sub-03", "sub-05", "sub-08"
+RANDOM_WEIGHTS = {"descriptor": None, "fold": None, "path": "/w/weights.pth", "random": True,
+                  "run_id": "random-seed7", "sha256": "49" * 32}
+TRACEBACK = ('Traceback (most recent call last):\n  File "runner.py", line 80, in encode\n'
+             "    check_volume_values(volume)\nanatcl_nipype.errors.VolumeError: "
+             "mwp1sub-08_T1w.nii: the map is empty (all zeros)")
 
 
-def open_in_chromium(page, screenshot):
-    """Load ``page`` in headless Debian Chromium; return (console errors, figure counts)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking", "--disable-sync",
-                 "--disable-component-update", "--window-size=1200,900"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+def open_in_chromium(page, screenshot, width=1200):
+    """Load ``page`` in headless Debian Chromium; return (console errors, images, svgs,
+    section titles) and save a screenshot of the first screen."""
+    driver = _chromium(width)
     try:
         driver.get(Path(page).as_uri())
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         images = driver.execute_script(
-            "return Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])")
+            "return Array.from(document.images).map("
+            "i => [i.alt, i.complete && i.naturalWidth > 0])")
         svgs = driver.execute_script("return document.querySelectorAll('svg').length")
         sections = driver.execute_script(
             "return Array.from(document.querySelectorAll('section h2')).map(h => h.textContent)")
@@ -41,37 +50,227 @@ def open_in_chromium(page, screenshot):
     return errors, images, svgs, sections
 
 
+def _chromium(width):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking", "--disable-sync",
+                 "--disable-component-update", f"--window-size={width},900"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+
+
+def write_embedding(anat, label, vector, gm_map, weights=RANDOM_WEIGHTS):
+    """An embedding and its sidecar, as the participant level writes them."""
+    anat.mkdir(parents=True, exist_ok=True)
+    stem = anat / f"{label}_desc-anatclCustom_embedding"
+    np.save(stem.with_suffix(".npy"), vector.astype(np.float32))
+    stem.with_suffix(".json").write_text(json.dumps({
+        "device": "cpu", "input": {"path": str(gm_map), "sha256": "ab" * 32},
+        "output": "backbone representation (512-d)", "precision": "fp32",
+        "preprocessing": {"crop": "axis 1 indices 8..135 -> 121x128x121"}, "shape": [512],
+        "software": {"anatcl_nipype": "0.1.0", "torch": "2.13.0+cpu"}, "weights": weights}))
+
+
+def shift_map(path, voxels=25):
+    import nibabel as nib
+
+    image = nib.load(path)
+    shifted = np.roll(np.asarray(image.dataobj), voxels, axis=1)
+    nib.save(nib.Nifti1Image(shifted, image.affine, image.header), path)
+
+
+def write_group_results(out, ids, embeddings, ages):
+    """A cross-validated brain-age probe's outputs, written by the prediction layer."""
+    from anatcl_nipype.prediction.figures import plot_cv_results
+    from anatcl_nipype.prediction.validation import (cross_validate_probe, write_metrics_tsv,
+                                                     write_predictions_tsv)
+
+    folder = out / "group" / "target-age"
+    folder.mkdir(parents=True)
+    result = cross_validate_probe(embeddings, ages, "brain_age", cv=3, participant_ids=ids)
+    write_metrics_tsv(result, folder / "metrics.tsv")
+    write_predictions_tsv(result.predictions, folder / "predictions.tsv")
+    plot_cv_results(result, folder / "cv")
+    (folder / "cv.png").unlink()
+    summary = {"target": "age", "task": "brain_age", "features": "embeddings",
+               "n_train": len(ids), "cv_metrics": result.summary,
+               "validation": {"cv": 3, "n_repeats": 1, "seed": 0, "group_column": None},
+               "permutation_test": {"metric": "mae", "score": 9.1, "pvalue": 0.0476,
+                                    "n_permutations": 20}}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "probe.json").write_text(json.dumps({**summary, "model_sha256": "cd" * 32}))
+    applied = folder / "desc-applied_predictions"
+    applied.with_suffix(".tsv").write_text("participant_id\tpredicted\n" + "".join(
+        f"{pid}\t{age + 3.14159:.5f}\n" for pid, age in zip(ids, ages)))
+    applied.with_suffix(".json").write_text(json.dumps(
+        {"model": "/models/age_probe.skops", "model_sha256": "ef" * 32, "task": "brain_age",
+         "target": "age"}))
+
+
 @pytest.fixture(scope="module")
-def participant_outputs(tmp_path_factory, random_weights):
+def outputs(tmp_path_factory):
+    """Participant and group outputs of a 10-participant synthetic cohort (see module doc)."""
+    from anatcl_nipype.data import make_cat12_cohort
+
     root = tmp_path_factory.mktemp("report")
-    cohort = make_cat12_cohort(root / "cat12", n_subjects=4, seed=2)
-    done = subprocess.run([sys.executable, "-m", "anatcl_nipype", cohort.root, root / "out",
-                           "participant", "--weights", random_weights, "--write-graph",
-                           "-w", root / "work"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    return cohort, root / "out"
+    cohort = make_cat12_cohort(root / "cat12", n_subjects=10, seed=2)
+    out = root / "out"
+    shift_map(cohort.gm_map(SHIFTED))
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=512)
+    ids, vectors, ages = [], [], []
+    rows = {r.split("\t")[0]: r.split("\t") for r in
+            cohort.participants_tsv.read_text().splitlines()[1:]}
+    for subject in cohort.subjects:
+        if subject == FAILED:
+            continue
+        vector = base + 0.2 * rng.normal(size=512) + (3.0 if subject == OUTLIER else 0.0)
+        write_embedding(out / subject / "anat", subject, vector, cohort.gm_map(subject))
+        ids.append(subject)
+        vectors.append(vector)
+        ages.append(float(rows[subject][1]))
+    folder = report_dir(out)
+    (folder / "failed.tsv").write_text(
+        "participant_id\tpath\treason\ttraceback\n"
+        f"{FAILED}\t{cohort.gm_map(FAILED)}\tthe map is empty\t{encode_traceback(TRACEBACK)}\n")
+    (folder / "graph.svg").write_text(
+        '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="3000pt" '
+        'height="200pt" viewBox="0 0 3000 200"><rect width="3000" height="200" fill="#9cf"/>'
+        '<text x="2900" y="100">right end</text></svg>')
+    started = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+    record_run(out, "participant", [str(cohort.root), str(out), "participant"], started,
+               started + timedelta(seconds=75), {"check inputs": 1.5, "encode": 70.25},
+               "MultiProc", {"n_procs": 2})
+    write_group_results(out, ids, np.stack(vectors), np.array(ages))
+    return cohort, out
 
 
-def test_report_renders_with_every_figure(participant_outputs):
-    cohort, out = participant_outputs
-    page = write_report(out, cohort.participants_tsv)
-    SCREENSHOTS.mkdir(exist_ok=True)
-    errors, images, svgs, sections = open_in_chromium(page, SCREENSHOTS / "report.png")
-    assert errors == []
-    assert sections == ["Summary", "Input QC", "Embeddings", "Prediction", "Methods",
-                        "Workflow graph", "Provenance"]
-    assert len(images) == 5  # 4 QC panels + the PCA
-    assert all(loaded for _, loaded in images), images
-    assert svgs >= 1  # the workflow graph
-    html = page.read_text()
-    assert "RANDOM WEIGHTS" in html  # said loudly
-    assert (SCREENSHOTS / "report.png").stat().st_size > 10_000
+def test_shifted_map_is_flagged_and_a_correct_one_is_not():
+    prior = np.array(qc.template_prior())
+    assert qc.map_checks(prior)["flags"] == []
+    shifted = qc.map_checks(np.roll(prior, 25, axis=1))
+    assert shifted["correlation"] < qc.MIN_PRIOR_CORRELATION
+    assert any("correlation with the MNI GM prior" in flag for flag in shifted["flags"])
+    assert any("overlap (Dice)" in flag for flag in shifted["flags"])
 
 
-def test_qc_flags_odd_maps():
-    import numpy as np
-
+def test_odd_intensities_and_poor_cat12_grade_are_flagged():
     normal = np.full((10, 10, 10), 0.3, np.float32)
-    assert qc_flags(normal) == []
-    assert "maximum 3.00 > 1.5" in qc_flags(normal * 10)[1]
-    assert "mean GM density 0.01" in qc_flags(normal / 30)[0]
+    assert qc.intensity_flags(normal) == []
+    assert "maximum 3.00 > 1.5" in qc.intensity_flags(normal * 10)[1]
+    assert "mean GM density 0.01" in qc.intensity_flags(normal / 30)[0]
+    assert qc.iqr_flag(2.0) == ""  # 85 %, grade B
+    assert qc.iqr_grade(4.2) == "D" and "63.0 %" in qc.iqr_flag(4.2)
+
+
+def test_the_planted_outlier_embedding_and_only_it_is_flagged():
+    rng = np.random.default_rng(1)
+    embeddings = rng.normal(size=(24, 512)) * 0.1 + rng.normal(size=512)
+    embeddings[11] += 0.5
+    scores = qc.embedding_outlier_scores(embeddings)
+    assert np.flatnonzero(scores > qc.OUTLIER_Z).tolist() == [11]
+    assert np.isnan(qc.embedding_outlier_scores(embeddings[:4])).all()  # too few
+
+
+def test_traceback_survives_failed_tsv_as_one_field():
+    text = "Traceback:\n\tFile 'C:\\data\\x.nii'\nValueError: bad"
+    field = encode_traceback(text)
+    assert "\n" not in field and "\t" not in field
+    assert decode_traceback(field) == text
+
+
+def test_weights_are_described_as_they_were():
+    assert "never trained" in weights_sentence(RANDOM_WEIGHTS)
+    released = weights_sentence({"descriptor": "local", "fold": 2, "sha256": "aa"})
+    assert "released AnatCL weights of the local descriptor, fold 2 (sha256 aa)" in released
+    user = weights_sentence({"descriptor": None, "fold": None, "path": "/x/mine.pth",
+                             "sha256": "bb"})
+    assert "user-supplied AnatCL checkpoint, mine.pth (sha256 bb)" in user
+    assert "OpenBHB" not in user and "OpenBHB" not in weights_sentence(RANDOM_WEIGHTS)
+
+
+def test_methods_have_one_paragraph_per_step(outputs):
+    cohort, out = outputs
+    folder = collect_output_folder(out, cohort.participants_tsv)
+    paragraphs = methods_paragraphs(folder)
+    assert len(paragraphs) == len(set(paragraphs))
+    text = " ".join(paragraphs)
+    assert "seeded random weights" in text and "pretrained on about 4,000" not in text
+    assert "3-fold cross-validation" in text and "p = 0.0476" in text
+    assert "training folds only" in text  # the brain-age correction
+    assert "age_probe.skops" in text and "ef" * 32 in text  # the applied probe
+    assert "CAT12's total intracranial volume" in text  # the CAT12 reports were read
+    assert text.count("Region-wise") == 0  # no regional tables were written here
+
+
+@pytest.mark.slow
+def test_report_in_chromium(outputs):
+    cohort, out = outputs
+    page = write_report(out, cohort.participants_tsv)
+    methods = (page.parent / "methods.md").read_text()
+    SCREENSHOTS.mkdir(exist_ok=True)
+    driver = _chromium(1280)
+    try:
+        driver.get(page.as_uri())
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        widths = driver.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        participants = driver.execute_script(
+            "return Array.from(document.querySelectorAll('div.participant')).map("
+            "d => [d.id, d.classList.contains('flagged'), d.innerText])")
+        nav = driver.execute_script(
+            "return Array.from(document.querySelectorAll('nav a')).map(a => a.textContent)")
+        graph = driver.execute_script(
+            "const s = document.querySelector('.graph svg').getBoundingClientRect();"
+            "return [s.right, document.querySelector('main').getBoundingClientRect().right]")
+        text = driver.execute_script("return document.body.innerText")
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+        driver.save_screenshot(str(SCREENSHOTS / "report_top.png"))
+        height = driver.execute_script("return document.body.scrollHeight")
+        driver.set_window_size(1280, min(height, 16000))
+        driver.save_screenshot(str(SCREENSHOTS / "report_full.png"))
+    finally:
+        driver.quit()
+    assert errors == []
+    assert widths[0] <= widths[1]  # no horizontal scrolling at 1280 px
+    assert graph[0] <= graph[1] + 1  # the 3000-pt graph is scaled into the page
+    by_id = {pid: (flagged, body) for pid, flagged, body in participants}
+    assert sorted(by_id) == list(cohort.subjects)  # every participant has its section
+    assert all(f"{s} \u2691" in nav for s in (SHIFTED, OUTLIER, FAILED))
+    assert "correlation with the MNI GM prior" in by_id[SHIFTED][1] and by_id[SHIFTED][0]
+    assert "embedding outlier" in by_id[OUTLIER][1] and by_id[OUTLIER][0]
+    assert "VolumeError: mwp1sub-08_T1w.nii: the map is empty" in by_id[FAILED][1]
+    assert not by_id["sub-01"][0] and "No automatic check flagged" in by_id["sub-01"][1]
+    assert "CAT12 IQR" in by_id["sub-01"][1] and "TIV" in by_id["sub-01"][1]
+    assert len(images) == len(cohort.subjects) and all(images)
+    assert "RANDOM WEIGHTS" in text and "seeded random weights" in text
+    assert "ef" * 32 in text and "age_probe.skops" in text  # the applied probe, named
+    assert "Cross-validated metrics per fold" in text  # and the fitted one
+    assert "encode 70.2 s" in text and "MultiProc n_procs=2" in text
+    paragraphs = [p for p in methods.split("\n\n") if p.strip()]
+    assert len(paragraphs) == len(set(paragraphs)) and "random" in methods
+
+
+@pytest.mark.slow
+def test_metrics_are_shown_with_three_significant_digits(outputs):
+    cohort, out = outputs
+    page = write_report(out, cohort.participants_tsv)
+    prediction = page.read_text().split('id="Prediction"')[1].split('id="Applied-probes"')[0]
+    tables = re.findall(r"<table>.*?</table>", prediction, re.S)
+    numbers = re.findall(r'<td class="num">([^<]*)</td>', "".join(tables))
+    assert numbers and all(len(n.lstrip("-").replace(".", "").lstrip("0")) <= 3
+                           for n in numbers), numbers
+
+
+@pytest.mark.slow
+def test_report_of_an_empty_folder_opens(tmp_path):
+    page = write_report(tmp_path / "empty")
+    html = page.read_text()
+    assert "No participant outputs in this folder yet." in html
+    assert "No probe fitted yet" in html

@@ -1,0 +1,509 @@
+"""Write the reportlets of an output folder and assemble them with nireports.
+
+The reportlets are HTML fragments named with BIDS entities (``sub-01_desc-participant_T1w
+.html`` per participant, ``desc-<section>_T1w.html`` for the group) in a reportlets folder;
+:class:`nireports.assembler.report.Report` finds them through the spec
+(``data/report.yml``, its "Participants" section expanded with one reportlet per
+participant) and renders ``data/report.tpl``. The fragments carry their figures inline, so
+the page is one self-contained file.
+
+nireports (and with it pybids) is imported here only, when a report is written, never on
+the command line's start-up path.
+"""
+
+import json
+import tempfile
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from anatcl_nipype.files import atomic_write, sha256_file
+from anatcl_nipype.reports import REPORT_DIR, qc
+from anatcl_nipype.reports.collect import collect_output_folder
+from anatcl_nipype.reports.fragments import (esc, figure_img, figure_svg, flags_list,
+                                             key_values, sig3, table)
+
+#: Bumped when a participant's cached figure or checks would come out differently.
+CACHE_VERSION = "1"
+PCA_COLUMNS = ("diagnosis", "site", "sex")
+#: Headline metric of each task, shown in the summary box.
+HEADLINE = {"classification": ("balanced_accuracy", "balanced accuracy"),
+            "regression": ("mae", "MAE"), "brain_age": ("mae", "MAE (years)")}
+
+
+def build_report(output_dir, participants_tsv=None, work_dir=None):
+    """Write ``<output_dir>/<REPORT_DIR>/report.html`` and ``methods.md``; return the page.
+
+    ``work_dir``: where reportlets (and the cache of participant figures, reused when the
+    map is unchanged) are kept; a temporary folder, removed afterwards, when None.
+    """
+    from anatcl_nipype.reports.methods import methods_markdown
+
+    folder = collect_output_folder(output_dir, participants_tsv)
+    report_folder = Path(output_dir) / REPORT_DIR
+    report_folder.mkdir(parents=True, exist_ok=True)
+    methods = methods_markdown(folder)
+    with atomic_write(report_folder / "methods.md") as tmp:
+        tmp.write_text(methods, encoding="utf-8")
+    with _reportlets_dir(work_dir) as reportlets:
+        checks = participant_checks(folder, reportlets / ".cache")
+        outliers = outlier_scores(folder)
+        flagged = {label for label, c in checks.items() if c["flags"]}
+        flagged |= {label for label, z in outliers.items() if z > qc.OUTLIER_Z}
+        sections = {
+            "summary": summary_fragment(folder, flagged),
+            "qctable": qc_table_fragment(folder, checks, outliers),
+            "pca": pca_fragment(folder),
+            "prediction": prediction_fragment(folder),
+            "applied": applied_fragment(folder),
+            "methods": methods_fragment(methods),
+            "run": run_fragment(folder),
+            "graph": graph_fragment(folder),
+        }
+        for name, fragment in sections.items():
+            if fragment:
+                _write(reportlets / "figures" / f"desc-{name}_T1w.html", fragment)
+        titles = {}
+        for participant in folder.participants:
+            z = outliers.get(participant.label)
+            fragment = participant_fragment(participant, checks.get(participant.label), z)
+            _write(_participant_reportlet(reportlets, participant.label), fragment)
+            titles[participant.label] = participant.label + (
+                " \u2691" if participant.label in flagged or participant.failure else "")
+        return _assemble(reportlets, report_folder, titles)
+
+
+@contextmanager
+def _reportlets_dir(work_dir):
+    if work_dir is not None:
+        folder = Path(work_dir) / "reportlets"
+        for old in folder.glob("**/*.html"):
+            old.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="anatcl-reportlets-") as tmp:
+        yield Path(tmp)
+
+
+def _write(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _entities(label):
+    parts = dict(part.split("-", 1) for part in label.split("_"))
+    return parts["sub"], parts.get("ses")
+
+
+def _participant_reportlet(reportlets, label):
+    subject, _ = _entities(label)
+    return reportlets / f"sub-{subject}" / "figures" / f"{label}_desc-participant_T1w.html"
+
+
+def _assemble(reportlets, report_folder, titles):
+    import yaml
+    from nireports.assembler.report import Report
+
+    data = resources.files("anatcl_nipype.reports") / "data"
+    spec = yaml.safe_load((data / "report.yml").read_text(encoding="utf-8"))
+    spec["template_path"] = str(data / "report.tpl")
+    for section in spec["sections"]:
+        if section["name"] == "Participants":
+            section["reportlets"] = [_participant_spec(label, title)
+                                     for label, title in titles.items()]
+    spec.pop("participant_reportlets", None)
+    spec_path = reportlets / "report.yml"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    css = (data / "report.css").read_text(encoding="utf-8")
+    page = report_folder / "report.html"
+    with atomic_write(page) as tmp:
+        report = Report(report_folder, None, bootstrap_file=spec_path,
+                        reportlets_dir=reportlets, out_filename=str(tmp))
+        report.title = "anatcl-nipype report"
+        _render(report, tmp, css)
+    return page
+
+
+def _participant_spec(label, title):
+    subject, session = _entities(label)
+    query = {"datatype": "figures", "desc": "participant", "subject": subject}
+    if session:
+        query["session"] = session
+    return {"bids": query, "name": label, "title": title}
+
+
+def _render(report, path, css):
+    """nireports' own rendering, with our stylesheet handed to the template."""
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(report.template_path.parent)),
+        trim_blocks=True, lstrip_blocks=True, autoescape=False)
+    page = environment.get_template(report.template_path.name).render(
+        title=report.title, sections=report.sections, css=css)
+    Path(path).write_text(page, encoding="utf-8")
+
+
+# --- per participant -------------------------------------------------------------------------
+
+def participant_checks(folder, cache_dir):
+    """``{label: {"correlation", "dice", "flags", "figure"}}`` for every readable map."""
+    from anatcl_nipype.encoder.volumes import load_cat12_volume
+    from anatcl_nipype.errors import AnatCLError
+    from anatcl_nipype.reports.figures import gm_map_with_prior
+
+    results = {}
+    for participant in folder.participants:
+        flags = []
+        if participant.cat12:
+            mark = participant.cat12.get("quality_ratings", {}).get("IQR")
+            if mark is not None and qc.iqr_flag(mark):
+                flags.append(qc.iqr_flag(mark))
+        if participant.gm_map is None or not participant.gm_map.is_file():
+            results[participant.label] = {"flags": flags, "figure": None}
+            continue
+        key = _cache_key(participant)
+        cached = _read_cache(cache_dir, participant.label, key)
+        if cached is None:
+            try:
+                volume = load_cat12_volume(participant.gm_map)
+            except (AnatCLError, OSError) as error:
+                results[participant.label] = {"flags": [*flags, str(error)], "figure": None}
+                continue
+            cached = qc.map_checks(volume)
+            cached["figure"] = gm_map_with_prior(volume, qc.template_prior())
+            _write_cache(cache_dir, participant.label, key, cached)
+        results[participant.label] = {**cached, "flags": [*cached["flags"], *flags]}
+    return results
+
+
+def _cache_key(participant):
+    stat = participant.gm_map.stat()
+    sha = participant.sidecar.get("input", {}).get("sha256") or ""
+    return f"{CACHE_VERSION}:{participant.gm_map}:{stat.st_size}:{stat.st_mtime_ns}:{sha}"
+
+
+def _read_cache(cache_dir, label, key):
+    try:
+        cached = json.loads((cache_dir / f"{label}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return cached["value"] if cached.get("key") == key else None
+
+
+def _write_cache(cache_dir, label, key, value):
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    (cache_dir / f"{label}.json").write_text(json.dumps({"key": key, "value": value}))
+
+
+def outlier_scores(folder):
+    """``{label: robust z-score}`` of the encoded participants' embeddings."""
+    encoded = folder.encoded
+    vectors = []
+    for participant in encoded:
+        try:
+            vectors.append(np.load(participant.embedding).ravel())
+        except (OSError, ValueError):
+            vectors.append(None)
+    usable = [(p.label, v) for p, v in zip(encoded, vectors)
+              if v is not None and vectors and v.shape == next(
+                  x for x in vectors if x is not None).shape]
+    if not usable:
+        return {}
+    scores = qc.embedding_outlier_scores(np.stack([v for _, v in usable]))
+    return {label: float(z) for (label, _), z in zip(usable, scores)}
+
+
+def participant_fragment(participant, checks, outlier_z):
+    """One participant: GM map and prior, checks, CAT12 measures, provenance, errors."""
+    checks = checks or {"flags": [], "figure": None}
+    flags = list(checks["flags"])
+    if outlier_z is not None and outlier_z > qc.OUTLIER_Z:
+        flags.append(f"embedding outlier: robust z {outlier_z:.1f} > {qc.OUTLIER_Z}")
+    parts = [f'<div class="participant{" flagged" if flags or participant.failure else ""}" '
+             f'id="{esc(participant.label)}"><h3>{esc(participant.label)}</h3>']
+    if participant.failure:
+        parts.append(_failure_html(participant.failure))
+    figure = ""
+    if checks.get("figure"):
+        from anatcl_nipype.reports.figures import CUT_COORDS, PRIOR_CONTOUR_LEVEL
+
+        figure = figure_img(
+            checks["figure"], f"{participant.label}: grey-matter map with the MNI GM prior",
+            f"Cropped grey-matter map (121x128x121, as the encoder sees it) at x={CUT_COORDS[0]}, "
+            f"y={CUT_COORDS[1]}, z={CUT_COORDS[2]} mm; red: contour of the MNI152 GM prior at "
+            f"{PRIOR_CONTOUR_LEVEL}. A misregistered map does not follow the contour.",
+            width=648)
+    facts = [flags_list(flags), key_values(_qc_pairs(checks, outlier_z) +
+                                           _cat12_pairs(participant))]
+    if participant.cat12_note and not participant.cat12:
+        facts.append(f"<p>{esc(participant.cat12_note)}</p>")
+    parts.append(f'<div class="row">{figure}<div class="facts">{"".join(facts)}</div></div>')
+    if participant.sidecar:
+        parts.append("<details><summary>Embedding provenance</summary>"
+                     f"{key_values(_provenance_pairs(participant))}</details>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _failure_html(failure):
+    text = f'<p class="flag">Failed: {esc(failure["reason"] or "no reason recorded")}</p>'
+    if failure.get("path"):
+        text += f"<p>Input: <code>{esc(failure['path'])}</code></p>"
+    if failure.get("traceback"):
+        text += (f"<details open><summary>Traceback (last lines)</summary>"
+                 f"<pre>{esc(failure['traceback'])}</pre></details>")
+    return text
+
+
+def _qc_pairs(checks, outlier_z):
+    pairs = []
+    if "correlation" in checks:
+        pairs += [("correlation with MNI GM prior", sig3(checks["correlation"])),
+                  ("Dice overlap with MNI GM prior", sig3(checks["dice"]))]
+    if outlier_z is not None and np.isfinite(outlier_z):
+        pairs.append(("embedding outlier score (robust z)", sig3(outlier_z)))
+    return pairs
+
+
+def _cat12_pairs(participant):
+    cat12 = participant.cat12
+    if not cat12:
+        return []
+    pairs = []
+    mark = cat12.get("quality_ratings", {}).get("IQR")
+    if mark is not None:
+        pairs.append(("CAT12 IQR", f"{qc.iqr_rating(mark):.1f} % (grade {qc.iqr_grade(mark)}, "
+                                   f"mark {float(mark):.2f})"))
+    pairs.append(("TIV (cm\u00b3)", sig3(cat12["tiv_cm3"])))
+    for tissue, volume in cat12.get("abs_volumes_cm3", {}).items():
+        if tissue in ("CSF", "GM", "WM", "WMH"):
+            pairs.append((f"{tissue} volume (cm\u00b3)", sig3(volume)))
+    if cat12.get("cat_version"):
+        pairs.append(("CAT12 version", cat12["cat_version"]))
+    return pairs
+
+
+def _provenance_pairs(participant):
+    sidecar = participant.sidecar
+    weights = sidecar.get("weights", {})
+    if weights.get("random"):
+        weights_text = f"RANDOM (seeded, {weights.get('run_id', '')}): no learned anatomy"
+    elif weights.get("descriptor") is not None:
+        weights_text = (f"released AnatCL, {weights['descriptor']} descriptor, "
+                        f"fold {weights.get('fold')}")
+    else:
+        weights_text = f"user checkpoint {weights.get('path', '')}"
+    software = sidecar.get("software", {})
+    return [("embedding", str(participant.embedding.name if participant.embedding else "")),
+            ("weights", weights_text), ("weights sha256", weights.get("sha256", "")),
+            ("input", sidecar.get("input", {}).get("path", "")),
+            ("input sha256", sidecar.get("input", {}).get("sha256", "")),
+            ("precision / device", f"{sidecar.get('precision', '')} / {sidecar.get('device', '')}"),
+            ("software", ", ".join(f"{k} {v}" for k, v in software.items()))]
+
+
+# --- group -------------------------------------------------------------------------------------
+
+def summary_fragment(folder, flagged):
+    """The summary box: participants done, failed, flagged; each target's headline metric."""
+    tiles = [("participants encoded", len(folder.encoded), False),
+             ("failed", len(folder.failed), bool(folder.failed)),
+             ("flagged by QC", len(flagged), bool(flagged))]
+    for target in folder.targets:
+        metrics = (target.summary or target.card).get("cv_metrics", {})
+        key, name = HEADLINE.get(target.task, ("", ""))
+        if key in metrics:
+            tiles.append((f"{target.name}: {name}",
+                          f"{sig3(metrics[key]['mean'])} \u00b1 {sig3(metrics[key]['sd'])}",
+                          False))
+        for applied in target.applied:
+            tiles.append((f"{target.name}: applied probe", f"{len(applied.rows)} predicted",
+                          False))
+    html_tiles = "".join(f'<div class="tile{" bad" if bad else ""}"><b>{esc(value)}</b>'
+                         f"{esc(name)}</div>" for name, value, bad in tiles)
+    return (_random_banner(folder) + f'<div class="summary-box">{html_tiles}</div>'
+            + "".join(f"<p>{esc(note)}</p>" for note in folder.notes))
+
+
+def _random_banner(folder):
+    if not any(p.sidecar.get("weights", {}).get("random") for p in folder.encoded):
+        return ""
+    return ('<div class="warning"><b>RANDOM WEIGHTS.</b> These embeddings come from seeded '
+            "random weights, not the pretrained AnatCL model: they carry no learned anatomy, "
+            "and nothing computed from them says anything about the brain. Fetch the released "
+            "weights (<code>anatcl-nipype weights fetch</code>) or pass <code>--weights</code> "
+            "for real results.</div>")
+
+
+def qc_table_fragment(folder, checks, outliers):
+    """Every participant: status, flags, agreement with the prior, IQR, TIV, outlier score."""
+    rows, classes = [], {}
+    for index, participant in enumerate(folder.participants):
+        c = checks.get(participant.label, {"flags": []})
+        z = outliers.get(participant.label)
+        flags = list(c["flags"]) + (["embedding outlier"] if z is not None and z > qc.OUTLIER_Z
+                                    else [])
+        mark = (participant.cat12 or {}).get("quality_ratings", {}).get("IQR")
+        if flags or participant.failure:
+            classes[index] = "flagged"
+        rows.append([f'<a href="#{esc(participant.label)}">{esc(participant.label)}</a>',
+                     "failed" if participant.failure else
+                     ("done" if participant.embedding else "not encoded"),
+                     esc("; ".join(flags)) if flags else "",
+                     sig3(c.get("correlation", "")), sig3(c.get("dice", "")),
+                     f"{qc.iqr_rating(mark):.1f} % ({qc.iqr_grade(mark)})" if mark is not None
+                     else "", sig3(participant.cat12["tiv_cm3"]) if participant.cat12 else "",
+                     sig3(z) if z is not None and np.isfinite(z) else ""])
+    header = ["participant", "status", "flags", "r prior", "Dice prior", "CAT12 IQR",
+              "TIV (cm\u00b3)", "outlier z"]
+    legend = (f"<p>r prior / Dice prior: agreement of the cropped grey-matter map with the "
+              f"MNI152 GM prior (flagged below {qc.MIN_PRIOR_CORRELATION} / "
+              f"{qc.MIN_PRIOR_DICE}); CAT12 IQR: CAT12's image quality rating (flagged below "
+              f"{qc.MIN_IQR_RATING:.0f} %, grade D or worse); outlier z: robust z-score of the "
+              f"embedding's distance to the cohort's median embedding (flagged above "
+              f"{qc.OUTLIER_Z}; needs {qc.MIN_OUTLIER_COHORT} participants).</p>")
+    if not rows:
+        return "<p>No participant outputs in this folder yet.</p>"
+    return legend + table(header, rows, classes, raw_columns=(0, 2))
+
+
+def pca_fragment(folder):
+    """The embeddings' first two principal components, coloured by participants.tsv."""
+    from anatcl_nipype.reports.figures import pca_overview
+
+    encoded = folder.encoded
+    if len(encoded) < 3:
+        return "<p>Too few encoded participants for an overview (3 needed).</p>"
+    vectors = [np.load(p.embedding).ravel() for p in encoded]
+    if len({v.shape for v in vectors}) > 1:
+        return "<p>The embeddings differ in size; no overview.</p>"
+    groupings = {column: [p.info.get(column, "n/a") for p in encoded] for column in PCA_COLUMNS
+                 if any(column in p.info for p in encoded)}
+    caption = (f"Each point is one participant's embedding ({len(encoded)} in all), projected "
+               "on the first two principal components of the cohort's embeddings"
+               + (", coloured by " + ", ".join(groupings) if groupings else "") + ".")
+    return figure_svg(pca_overview(np.stack(vectors), groupings), caption)
+
+
+def prediction_fragment(folder):
+    """Each fitted probe: per-fold metrics (3 significant digits) and its figures."""
+    parts = []
+    for target in folder.targets:
+        if not (target.metrics or target.predictions or target.summary):
+            continue
+        parts.append(f'<h3 id="target-{esc(target.name)}">{esc(target.name)} '
+                     f"({esc(target.task or 'unknown task')})</h3>")
+        parts += _target_figures(target)
+        if target.metrics:
+            header = list(target.metrics[0])
+            rows = [[sig3(row.get(column, "")) for column in header] for row in target.metrics]
+            parts.append("<p>Cross-validated metrics per fold, then their mean and sd.</p>"
+                         + table(header, rows))
+    return "".join(parts) or "<p>No probe fitted yet (run the group level with --target).</p>"
+
+
+def _target_figures(target):
+    from anatcl_nipype.reports.figures import brain_age_gap
+
+    figures = []
+    captions = {"classification": "Confusion matrix and ROC curve of the out-of-fold predictions "
+                                  "(first repeat).",
+                "regression": "Predicted against true values, out of fold (first repeat), with "
+                              "the identity line.",
+                "brain_age": "Predicted against true age, out of fold (first repeat), with the "
+                             "identity line."}
+    for svg in target.figures:
+        figures.append(figure_svg(svg.read_text(encoding="utf-8"),
+                                  captions.get(target.task, esc(svg.name))))
+    rows = [r for r in target.predictions if r.get("repeat", "0") in ("0", "")]
+    if target.task == "brain_age" and rows and "brain_age_gap" in rows[0]:
+        age = _floats(rows, "true")
+        figures.append(figure_svg(
+            brain_age_gap(age, _floats(rows, "predicted") - age, _floats(rows, "brain_age_gap")),
+            "Brain-age gap against age, out of fold. Left: raw (predicted minus true age), "
+            "which the regression to the mean tilts; right: after the linear bias correction "
+            "fitted on the training folds only. A flat line means no residual age bias."))
+    return [f'<div class="row">{"".join(figures)}</div>'] if figures else []
+
+
+def _floats(rows, column):
+    values = []
+    for row in rows:
+        try:
+            values.append(float(row.get(column, "nan")))
+        except ValueError:
+            values.append(float("nan"))
+    return np.array(values)
+
+
+def applied_fragment(folder):
+    """Predictions of saved probes applied to this folder, naming each model and its sha256."""
+    parts = []
+    for target in folder.targets:
+        for applied in target.applied:
+            sidecar = applied.sidecar
+            model = sidecar.get("model") or sidecar.get("model_file") or sidecar.get("model_path")
+            sha = sidecar.get("model_sha256") or sidecar.get("sha256")
+            if not sha and model and Path(model).is_file():
+                sha = sha256_file(model)
+            header = list(applied.rows[0]) if applied.rows else []
+            rows = [[sig3(row.get(c, "")) for c in header] for row in applied.rows]
+            parts.append(
+                f"<h3>{esc(target.name)}: applied probe</h3>"
+                + key_values([("model", model or "not recorded"),
+                              ("model sha256", sha or "not recorded"),
+                              ("predictions", applied.table.name),
+                              ("participants", len(applied.rows))])
+                + "<p>Predictions of a saved probe, applied unchanged: not cross-validated "
+                  "here.</p>" + table(header, rows))
+    return "".join(parts) or ""
+
+
+def methods_fragment(methods_markdown):
+    """The methods text (the same as methods.md): paragraphs, references, BibTeX."""
+    body, _, bibtex = methods_markdown.partition("## BibTeX")
+    text, _, references = body.partition("## References")
+    paragraphs = [p.strip() for p in text.replace("# Methods", "", 1).split("\n\n") if p.strip()]
+    items = [line[2:] for line in references.splitlines() if line.startswith("- ")]
+    bib = bibtex.replace("```bibtex", "").replace("```", "").strip()
+    return ("".join(f'<p class="methods">{esc(p)}</p>' for p in paragraphs)
+            + "<h3>References</h3><ol>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ol>"
+            + f"<details><summary>BibTeX</summary><pre>{esc(bib)}</pre></details>"
+            + "<p>The same text is in <code>methods.md</code> beside this report.</p>")
+
+
+def run_fragment(folder):
+    """Each recorded run: command, times, phases, host, versions, Nipype plugin."""
+    if not folder.runs:
+        return ("<p>No run record (run-&lt;level&gt;.json) in this folder: the command that "
+                "made it did not record one.</p>")
+    parts = []
+    for run in folder.runs:
+        phases = ", ".join(f"{p.get('name')} {sig3(p.get('seconds'))} s"
+                           for p in run.get("phases", []))
+        software = ", ".join(f"{k} {v}" for k, v in run.get("software", {}).items() if v)
+        plugin_args = ", ".join(f"{k}={v}" for k, v in run.get("nipype_plugin_args", {}).items())
+        parts.append(f"<h3>{esc(run.get('level', 'run'))} level</h3>" + key_values([
+            ("command", " ".join(run.get("command", []))),
+            ("started", run.get("started", "")), ("finished", run.get("finished", "")),
+            ("duration", f"{sig3(run.get('duration_s', ''))} s"), ("phases", phases),
+            ("host", f"{run.get('host', '')} ({run.get('platform', '')})"),
+            ("software", software),
+            ("Nipype plugin", f"{run.get('nipype_plugin', '')} {plugin_args}".strip())]))
+    return "".join(parts)
+
+
+def graph_fragment(folder):
+    """The workflow graph Nipype drew (report/graph.svg), scaled to the page's width."""
+    if folder.graph is None:
+        return "<p>Not drawn (run with <code>--write-graph</code>).</p>"
+    svg = folder.graph.read_text(encoding="utf-8")
+    if "<svg" not in svg:
+        return "<p>graph.svg holds no SVG.</p>"
+    return ('<div class="graph">' + figure_svg(svg[svg.find("<svg"):],
+                                                "The Nipype workflow that made this folder.")
+            + "</div>")

@@ -1,0 +1,46 @@
+<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="anatcl-nipype with NiReports (https://www.nipreps.org/)">
+<title>{{ title }}</title>
+<style>
+{{ css }}
+</style>
+</head>
+<body>
+<nav id="navigation" aria-label="Sections">
+<p class="nav-title">anatcl-nipype</p>
+<ul>
+{% for sub_report in sections %}
+  {% if sub_report.isnested %}
+  <li><details open><summary><a href="#{{ sub_report.name | replace(' ', '-') }}">{{ sub_report.name }}</a></summary>
+    <ul class="participants">
+    {% for run_report in sub_report.reportlets %}
+      {% if run_report.title %}<li><a href="#{{ run_report.name }}">{{ run_report.title }}</a></li>{% endif %}
+    {% endfor %}
+    </ul></details></li>
+  {% else %}
+  <li><a href="#{{ sub_report.name | replace(' ', '-') }}">{{ sub_report.name }}</a></li>
+  {% endif %}
+{% endfor %}
+</ul>
+</nav>
+<main>
+<h1>{{ title }}</h1>
+{% for sub_report in sections %}
+<section id="{{ sub_report.name | replace(' ', '-') }}">
+<h2>{{ sub_report.name }}</h2>
+{% for run_report in sub_report.reportlets %}
+<div id="{{ run_report.name }}" class="reportlet">
+  {% if run_report.title and not sub_report.isnested %}<h3>{{ run_report.title }}</h3>{% endif %}
+  {% if run_report.description %}<p class="description">{{ run_report.description }}</p>{% endif %}
+  {% for elem in run_report.components %}{% if elem[0] %}{{ elem[0] }}{% endif %}{% endfor %}
+</div>
+{% endfor %}
+</section>
+{% endfor %}
+</main>
+</body>
+</html>

@@ -1,0 +1,119 @@
+"""The report's figures: nilearn for brain images, matplotlib for charts.
+
+Brain images are PNG (pixels), charts SVG (text stays text: ``svg.fonttype: none``);
+both are returned as strings ready to inline, so the page needs no other file. Everything
+draws on its own :class:`~matplotlib.figure.Figure` with the Agg canvas (no pyplot state).
+"""
+
+import base64
+import io
+
+import numpy as np
+
+#: Coordinates (mm, MNI) of the three planes shown for every grey-matter map.
+CUT_COORDS = (-30, -18, 12)
+PRIOR_CONTOUR_LEVEL = 0.3
+_STYLE = {"svg.fonttype": "none", "svg.hashsalt": "anatcl", "font.size": 9}
+
+
+def _figure(width, height):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height))
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def png_data_uri(figure, dpi=100):
+    """``data:image/png;base64,...`` of a drawn figure."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def svg_text(figure):
+    """The figure as inline SVG markup (no XML prologue)."""
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context(_STYLE):
+        figure.savefig(buffer, format="svg")
+    text = buffer.getvalue()
+    return text[text.find("<svg"):]
+
+
+def cropped_image(volume):
+    """A cropped 121x128x121 array as a NIfTI image on its own place of the CAT12 grid."""
+    import nibabel as nib
+
+    from anatcl_nipype.encoder.volumes import CAT12_AFFINE, CROP_OFFSET
+
+    affine = CAT12_AFFINE.copy()
+    affine[:3, 3] += CAT12_AFFINE[:3, 1] * CROP_OFFSET
+    return nib.Nifti1Image(np.asarray(volume, np.float32), affine)
+
+
+def gm_map_with_prior(volume, prior):
+    """Three planes of a cropped GM map (grey) with the MNI GM prior's contour (red); PNG URI.
+
+    >>> import numpy as np
+    >>> volume = np.zeros((121, 128, 121), np.float32); volume[40:80, 40:90, 40:80] = 0.5
+    >>> gm_map_with_prior(volume, volume)[:22]
+    'data:image/png;base64,'
+    """
+    from nilearn import plotting
+
+    figure = _figure(7.2, 2.5)
+    display = plotting.plot_anat(cropped_image(volume), cut_coords=CUT_COORDS,
+                                 display_mode="ortho", figure=figure, colorbar=False,
+                                 vmin=0, vmax=1, dim=0, draw_cross=False, black_bg=True,
+                                 annotate=True)
+    display.add_contours(cropped_image(prior), levels=[PRIOR_CONTOUR_LEVEL], colors="r",
+                         linewidths=0.7)
+    return png_data_uri(figure, dpi=90)
+
+
+def pca_overview(matrix, groupings):
+    """First two principal components of the embeddings, one panel per grouping; SVG.
+
+    ``groupings`` is ``{column: [value per row]}`` (e.g. diagnosis, site, sex); with none,
+    one panel of all participants.
+    """
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2).fit(matrix)
+    scores = pca.transform(matrix)
+    groupings = groupings or {"all": ["participant"] * len(matrix)}
+    figure = _figure(3.3 * len(groupings), 3.0)
+    axes = np.atleast_1d(figure.subplots(1, len(groupings)))
+    explained = pca.explained_variance_ratio_
+    for ax, (column, values) in zip(axes, groupings.items()):
+        for value in sorted(set(values)):
+            keep = np.array([v == value for v in values])
+            ax.scatter(scores[keep, 0], scores[keep, 1], s=16, label=value)
+        ax.set(xlabel=f"PC1 ({explained[0]:.0%})", ylabel=f"PC2 ({explained[1]:.0%})",
+               title=f"by {column}")
+        ax.legend(fontsize=7, loc="best")
+    figure.set_layout_engine("constrained")
+    return svg_text(figure)
+
+
+def brain_age_gap(age, raw_gap, corrected_gap):
+    """Brain-age gap against age, raw (predicted - age) and bias-corrected; SVG."""
+    figure = _figure(6.4, 2.8)
+    for ax, gap, title in zip(figure.subplots(1, 2, sharey=True), (raw_gap, corrected_gap),
+                              ("raw: predicted - age", "corrected (fitted on training folds)")):
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.scatter(age, gap, s=14)
+        finite = np.isfinite(gap) & np.isfinite(age)
+        if finite.sum() > 2:
+            slope, intercept = np.polyfit(age[finite], gap[finite], 1)
+            grid = np.array([age[finite].min(), age[finite].max()])
+            r = np.corrcoef(age[finite], gap[finite])[0, 1]
+            ax.plot(grid, slope * grid + intercept, color="C3", label=f"r = {r:.2f}")
+            ax.legend(loc="upper right")
+        ax.set(xlabel="age (years)", title=title)
+    figure.axes[0].set_ylabel("brain-age gap (years)")
+    figure.set_layout_engine("constrained")
+    return svg_text(figure)

@@ -1,0 +1,83 @@
+"""HTML fragments (the reportlets' contents): escaped text, tables, figures with captions.
+
+>>> table(["a", "b"], [[1, "x<y"]])
+'<table><tr><th>a</th><th>b</th></tr><tr><td class="num">1</td><td>x&lt;y</td></tr></table>'
+>>> sig3(0.123456), sig3(14.82009996), sig3("n/a")
+('0.123', '14.8', 'n/a')
+"""
+
+import html
+import math
+import re
+
+_SVG_SIZE = re.compile(r'\s(width|height)="[^"]*"')
+
+
+def esc(text):
+    return html.escape(str(text), quote=True)
+
+
+def sig3(value):
+    """``value`` rounded to 3 significant digits when it is a number, else as it is.
+
+    >>> sig3(1439.2), sig3(-0.0001234), sig3(7), sig3(float("nan"))
+    ('1440', '-0.000123', '7', 'n/a')
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if not math.isfinite(number):
+        return "n/a" if number != number else str(number)
+    if number == 0 or 1e-4 <= abs(number) < 1000:
+        return f"{number:.3g}"
+    if abs(number) >= 1000:
+        return str(int(round(number, 2 - int(math.floor(math.log10(abs(number)))))))
+    return f"{number:.2e}"
+
+
+def _cell(value, raw=False):
+    text = str(value) if raw else esc(value)
+    try:
+        float(str(value))
+        return f'<td class="num">{text}</td>'
+    except ValueError:
+        return f"<td>{text}</td>"
+
+
+def table(header, rows, row_classes=None, raw_columns=()):
+    """An HTML table; cells in ``raw_columns`` (indices) are inserted unescaped."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = []
+    for index, row in enumerate(rows):
+        css = (row_classes or {}).get(index)
+        cells = "".join(_cell(v, raw=i in raw_columns) for i, v in enumerate(row))
+        body.append(f'<tr class="{css}">{cells}</tr>' if css else f"<tr>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def key_values(pairs):
+    """A table of ``(name, value)`` rows, names as row headers, values escaped."""
+    rows = "".join(f"<tr><th>{esc(name)}</th>{_cell(value)}</tr>" for name, value in pairs)
+    return f"<table>{rows}</table>" if rows else ""
+
+
+def figure_img(uri, alt, caption, width=None):
+    """A PNG figure with its caption directly below it."""
+    size = f' width="{width}"' if width else ""
+    style = f' style="max-width: {width}px"' if width else ""
+    return (f'<figure{style}><img alt="{esc(alt)}" src="{uri}"{size}>'
+            f"<figcaption>{caption}</figcaption></figure>")
+
+
+def figure_svg(svg, caption):
+    """An inline SVG figure (fixed width/height removed: it scales to its box) + caption."""
+    opening_end = svg.find(">")
+    svg = _SVG_SIZE.sub("", svg[:opening_end]) + svg[opening_end:]
+    return f"<figure>{svg}<figcaption>{caption}</figcaption></figure>"
+
+
+def flags_list(flags):
+    if not flags:
+        return '<p class="ok">No automatic check flagged this participant.</p>'
+    return '<ul class="flag">' + "".join(f"<li>{esc(f)}</li>" for f in flags) + "</ul>"
