@@ -174,3 +174,35 @@ def test_figure_title_says_how_many_folds_were_usable(tmp_path):
                                       estimator=PLAIN_CLASSIFIER)
     svg = plot_cv_results(result, tmp_path / "rare")[0].read_text()
     assert "balanced_accuracy" in svg and "(2 of 3 folds)" in svg
+
+
+def test_grouped_permutation_test_scores_as_the_grouped_cross_validation():
+    from anatcl_nipype.prediction import permutation_test
+
+    X, labels, _, subjects = repeated_sessions()
+    X[labels == "b", :2] += 1.0
+    probe = make_probe("classification", cs=[0.01, 1.0], inner_cv=2)
+    test = permutation_test(X, labels, "classification", n_permutations=4, cv=4,
+                            groups=subjects, estimator=probe)
+    result = cross_validate_probe(X, labels, "classification", cv=4, groups=subjects,
+                                  estimator=probe)
+    assert test.score == pytest.approx(result.summary["balanced_accuracy"]["mean"], abs=1e-12)
+    # Each subject has one label: shuffling within subjects would change nothing, so
+    # subjects' labels are shuffled between subjects; the planted effect beats them all.
+    assert test.permutation_scores.shape == (4,) and test.pvalue == pytest.approx(0.2)
+    assert test.permutation_scores.max() < test.score - 0.2
+
+
+def test_permutation_within_sites_searches_by_site():
+    from anatcl_nipype.prediction import permutation_test
+
+    X, labels, _, _ = repeated_sessions(seed=2)
+    sites = np.tile(np.repeat(list("ABCDEF"), 5), 4)
+    X[labels == "b", :2] += 1.0
+    probe = make_probe("classification", cs=[0.01, 1.0], inner_cv=2)
+    test = permutation_test(X, labels, "classification", n_permutations=3, cv=3,
+                            groups=sites, estimator=probe)
+    result = cross_validate_probe(X, labels, "classification", cv=3, groups=sites,
+                                  estimator=probe)
+    assert test.score == pytest.approx(result.summary["balanced_accuracy"]["mean"], abs=1e-12)
+    assert test.pvalue == pytest.approx(0.25)

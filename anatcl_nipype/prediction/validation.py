@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator
 from sklearn.metrics import (balanced_accuracy_score, mean_absolute_error, r2_score,
                              recall_score, roc_auc_score, root_mean_squared_error)
 from sklearn.model_selection import (GroupKFold, KFold, RepeatedKFold,
@@ -202,7 +203,10 @@ def permutation_test(X, y, task, n_permutations=100, seed=0, *, cv=5, groups=Non
     """P-value of the cross-validated score against ``n_permutations`` label shuffles.
 
     Uses :func:`sklearn.model_selection.permutation_test_score` (labels shuffled
-    within ``groups`` when given). The score is the balanced accuracy
+    within ``groups`` when given; each fit then searches its penalty by group, as in
+    :func:`cross_validate_probe`). When every group has one label (the sessions of a
+    participant), shuffling within groups would change nothing, so the groups' labels
+    are shuffled between groups instead. The score is the balanced accuracy
     (classification) or the MAE (regression, brain age; lower is better, so the
     p-value counts shuffles with an MAE at most the real one). The smallest possible
     p-value is ``1 / (n_permutations + 1)``.
@@ -218,12 +222,56 @@ def permutation_test(X, y, task, n_permutations=100, seed=0, *, cv=5, groups=Non
     estimator = default_estimator(task, seed) if estimator is None else estimator
     splitter = _splitters(task, cv, 1, groups, seed)[0]
     scoring = "balanced_accuracy" if task == "classification" else "neg_mean_absolute_error"
-    score, permuted, pvalue = permutation_test_score(
-        estimator, X, y, groups=groups, cv=splitter, n_permutations=n_permutations,
-        random_state=seed, scoring=scoring)
+    params = None
+    if groups is not None:  # sklearn hands fit params, cut to the training rows, to fit
+        estimator, params = _GroupedFit(estimator), {"groups": np.asarray(groups)}
+    if groups is not None and _one_label_per_group(y, groups):
+        score, permuted, pvalue = _permute_between_groups(
+            estimator, X, y, np.asarray(groups), splitter, n_permutations, seed, scoring)
+    else:
+        score, permuted, pvalue = permutation_test_score(
+            estimator, X, y, groups=groups, cv=splitter, n_permutations=n_permutations,
+            random_state=seed, scoring=scoring, params=params)
     if task == "classification":
         return PermutationResult("balanced_accuracy", float(score), permuted, float(pvalue))
     return PermutationResult("mae", -float(score), -permuted, float(pvalue))
+
+
+def _one_label_per_group(y, groups):
+    pairs = {(group, label) for group, label in zip(np.asarray(groups).tolist(), y.tolist())}
+    return len(pairs) == len(set(np.asarray(groups).tolist()))
+
+
+def _permute_between_groups(estimator, X, y, groups, splitter, n_permutations, seed, scoring):
+    """permutation_test_score, with whole groups' labels shuffled (sklearn shuffles
+    only within groups, which is a no-op when each group has one label)."""
+    from sklearn.model_selection import cross_val_score
+
+    def score(labels):
+        return float(np.mean(cross_val_score(estimator, X, labels, groups=groups, cv=splitter,
+                                             scoring=scoring, params={"groups": groups})))
+
+    names, inverse = np.unique(groups, return_inverse=True)
+    group_labels = y[[int(np.flatnonzero(inverse == i)[0]) for i in range(len(names))]]
+    rng = np.random.default_rng(seed)
+    real = score(y)
+    permuted = np.array([score(rng.permutation(group_labels)[inverse])
+                         for _ in range(n_permutations)])
+    return real, permuted, (np.sum(permuted >= real) + 1.0) / (n_permutations + 1)
+
+
+class _GroupedFit(BaseEstimator):
+    """``estimator`` fitted by :func:`fit_probe` with the groups of its training rows."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def fit(self, X, y, groups):
+        self.model_ = fit_probe(self.estimator, X, y, groups)
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
 
 
 def write_predictions_tsv(predictions, path):
