@@ -6,14 +6,15 @@ import pytest
 import torch
 
 from anatcl_nipype.encoder import AnatCLEncoder
+from anatcl_nipype.encoder.checkpoint import make_random_network
 from anatcl_nipype.encoder.volumes import CAT12_AFFINE, CAT12_SHAPE, CROP_OFFSET, crop_to_anatcl
-from anatcl_nipype.errors import RegionalError
+from anatcl_nipype.errors import RegionalError, VolumeError
 from anatcl_nipype.regional.pooled import (
     region_coverage,
     region_pooled_features,
     write_pooled_features,
 )
-from conftest import brain_like_volume
+from conftest import brain_like_volume, write_map
 
 pytestmark = pytest.mark.slow
 
@@ -171,3 +172,13 @@ def test_bad_options_are_refused(encoder, volume):
 
     with pytest.raises(ValueError, match=r"training mode .* call network.eval\(\)"):
         region_pooled_features(AnatCLNetwork(), volume, _box_atlas())
+
+
+def test_non_finite_feature_maps_are_refused_naming_the_map(tmp_path, volume):
+    network = make_random_network(seed=1).eval()
+    with torch.no_grad():
+        network.encoder.layer4[1].bn2.weight[0] = float("inf")  # layer4 channel 0: inf/NaN
+    path = write_map(tmp_path / "mwp1sub-01_T1w.nii", volume)
+    with pytest.raises(VolumeError, match=rf"^{path}: the layer4 feature map has \d+ of "
+                       r"\d+ values NaN or infinite; nothing was written"):
+        region_pooled_features(network, path, _box_atlas(), layers=("layer3", "layer4"))

@@ -3,12 +3,14 @@
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from anatcl_nipype.encoder.volumes import (
     ANATCL_SHAPE,
     CAT12_AFFINE,
     CAT12_SHAPE,
     CROP_OFFSET,
+    check_finite_output,
     load_cat12_volume,
 )
 from anatcl_nipype.errors import VolumeError
@@ -112,3 +114,15 @@ def test_resample_puts_a_2mm_mni_map_on_the_cat12_grid(tmp_path):
     assert resampled.shape == ANATCL_SHAPE
     # inside the 2 mm field of view, a constant map stays constant
     assert resampled[60, 60, 60] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_check_finite_output_counts_non_finite_values_in_every_precision(dtype):
+    embedding = torch.ones(2, 512, dtype=getattr(torch, dtype))
+    assert check_finite_output(embedding, "sub-01.nii") is embedding
+    embedding[1, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    with pytest.raises(VolumeError, match=r"^sub-01.nii: the embedding has 3 of 1024 values "
+                       "NaN or infinite; nothing was written for it"):
+        check_finite_output(embedding, "sub-01.nii")
+    with pytest.raises(VolumeError, match="has 3 of 1024 values"):
+        check_finite_output(embedding.float().numpy(), "sub-01.nii")
