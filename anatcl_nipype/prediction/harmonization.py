@@ -69,6 +69,15 @@ def harmonization_frame(X, sites, covariates=None):
     return pd.concat([features, pd.DataFrame({SITE_COLUMN: sites.astype(str)}), extra], axis=1)
 
 
+def frame_covariates(frame):
+    """The covariate columns of a :func:`harmonization_frame` (those after ``site``).
+
+    >>> frame_covariates(harmonization_frame(np.zeros((1, 2)), ["a"], {"sex": ["F"]}))
+    ['sex']
+    """
+    return [str(c) for c in frame.columns[frame.columns.get_loc(SITE_COLUMN) + 1:]]
+
+
 def _covariate_frame(covariates, n_rows):
     import pandas as pd
 
@@ -326,7 +335,7 @@ def site_separability(X, sites, covariates=None, cv=5, seed=0):
 
     sites = np.asarray(sites).astype(str)
     frame = harmonization_frame(X, sites, covariates)
-    covariate_columns = [c for c in frame.columns[frame.columns.get_loc(SITE_COLUMN) + 1:]]
+    covariate_columns = frame_covariates(frame)
     folds = StratifiedKFold(cv, shuffle=True, random_state=seed)
     probe = make_probe("classification", seed=seed)
     scores = {}

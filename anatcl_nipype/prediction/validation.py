@@ -48,8 +48,8 @@ from sklearn.model_selection import (GroupKFold, KFold, RepeatedKFold,
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.files import atomic_write
 from anatcl_nipype.prediction.brain_age import BrainAgeRegressor
-from anatcl_nipype.prediction.harmonization import (HARMONIZATIONS, harmonization_frame,
-                                                    make_harmonized)
+from anatcl_nipype.prediction.harmonization import (HARMONIZATIONS, frame_covariates,
+                                                    harmonization_frame, make_harmonized)
 from anatcl_nipype.prediction.probes import (DEFAULT_INNER_CV, check_task, fit_probe,
                                              make_probe)
 
@@ -182,7 +182,7 @@ def harmonized_estimator(X, estimator, harmonize, sites, covariates, unseen_site
         raise PredictionError("harmonize='combat' needs the site of every participant "
                               "(sites=...)")
     frame = harmonization_frame(X, sites, covariates)
-    covariate_columns = list(frame.columns[frame.columns.get_loc("site") + 1:])
+    covariate_columns = frame_covariates(frame)
     if target is not None:
         _check_target_not_protected(frame[covariate_columns], target)
     return frame, make_harmonized(estimator, covariate_columns, unseen_sites)
