@@ -6,6 +6,7 @@ subprocess and measures its peak memory.
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -18,6 +19,7 @@ from scipy.ndimage import gaussian_filter
 from anatcl_nipype.encoder.runner import load_network
 from anatcl_nipype.encoder.volumes import CAT12_AFFINE, CAT12_SHAPE, CROP_OFFSET
 from anatcl_nipype.errors import AnatCLError, PredictionError
+from anatcl_nipype.files import sha256_file
 from anatcl_nipype.prediction import make_probe, save_probe
 from anatcl_nipype.prediction.brain_age import BrainAgeRegressor
 from anatcl_nipype.relevance import (GroupRelevance, attribute_volume, load_probe_score,
@@ -207,3 +209,59 @@ def test_a_probe_on_other_features_is_refused(probe_file, random_weights, tmp_pa
 def test_unknown_method_is_refused(cohort, score):
     with pytest.raises(AnatCLError, match="unknown relevance method 'saliency'"):
         attribute_volume(score, cohort["maps"][0], cohort["maps"][1], method="saliency")
+
+
+#: Run in a fresh interpreter: the interface on full-size maps, then its peak memory.
+FULL_GRID_SCRIPT = """
+import json, resource, sys
+from nipype import Node
+from anatcl_nipype.interfaces.relevance import ProbeRelevanceMaps
+in_files, model, weights, atlas, table, out = json.loads(sys.argv[1])
+node = Node(ProbeRelevanceMaps(in_files=in_files, model=model, weights=weights, atlas=atlas,
+                               label_table=table, steps=2), name="relevance", base_dir=out)
+outputs = node.run().outputs.get()
+outputs["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps(outputs))
+"""
+
+
+@pytest.mark.slow
+def test_full_grid_maps_through_the_interface_in_under_3_gib(random_weights, tmp_path):
+    from anatcl_nipype.data.cohort import make_cat12_cohort
+    from anatcl_nipype.encoder import AnatCLEncoder
+
+    cohort = make_cat12_cohort(tmp_path / "cohort", n_subjects=4, seed=1)
+    embeddings = AnatCLEncoder(weights=random_weights, device="cpu").encode(cohort.gm_maps)
+    ages = [cohort.ground_truth["subjects"][s]["age"] for s in cohort.subjects]
+    identity = load_network(random_weights, torch.device("cpu"))[1]
+    model = tmp_path / "age.skops"
+    save_probe(make_probe("regression", alphas=[1.0]).fit(embeddings, ages), model,
+               {"task": "regression", "target": "age", "n_train": 4, "feature_source": {
+                   "columns": EMBEDDING_COLUMNS, "weights": {"sha256": identity["sha256"]}}})
+    arguments = json.dumps([[str(p) for p in cohort.gm_maps[:2]], str(model), str(random_weights),
+                            str(cohort.atlas_image), str(cohort.atlas_table), str(tmp_path)])
+    run = subprocess.run([sys.executable, "-c", FULL_GRID_SCRIPT, arguments], check=True,
+                         capture_output=True, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    outputs = json.loads(run.stdout.strip().splitlines()[-1])
+    assert outputs["peak_rss_kib"] < 3 * 1024 ** 2
+    assert outputs["participant_ids"] == ["sub-01", "sub-02"]
+    image = nib.load(outputs["out_files"][0])
+    assert image.shape == CAT12_SHAPE and np.allclose(image.affine, CAT12_AFFINE)
+    assert image.get_filename().endswith("sub-01_desc-relevance_statmap.nii.gz")
+    data = np.asarray(image.dataobj)
+    assert data[:, CROP_OFFSET:CROP_OFFSET + 128].any() and not data[:, :CROP_OFFSET].any()
+    sidecar = json.loads(open(outputs["out_jsons"][0]).read())
+    assert sidecar["method"] == "integrated_gradients" and sidecar["steps"] == 2
+    assert sidecar["baseline"] == {"kind": "group_mean", "n_maps": 2}
+    assert sidecar["probe"]["file"] == str(model.resolve())
+    assert sidecar["probe"]["sha256"] == sha256_file(model)
+    assert sidecar["weights"]["sha256"] == identity["sha256"]
+    assert sidecar["passes_per_map"] == {"forward": 3, "backward": 2}
+    assert sidecar["score"] == pytest.approx(sidecar["baseline_score"] + data.sum(dtype=np.float64)
+                                             - sidecar["completeness_delta"], abs=1e-3)
+    group = json.loads(open(outputs["group_json"]).read())
+    assert group["participants"] == ["sub-01", "sub-02"]
+    header, *rows = open(outputs["region_tsv"]).read().splitlines()
+    assert header == "region\tindex\tmean_relevance\trank"
+    assert [int(row.split("\t")[3]) for row in rows] == list(range(1, len(rows) + 1))
