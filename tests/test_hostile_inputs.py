@@ -407,6 +407,13 @@ def test_measures_table_with_hostile_values_is_refused(tmp_path, content, proble
     assert problem in str(error.value)
 
 
+def test_label_table_with_a_huge_field_is_refused(tmp_path):
+    path = tmp_path / "atlas_dseg.tsv"
+    path.write_text("index\tname\n1\t" + "x" * 200_000 + "\n")
+    with pytest.raises(RegionalError, match=rf"^{path}: not a readable label table"):
+        read_label_table(path)
+
+
 def test_infinite_value_given_to_the_table_writer_is_refused(tmp_path):
     path = tmp_path / "regional.tsv"
     with pytest.raises(RegionalError, match=rf"^{path}: cat12_TIV of sub-01 is inf"):

@@ -209,8 +209,11 @@ def _table_entries(content, path):
     if name_column is None:
         raise RegionalError(f"{path}: the label table has no 'name' (or CAT12 'ROIabbr') "
                             "column")
-    return [(_label_id(row[id_column], path), (row[name_column] or "").strip())
-            for row in reader]
+    try:
+        return [(_label_id(row[id_column], path), (row[name_column] or "").strip())
+                for row in reader]
+    except csv.Error as err:
+        raise RegionalError(f"{path}: not a readable label table ({err})") from None
 
 
 def _lut_entry(line, path):
