@@ -202,6 +202,13 @@ def _resample_nearest(atlas_image, shape, affine):
 
 
 def _table_entries(content, path):
+    try:
+        return _dict_entries(content, path)
+    except csv.Error as err:  # e.g. a field beyond csv's size limit
+        raise RegionalError(f"{path}: not a readable label table ({err})") from None
+
+
+def _dict_entries(content, path):
     delimiter = "\t" if "\t" in content[0] else ";"
     reader = csv.DictReader(content, delimiter=delimiter)
     id_column = next(c for c in _TABLE_ID_COLUMNS if c in reader.fieldnames)
@@ -209,11 +216,8 @@ def _table_entries(content, path):
     if name_column is None:
         raise RegionalError(f"{path}: the label table has no 'name' (or CAT12 'ROIabbr') "
                             "column")
-    try:
-        return [(_label_id(row[id_column], path), (row[name_column] or "").strip())
-                for row in reader]
-    except csv.Error as err:
-        raise RegionalError(f"{path}: not a readable label table ({err})") from None
+    return [(_label_id(row[id_column], path), (row[name_column] or "").strip())
+            for row in reader]
 
 
 def _lut_entry(line, path):
