@@ -18,6 +18,7 @@ from anatcl_nipype.regional import (
     region_labels,
     write_measures_tsv,
 )
+from anatcl_nipype.regional.tables import merge_measures_tables
 
 DATA = Path(__file__).parent / "data" / "cat12"
 
@@ -167,3 +168,21 @@ def test_bad_tables_are_refused(tmp_path, text, message):
     tsv.write_text(text)
     with pytest.raises(RegionalError, match=message):
         read_measures_tsv(tsv)
+
+
+def test_infinite_region_values_are_n_a_and_the_merged_sidecar_keeps_the_warnings(tmp_path):
+    first = _lpba(("lHip", "rHip"), (165, 166), [4.2, math.inf], [1.0, 2.0], "sub-01.xml")
+    second = _lpba(("lHip", "rHip"), (165, 166), [4.0, 4.1], [-math.inf, 2.5], "sub-02.xml")
+    assert first.measures["Vgm"][0] == 4.2 and math.isnan(first.measures["Vgm"][1])
+    assert first.warnings == ("sub-01.xml: atlas lpba40, measure Vgm: 1 infinite value(s) "
+                              "(regions rHip) written as n/a",)
+    tables = [write_measures_tsv({pid: measures_to_row([rm])}, tmp_path / f"{pid}.tsv",
+                                 measures={pid: [rm]})
+              for pid, rm in (("sub-01", first), ("sub-02", second))]
+    merged, sidecar = merge_measures_tables([table for table, _ in tables],
+                                            tmp_path / "group.tsv",
+                                            sidecar_paths=[json_path for _, json_path in tables])
+    assert merged.read_text().splitlines()[1:] == [
+        "sub-01\t4.2\t1.0\tn/a\t2.0", "sub-02\t4.0\tn/a\t4.1\t2.5"]
+    assert json.loads(sidecar.read_text())["participant_id"]["Warnings"] == {
+        "sub-01": list(first.warnings), "sub-02": list(second.warnings)}
