@@ -90,3 +90,15 @@ def participant_ids_for(paths, participant_ids=None):
         raise AnatCLError(f"several maps belong to {', '.join(duplicates)}; pass "
                           "participant_ids (e.g. sub-01_ses-1) to tell them apart")
     return ids
+
+
+def weights_desc(descriptor="global", fold=0, weights=None):
+    """The BIDS ``desc`` entity naming the encoder weights: ``anatclGlobalFold0`` for released
+    weights, ``anatclCustom`` for a user's checkpoint (or no descriptor).
+
+    >>> weights_desc("local", 3), weights_desc(weights="my.pth"), weights_desc(None, None)
+    ('anatclLocalFold3', 'anatclCustom', 'anatclCustom')
+    """
+    if weights is not None or descriptor is None:
+        return "anatclCustom"
+    return f"anatcl{descriptor.capitalize()}Fold{fold}"

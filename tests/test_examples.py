@@ -49,7 +49,8 @@ def test_group_study_runs_with_multiproc(cohort, random_weights, tmp_path):
     module.main([str(cohort.root), str(cohort.participants_tsv), "diagnosis", "--out",
                  str(tmp_path / "results"), "--weights", str(random_weights), "--work-dir",
                  str(tmp_path / "work"), "--nprocs", "2"])
-    card = json.loads((tmp_path / "results" / "diagnosis_probe.json").read_text())
+    card = json.loads((tmp_path / "results" / "group" / "target-diagnosis" / "probe.json")
+                      .read_text())
     assert card["n_train"] == 24 and card["task"] == "classification"
     columns = card["feature_source"]["columns"]
     assert "emb_511" in columns and "synthetic_lMedialTemporal_Vgm" in columns

@@ -1,4 +1,5 @@
-"""The prediction workflow: builds without torch/sklearn, draws, pickles, fits then applies."""
+"""The group workflow (and its deprecated encoding wrapper): builds without torch/sklearn,
+draws, pickles, fits then applies, writes its derivatives from inside the graph."""
 
 import csv
 import json
@@ -17,7 +18,10 @@ from anatcl_nipype.files import sha256_file
 from anatcl_nipype.prediction import join_features, load_probe
 from anatcl_nipype.prediction.probes import DEFAULT_ALPHAS, DEFAULT_CS
 from anatcl_nipype.regional import measures_to_row, read_cat12_roi_xml, write_measures_tsv
+from anatcl_nipype.workflows.group import init_anatcl_group_wf
 from anatcl_nipype.workflows.prediction import init_anatcl_prediction_wf
+
+pytestmark = pytest.mark.filterwarnings("ignore:init_anatcl_prediction_wf is deprecated")
 
 N_SUBJECTS = 12
 
@@ -88,41 +92,68 @@ def test_fit_then_apply_under_multiproc(cohort, random_weights, tmp_path):
 
 
 def test_outputnode_contract_and_nodes(model_file):
-    fit = init_anatcl_prediction_wf(task="classification", target="diagnosis")
-    apply = init_anatcl_prediction_wf(task="classification", target="diagnosis", mode="apply",
-                                      model=model_file)
+    fit = init_anatcl_group_wf(target="diagnosis", task="classification", features="both")
+    apply = init_anatcl_group_wf(target="diagnosis", model=model_file)
     for wf in (fit, apply):
         assert sorted(wf.get_node("inputnode").inputs.copyable_trait_names()) == [
-            "gm_modulated", "participants_tsv", "regional_tsv"]
+            "embeddings", "embeddings_json", "participants_tsv", "regional_tsv"]
         assert sorted(wf.get_node("outputnode").outputs.copyable_trait_names()) == [
-            "features_tsv", "figures", "metrics_tsv", "model", "model_card", "predictions_tsv"]
+            "features_tsv", "figures", "metrics_tsv", "model", "model_card", "predictions_tsv",
+            "summary_json"]
     assert sorted(fit.list_node_names()) == [
-        "anatcl_encode", "feature_tables", "fit_probe", "inputnode", "join_embeddings",
-        "outputnode"]
+        "collect_features", "collect_sidecars", "fit_probe", "inputnode", "join_embeddings",
+        "merge_regional", "outputnode", "regional_sidecars"]
     assert "apply_probe" in apply.list_node_names() and "fit_probe" not in apply.list_node_names()
+    assert apply.get_node("apply_probe").inputs.target == "diagnosis"
+
+
+def test_sinks_write_fitted_and_applied_results_to_their_own_names(model_file, tmp_path):
+    fit = init_anatcl_group_wf(target="MMSE score", features="both", output_dir=tmp_path)
+    apply = init_anatcl_group_wf(target="MMSE score", model=model_file, output_dir=tmp_path)
+    names = {wf: {node: wf.get_node(node).inputs.out_name
+                  for node in wf.list_node_names() if node.startswith("ds_")}
+             for wf in (fit, apply)}
+    assert sorted(names[fit].values()) == [
+        "cv", "embeddings.json", "embeddings.tsv", "metrics.tsv", "predictions.tsv",
+        "probe.json", "probe.skops", "regional.json", "regional.tsv", "summary.json"]
+    assert sorted(names[apply].values()) == ["desc-applied_predictions.json",
+                                             "desc-applied_predictions.tsv"]
+    assert {fit.get_node(n).inputs.folder for n in names[fit]} == {"group/target-MMSEscore"}
 
 
 def test_group_column_and_options_reach_the_probe():
-    wf = init_anatcl_prediction_wf(task="regression", target="mmse", group_column="site", cv=2,
-                                   n_repeats=3, n_permutations=50, seed=4)
+    wf = init_anatcl_group_wf(task="regression", target="mmse", group_column="site", cv=2,
+                              n_repeats=3, n_permutations=50, seed=4)
     inputs = wf.get_node("fit_probe").interface.inputs
     assert (inputs.group_column, inputs.cv, inputs.n_repeats, inputs.n_permutations,
             inputs.seed) == ("site", 2, 3, 50, 4)
 
 
-def test_bad_options_are_refused():
+def test_extra_probe_options_pass_through_to_fit_probe(model_file):
+    wf = init_anatcl_group_wf(target="age", features="regional",
+                              participants_tsv=str(model_file))
+    assert wf.get_node("fit_probe").interface.inputs.participants_tsv == str(model_file)
+    with pytest.raises(Exception, match="harmonise"):
+        init_anatcl_group_wf(target="age", harmonise="combat")
+
+
+def test_bad_options_are_refused(model_file):
     with pytest.raises(AnatCLError, match="mode='apply' needs model="):
         init_anatcl_prediction_wf(task="brain_age", target="age", mode="apply")
     with pytest.raises(AnatCLError, match="task='age': choose one of classification"):
-        init_anatcl_prediction_wf(task="age", target="age")
+        init_anatcl_group_wf(task="age", target="age")
+    with pytest.raises(AnatCLError, match="features='pixels': choose one of embeddings"):
+        init_anatcl_group_wf(target="age", features="pixels")
+    with pytest.raises(AnatCLError, match="no such probe file"):
+        init_anatcl_group_wf(target="age", model=model_file.with_name("absent.skops"))
     with pytest.raises(AnatCLError, match="mode='train': choose 'fit'"):
         init_anatcl_prediction_wf(task="brain_age", target="age", mode="train")
 
 
 def test_building_imports_neither_torch_nor_sklearn():
-    code = ("import sys; from anatcl_nipype.workflows.prediction import "
-            "init_anatcl_prediction_wf as f; f(task='brain_age', target='age', "
-            "use_regional=True).visit_desc(); "
+    code = ("import sys; from anatcl_nipype.workflows import "
+            "init_anatcl_group_wf as f; f(task='brain_age', target='age', "
+            "features='both', output_dir='/tmp').visit_desc(); "
             "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
@@ -130,11 +161,10 @@ def test_building_imports_neither_torch_nor_sklearn():
 
 
 def test_methods_text_describes_the_probe():
-    text = init_anatcl_prediction_wf(task="classification", target="diagnosis", cv=10,
-                                     n_repeats=5, group_column="site", n_permutations=1000,
-                                     use_regional=True).visit_desc()
-    assert "Barbano" in text  # the encoding paragraph comes first
-    assert "joined with the region-wise grey-matter measures" in text
+    text = init_anatcl_group_wf(task="classification", target="diagnosis", cv=10,
+                                n_repeats=5, group_column="site", n_permutations=1000,
+                                features="both").visit_desc()
+    assert "joined with the region-wise measures" in text
     assert "each feature was standardised" in text
     # The numbers in the text are the probe's defaults.
     assert (len(DEFAULT_CS), min(DEFAULT_CS), max(DEFAULT_CS)) == (7, 1e-4, 1e2)
@@ -142,14 +172,22 @@ def test_methods_text_describes_the_probe():
     assert "10-fold cross-validation, repeated 5 times" in text
     assert "balanced accuracy and the area under the ROC curve" in text
     assert "grouped by site" in text and "1000 label permutations" in text
-    age = init_anatcl_prediction_wf(task="brain_age", target="age").visit_desc()
+    age = init_anatcl_group_wf(target="age").visit_desc()  # auto: brain age for 'age'
     assert (len(DEFAULT_ALPHAS), min(DEFAULT_ALPHAS), max(DEFAULT_ALPHAS)) == (15, 1e-2, 1e5)
     assert "ridge regression, its penalty chosen among 15 values from 1e-2 to 1e5" in age
     assert "age-bias correction" in age and "mean absolute error (MAE)" in age
+    wrapped = init_anatcl_prediction_wf(task="brain_age", target="age").visit_desc()
+    assert "Barbano" in wrapped and "age-bias correction" in wrapped
+
+
+def test_applying_is_never_called_cross_validated(model_file):
+    text = init_anatcl_group_wf(target="age", model=model_file).visit_desc()
+    assert "previously fitted" in text and "not cross-validated" in text
+    assert "fold cross-validation" not in text
 
 
 def test_workflows_pickle(model_file):
-    for wf in (init_anatcl_prediction_wf(task="classification", target="diagnosis"),
+    for wf in (init_anatcl_group_wf(target="diagnosis", output_dir="/tmp/out"),
                init_anatcl_prediction_wf(task="brain_age", target="age", mode="apply",
                                          model=model_file, use_regional=True)):
         clone = pickle.loads(pickle.dumps(wf))

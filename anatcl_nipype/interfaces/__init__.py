@@ -12,6 +12,6 @@ _EXPORTS = {
                  "RegionPooledFeatures", "MergeRegionalTables"),
     "prediction": ("JoinEmbeddings", "FitProbe", "ApplyProbe"),
     "training": ("AnatCLPretrain", "AnatCLFineTune"),
-    "bids": ("AnatCLDerivativesDataSink", "DatasetDescription"),
+    "bids": ("AnatCLDerivativesDataSink", "DatasetDescription", "GroupDerivativesSink"),
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -205,3 +205,55 @@ class DatasetDescription(SimpleInterface):
             write_json_atomic(path, dataset_description())
         self._results["out_file"] = str(path)
         return runtime
+
+
+class _GroupDerivativesSinkInputSpec(BaseInterfaceInputSpec):
+    base_directory = Directory(mandatory=True, desc="the derivatives folder")
+    folder = traits.Str(mandatory=True, desc="folder under base_directory, e.g. "
+                                             "group/target-age")
+    in_file = traits.Either(File(exists=True), traits.List(File(exists=True)), mandatory=True,
+                            desc="file(s) to write")
+    out_name = traits.Str(mandatory=True, desc="name to write under (each file keeps its "
+                                               "suffix when it is a list: cv -> cv.svg, cv.png)")
+
+
+class _GroupDerivativesSinkOutputSpec(TraitedSpec):
+    out_file = traits.List(File(exists=True), desc="the files written")
+
+
+class GroupDerivativesSink(SimpleInterface):
+    """Write a group-level result into ``<base_directory>/<folder>/<out_name>``, atomically.
+
+    Group results have no subject to be named after, so this sink takes the name as
+    given; like :class:`AnatCLDerivativesDataSink`, each file appears complete under its
+    final name, or not at all. A list of files (a figure as SVG and PNG) is written as
+    ``<out_name><suffix>`` each.
+
+    >>> sink = GroupDerivativesSink(folder="group/target-age", out_name="probe.skops")
+    >>> sink.inputs.out_name
+    'probe.skops'
+    """
+
+    input_spec = _GroupDerivativesSinkInputSpec
+    output_spec = _GroupDerivativesSinkOutputSpec
+
+    def _run_interface(self, runtime):
+        from anatcl_nipype.files import atomic_write
+
+        folder = Path(self.inputs.base_directory).absolute() / self.inputs.folder
+        files = self.inputs.in_file
+        many = isinstance(files, list)
+        written = []
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for source in map(Path, files if many else [files]):
+                final = folder / (self.inputs.out_name + (source.suffix if many else ""))
+                with atomic_write(final) as tmp:
+                    shutil.copyfile(source, tmp)
+                written.append(str(final))
+        except OSError as error:
+            raise AnatCLError(f"{folder}: cannot write group results ({error.strerror}); free "
+                              "disk space or choose a writable output folder, then re-run"
+                              ) from error
+        self._results["out_file"] = written
+        return runtime

@@ -29,7 +29,7 @@ import anatcl_nipype
 from anatcl_nipype.bids import bids_label, participant_id_from_path
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.files import write_json_atomic
-from anatcl_nipype.options import TASKS
+from anatcl_nipype.options import AUTO_TASK, TASKS
 from anatcl_nipype.prediction.feature_source import (
     common_recipe,
     feature_kind,
@@ -49,7 +49,8 @@ def _given(value):
 
 class JoinEmbeddingsInputSpec(BaseInterfaceInputSpec):
     in_files = InputMultiObject(File(exists=True), mandatory=True,
-                                desc="per-subject embeddings (.npy; AnatCLEncode's out_file)")
+                                desc="per-subject embeddings (.npy; AnatCLEncode's out_file), "
+                                     "or one group table (.tsv), passed through as it is")
     in_jsons = InputMultiObject(File(exists=True),
                                 desc="their JSON sidecars (AnatCLEncode's out_json), in the "
                                      "same order; default: <name>.json beside each <name>.npy. "
@@ -89,6 +90,8 @@ class JoinEmbeddings(SimpleInterface):
         from anatcl_nipype.encoder.embedding_files import write_embeddings_tsv
 
         in_files = [Path(path) for path in self.inputs.in_files]
+        if len(in_files) == 1 and in_files[0].suffix == ".tsv":
+            return self._pass_table(in_files[0], runtime)
         sidecars = [read_sidecar(path) for path in self._sidecar_paths(in_files)]
         recipe = common_recipe(in_files, sidecars)
         ids = self._participant_ids(in_files, sidecars)
@@ -100,6 +103,19 @@ class JoinEmbeddings(SimpleInterface):
                    "inputs": {pid: sidecar.get("input") for pid, sidecar in zip(ids, sidecars)}}
         self._results.update(out_tsv=str(out_tsv), participant_ids=ids, out_json=str(
             write_json_atomic(folder / "embeddings.json", sidecar)))
+        return runtime
+
+    def _pass_table(self, table, runtime):
+        """One group table given (e.g. AnatCLEncodeBatch's): it is the result, as it is."""
+        from anatcl_nipype.encoder.embedding_files import read_embeddings_tsv
+
+        sidecar = (Path(self.inputs.in_jsons[0]) if isdefined(self.inputs.in_jsons)
+                   else table.with_suffix(".json"))
+        if not sidecar.is_file():
+            raise PredictionError(f"{table}: no sidecar {sidecar.name} beside it, so the "
+                                  "weights that made it are unknown; pass in_jsons")
+        ids, _ = read_embeddings_tsv(table)
+        self._results.update(out_tsv=str(table), out_json=str(sidecar), participant_ids=ids)
         return runtime
 
     def _sidecar_paths(self, in_files):
@@ -156,7 +172,9 @@ class FitProbeInputSpec(BaseInterfaceInputSpec):
     features_json = InputMultiObject(File(exists=True), desc=FEATURES_JSON_DESC)
     participants_tsv = File(exists=True, mandatory=True, desc="BIDS participants.tsv")
     target = traits.Str(mandatory=True, desc="participants.tsv column to predict")
-    task = traits.Enum(*TASKS, mandatory=True, desc="classification, regression or brain_age")
+    task = traits.Enum(*TASKS, AUTO_TASK, mandatory=True,
+                       desc="classification, regression or brain_age; auto: brain_age for an "
+                            "'age' column, regression for numbers, else classification")
     cv = traits.Range(low=2, value=5, usedefault=True, desc="cross-validation folds")
     n_repeats = traits.Range(low=1, value=1, usedefault=True, desc="repeats of the K-fold CV")
     group_column = traits.Str(desc="participants.tsv column of groups (e.g. site): "
@@ -201,19 +219,20 @@ class FitProbe(SimpleInterface):
                                               write_predictions_tsv)
 
         inputs = self.inputs
+        self._task = task = _resolve_task(inputs.task, inputs.participants_tsv, inputs.target)
         feature_tables = [str(path) for path in inputs.features]
         features, dropped, empty_columns = read_features(feature_tables)
         source = feature_source(features, sidecar_paths(feature_tables,
                                                         _given(inputs.features_json)))
         ids, y, groups, label_dropped, notes = self._labels(features.index)
         X = features.loc[ids]
-        result = cross_validate_probe(X, y, inputs.task, cv=inputs.cv,
+        result = cross_validate_probe(X, y, task, cv=inputs.cv,
                                       n_repeats=inputs.n_repeats, groups=groups,
                                       seed=inputs.seed)
         permutation = self._permutation_test(X, y, groups)
         stem = Path(runtime.cwd) / bids_label(inputs.target)
-        model = default_estimator(inputs.task, inputs.seed).fit(X, y)
-        card = {"task": inputs.task, "target": inputs.target, "n_train": len(X),
+        model = default_estimator(task, inputs.seed).fit(X, y)
+        card = {"task": task, "target": inputs.target, "n_train": len(X),
                 "features": feature_kind(source["columns"]),
                 "cv_metrics": result.summary, "validation": self._validation(),
                 "feature_source": source, "feature_tables": feature_tables}
@@ -239,7 +258,7 @@ class FitProbe(SimpleInterface):
 
         inputs = self.inputs
         labels = load_labels(inputs.participants_tsv, inputs.target, participant_ids,
-                             inputs.task)
+                             self._task)
         if not isdefined(inputs.group_column):
             return labels.participant_ids, labels.labels, None, labels.dropped, labels.notes
         groups = load_labels(inputs.participants_tsv, inputs.group_column,
@@ -255,7 +274,7 @@ class FitProbe(SimpleInterface):
 
         if self.inputs.n_permutations == 0:
             return None
-        test = permutation_test(X, y, self.inputs.task, self.inputs.n_permutations,
+        test = permutation_test(X, y, self._task, self.inputs.n_permutations,
                                 self.inputs.seed, cv=self.inputs.cv, groups=groups)
         return {"metric": test.metric, "score": test.score, "pvalue": test.pvalue,
                 "n_permutations": self.inputs.n_permutations,
@@ -265,6 +284,15 @@ class FitProbe(SimpleInterface):
         inputs = self.inputs
         return {"cv": inputs.cv, "n_repeats": inputs.n_repeats, "seed": inputs.seed,
                 "group_column": inputs.group_column if isdefined(inputs.group_column) else None}
+
+
+def _resolve_task(task, participants_tsv, target):
+    """``task``, or for ``auto`` the task the values of ``target`` call for."""
+    from anatcl_nipype.inputs import infer_task, read_column
+
+    if task != AUTO_TASK:
+        return task
+    return infer_task(target, read_column(participants_tsv, target))
 
 
 # --------------------------------------------------------------------------- ApplyProbe

@@ -29,34 +29,19 @@ and figures. No Nipype, no torch. A typical study::
 True
 """
 
-from anatcl_nipype.prediction.brain_age import BrainAgeRegressor
-from anatcl_nipype.prediction.features import join_features, read_features_tsv
-from anatcl_nipype.prediction.figures import plot_cv_results
-from anatcl_nipype.prediction.labels import Labels, load_labels
-from anatcl_nipype.prediction.persistence import card_path, load_probe, save_probe
-from anatcl_nipype.prediction.probes import TASKS, make_probe
-from anatcl_nipype.prediction.validation import (CrossValidationResult, PermutationResult,
-                                                 cross_validate_probe, default_estimator,
-                                                 permutation_test, write_metrics_tsv,
-                                                 write_predictions_tsv)
+from anatcl_nipype.lazy_exports import lazy_exports
 
-__all__ = [
-    "TASKS",
-    "BrainAgeRegressor",
-    "CrossValidationResult",
-    "Labels",
-    "PermutationResult",
-    "card_path",
-    "cross_validate_probe",
-    "default_estimator",
-    "join_features",
-    "load_labels",
-    "load_probe",
-    "make_probe",
-    "permutation_test",
-    "plot_cv_results",
-    "read_features_tsv",
-    "save_probe",
-    "write_metrics_tsv",
-    "write_predictions_tsv",
-]
+# Names are imported on first use, so that the scikit-learn-free modules (feature_source,
+# applying, labels, features) can be imported without importing scikit-learn.
+_EXPORTS = {
+    "brain_age": ("BrainAgeRegressor",),
+    "features": ("join_features", "read_features_tsv"),
+    "figures": ("plot_cv_results",),
+    "labels": ("Labels", "load_labels"),
+    "persistence": ("card_path", "load_probe", "save_probe"),
+    "probes": ("TASKS", "make_probe"),
+    "validation": ("CrossValidationResult", "PermutationResult", "cross_validate_probe",
+                   "default_estimator", "permutation_test", "write_metrics_tsv",
+                   "write_predictions_tsv"),
+}
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

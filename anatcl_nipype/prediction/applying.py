@@ -28,12 +28,15 @@ def card_weights(card):
     return card.get("feature_source", {}).get("weights")
 
 
-def check_card_agrees(card, model, target=None, features=None):
-    """Raise a one-line :class:`PredictionError` when ``target``/``features`` (None: not
-    given) disagree with what the probe in ``model`` was fitted on."""
+def check_card_agrees(card, model, target=None, features=None, task=None):
+    """Raise a one-line :class:`PredictionError` when ``target``/``features``/``task``
+    (None: not given) disagree with what the probe in ``model`` was fitted on."""
     if target is not None and target != card["target"]:
         raise PredictionError(f"{model} was fitted for target {card['target']!r}, not "
                               f"{target!r}; pass --target {card['target']} (or leave it out)")
+    if task is not None and task != card["task"]:
+        raise PredictionError(f"{model} is a {card['task']} probe, not {task}; pass --task "
+                              f"{card['task']} (or leave it out)")
     kind = card_feature_kind(card)
     if features is not None and features != kind:
         raise PredictionError(f"{model} was fitted on {kind} features, not {features}; pass "

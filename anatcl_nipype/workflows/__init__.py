@@ -1,5 +1,8 @@
 """Reusable Nipype workflows (``init_*_wf``); building them never imports torch.
 
+The group level is :func:`init_anatcl_group_wf` (the command line calls it too);
+``init_anatcl_prediction_wf`` is its deprecated predecessor.
+
 Names are imported on first use (``from anatcl_nipype.workflows import init_anatcl_encoding_wf``).
 """
 
@@ -13,6 +16,6 @@ _EXPORTS = {
     "cat12": ("init_cat12_anatcl_wf",),
     "spm": ("init_spm_anatcl_wf",),
     "base": ("init_anatcl_participant_wf", "init_single_subject_wf"),
-    "group": ("init_anatcl_group_wf",),
+    "group": ("init_anatcl_group_wf", "target_folder"),
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

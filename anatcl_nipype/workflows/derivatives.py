@@ -9,18 +9,8 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+from anatcl_nipype.bids import weights_desc
 from anatcl_nipype.interfaces.bids import AnatCLDerivativesDataSink, DatasetDescription
-
-
-def weights_desc(descriptor="global", fold=0, weights=None):
-    """The BIDS ``desc`` entity naming the weights: ``anatclGlobalFold0`` or ``anatclCustom``.
-
-    >>> weights_desc("local", 3), weights_desc(weights="my.pth")
-    ('anatclLocalFold3', 'anatclCustom')
-    """
-    if weights is not None:
-        return "anatclCustom"
-    return f"anatcl{descriptor.capitalize()}Fold{fold}"
 
 
 def _bids_source(in_file):
