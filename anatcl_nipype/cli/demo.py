@@ -6,9 +6,15 @@ weights are in the cache, uses seeded random weights, and says so loudly.
 """
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
-from anatcl_nipype.cli.parser import EXIT_OK, add_encoder_options, add_execution_options, build_parser
+from anatcl_nipype.cli.parser import EXIT_OK, Options, add_encoder_options, add_execution_options
+from anatcl_nipype.options import DESCRIPTORS, FOLDS
+
+#: The demo's own options that the participant and group levels take as they are.
+SHARED_OPTIONS = ("weights", "descriptor", "fold", "precision", "device", "nprocs", "plugin",
+                  "plugin_args", "work_dir", "verbose")
 
 BANNER = "=" * 78
 
@@ -24,7 +30,7 @@ def _demo_parser():
     parser.add_argument("--seed", type=int, default=0)
     add_encoder_options(parser)
     add_execution_options(parser)
-    parser.set_defaults(nprocs=2)
+    parser.set_defaults(nprocs=2, descriptor=DESCRIPTORS[0], fold=FOLDS[0])
     return parser
 
 
@@ -55,23 +61,11 @@ def choose_weights(args, folder):
     return path
 
 
-def _level_args(args, cat12_dir, results_dir, level, *extra):
-    argv = [str(cat12_dir), str(results_dir), level, "--descriptor", args.descriptor,
-            "--fold", str(args.fold), "--precision", args.precision, "--device", args.device,
-            "--nprocs", str(args.nprocs), "-w", str(args.work_dir), *extra]
-    if args.weights is not None:
-        argv += ["--weights", str(args.weights)]
-    if args.plugin:
-        argv += ["--plugin", args.plugin]
-    if args.verbose:
-        argv.append("-v")
-    return build_parser().parse_args(argv)
-
-
 def run_demo(argv):
     """Generate the cohort, run participant then group level, print where everything is."""
+    from anatcl_nipype.cli.execution import prepare_output_dir
     from anatcl_nipype.cli.group import run_group_level
-    from anatcl_nipype.cli.main import prepare_output_dir, run_participant_level
+    from anatcl_nipype.cli.participant import run_participant_level
     from anatcl_nipype.data import make_cat12_cohort
 
     args = _demo_parser().parse_args(argv)
@@ -84,12 +78,12 @@ def run_demo(argv):
     cohort = make_cat12_cohort(root / "cat12", n_subjects=args.n_subjects, seed=args.seed)
     args.weights = choose_weights(args, root)
     results = root / "derivatives"
-    participant = _level_args(args, cohort.root, results, "participant", "--write-graph")
-    code = run_participant_level(participant)
+    options = Options(cat12_dir=cohort.root, output_dir=results, write_graph=True,
+                      participants=cohort.participants_tsv,
+                      **{name: getattr(args, name) for name in SHARED_OPTIONS})
+    code = run_participant_level(options)
     for target in ("diagnosis", "age"):
-        group = _level_args(args, cohort.root, results, "group", "--target", target,
-                            "--features", "both", "--participants", str(cohort.participants_tsv))
+        group = replace(options, analysis_level="group", target=target, features="both")
         code = max(code, run_group_level(group))
     print(f"\nDemo finished. Results: {results}\nReport:  {results / 'anatcl' / 'report.html'}")
     return code if code else EXIT_OK
-

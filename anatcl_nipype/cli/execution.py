@@ -76,17 +76,41 @@ def configure_nipype(work_dir, verbose):
     logging.update_logging(config)
 
 
-def run_workflow(workflow, args, report):
+def run_workflow(workflow, options, report):
     """Run ``workflow`` with the plugin the user chose; fill ``report``; return it."""
-    plugin = args.plugin or ("MultiProc" if args.nprocs > 1 else "Linear")
-    plugin_args = dict(args.plugin_args)
+    plugin = options.plugin or ("MultiProc" if options.nprocs > 1 else "Linear")
+    plugin_args = dict(options.plugin_args)
     if plugin == "MultiProc":
-        plugin_args.setdefault("n_procs", args.nprocs)
+        plugin_args.setdefault("n_procs", options.nprocs)
     plugin_args["status_callback"] = ProgressPrinter(report)
-    workflow.base_dir = str(Path(args.work_dir).absolute())
+    workflow.base_dir = str(Path(options.work_dir).absolute())
     try:
         report.graph = workflow.run(plugin=plugin, plugin_args=plugin_args)
     except RuntimeError:
         if not report.failed:  # not a node failure: something else went wrong
             raise
     return report
+
+
+def prepare_output_dir(output_dir):
+    """Create ``output_dir`` and check it is writable, before any work starts."""
+    import os
+
+    from anatcl_nipype.errors import AnatCLError
+
+    output_dir = Path(output_dir).absolute()
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise AnatCLError(f"{output_dir}: cannot create the output folder ({error.strerror})") from None
+    if not os.access(output_dir, os.W_OK | os.X_OK):
+        raise AnatCLError(f"{output_dir}: the output folder is not writable; choose another")
+    return output_dir
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` atomically."""
+    from anatcl_nipype.files import atomic_write
+
+    with atomic_write(path) as tmp:
+        tmp.write_text(text)

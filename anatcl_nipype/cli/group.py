@@ -1,35 +1,76 @@
-"""``anatcl-nipype <cat12_dir> <output_dir> group``: group tables, a probe, its evaluation.
+"""``anatcl-nipype <cat12_dir> <output_dir> group``: a probe on the participant-level outputs.
 
-Reads what the participant level wrote into ``<output_dir>`` (embeddings, regional tables),
-fits and cross-validates a probe for ``--target`` (or applies ``--model``), and writes
-``<output_dir>/group/target-<target>/``: the group feature tables, the probe and its card,
-metrics, out-of-fold predictions, figures and a summary.
+Reads what the participant level wrote into ``<output_dir>`` (embeddings, regional tables)
+and runs :func:`~anatcl_nipype.workflows.init_anatcl_group_wf`, whose sinks write
+``<output_dir>/group/target-<target>/``: fitting writes the group feature tables, the probe
+and its card, metrics, out-of-fold predictions, figures and a summary; applying a saved
+probe (``--model``) writes ``desc-applied_predictions.tsv`` and ``.json`` beside them and
+changes nothing else. Target, task, feature kind and encoder weights of an applied probe
+come from its card; options that contradict the card stop the command (exit code 2)
+before anything is written.
 """
 
 import csv
-import shutil
+import json
 from pathlib import Path
 
-from anatcl_nipype.cli.parser import EXIT_OK
-from anatcl_nipype.errors import AnatCLError
-from anatcl_nipype.files import atomic_write
-from anatcl_nipype.inputs import infer_task, read_column
+from anatcl_nipype.bids import bids_label, weights_desc
+from anatcl_nipype.cli.parser import EXIT_OK, UsageError
+from anatcl_nipype.errors import AnatCLError, PredictionError
+from anatcl_nipype.inputs import find_participants_tsv, infer_task, read_column
 
-#: Where each node output goes in ``group/target-<target>/`` (figures keep their suffix).
-DESTINATIONS = {
-    ("join_embeddings", "out_tsv"): "embeddings.tsv",
-    ("join_embeddings", "out_json"): "embeddings.json",
-    ("merge_regional", "out_tsv"): "regional.tsv",
-    ("merge_regional", "out_json"): "regional.json",
-    ("fit_probe", "model"): "probe.skops",
-    ("fit_probe", "model_card"): "probe.json",
-    ("fit_probe", "metrics_tsv"): "metrics.tsv",
-    ("fit_probe", "predictions_tsv"): "predictions.tsv",
-    ("fit_probe", "figures"): "cv",
-    ("fit_probe", "out_json"): "summary.json",
-    ("apply_probe", "predictions_tsv"): "predictions.tsv",
-    ("apply_probe", "out_json"): "predictions.json",
-}
+
+def read_probe_card(model):
+    """The JSON card saved beside a probe (no scikit-learn needed to read it)."""
+    card = Path(model).with_suffix(".json")
+    if not Path(model).is_file():
+        raise AnatCLError(f"{model}: no such probe file; pass the .skops file a fit saved")
+    try:
+        return json.loads(card.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise AnatCLError(f"{card}: cannot read the probe's card ({error}); keep the .json "
+                          "a fit saved beside the .skops file") from None
+
+
+def plan_group_level(options):
+    """Check the options against the inputs (and the probe card); return what to run.
+
+    Returns ``dict(target, task, features, desc, participants_tsv)``. Raises
+    :class:`UsageError` when ``--target``/``--features``/``--task`` contradict the card.
+    """
+    participants_tsv = find_participants_tsv(options.cat12_dir, options.participants)
+    if options.model is None:
+        if not options.target:
+            raise AnatCLError("the group level needs --target, a participants.tsv column "
+                              "(e.g. diagnosis or age)")
+        if participants_tsv is None:
+            raise AnatCLError(f"no participants.tsv in or above {options.cat12_dir}; pass "
+                              "--participants")
+        task = options.task or infer_task(options.target,
+                                          read_column(participants_tsv, options.target))
+        encoder = options.encoder_options()
+        return dict(target=options.target, task=task, features=options.features or "embeddings",
+                    desc=weights_desc(encoder["descriptor"], encoder["fold"], options.weights),
+                    participants_tsv=participants_tsv)
+    from anatcl_nipype.prediction.applying import card_feature_kind, check_card_agrees
+
+    card = read_probe_card(options.model)
+    try:
+        check_card_agrees(card, options.model, target=options.target,
+                          features=options.features, task=options.task)
+    except PredictionError as error:
+        raise UsageError(str(error)) from None
+    return dict(target=card["target"], task=card["task"], features=card_feature_kind(card),
+                desc=_card_desc(card, options), participants_tsv=participants_tsv)
+
+
+def _card_desc(card, options):
+    """The ``desc`` of the embeddings to apply the probe to: the options', else the card's."""
+    if options.weights is not None or options.descriptor is not None or options.fold is not None:
+        encoder = options.encoder_options()
+        return weights_desc(encoder["descriptor"], encoder["fold"], options.weights)
+    weights = card.get("feature_source", {}).get("weights") or {}
+    return weights_desc(weights.get("descriptor"), weights.get("fold"))
 
 
 def find_features(output_dir, desc, features):
@@ -49,69 +90,45 @@ def find_features(output_dir, desc, features):
     return embeddings, regional
 
 
-def run_group_level(args):
-    """Fit (or apply) a probe on the participant-level outputs; print the metrics."""
+def run_group_level(options):
+    """Fit (or apply) a probe on the participant-level outputs; print what was written."""
+    output_dir = Path(options.output_dir).absolute()
+    plan = plan_group_level(options)
+    embeddings, regional = find_features(output_dir, plan["desc"], plan["features"])
     from anatcl_nipype.cli.execution import RunReport, configure_nipype, run_workflow
-    from anatcl_nipype.cli.main import find_participants_tsv
     from anatcl_nipype.cli.report import write_report
-    from anatcl_nipype.workflows.derivatives import weights_desc
-    from anatcl_nipype.workflows.group import init_anatcl_group_wf
+    from anatcl_nipype.workflows.group import init_anatcl_group_wf, target_folder
 
-    output_dir = Path(args.output_dir).absolute()
-    if not args.target:
-        raise AnatCLError("the group level needs --target, a participants.tsv column "
-                          "(e.g. diagnosis or age)")
-    participants_tsv = find_participants_tsv(args)
-    if participants_tsv is None:
-        raise AnatCLError(f"no participants.tsv in or above {args.cat12_dir}; pass --participants")
-    task = args.task or infer_task(args.target, read_column(participants_tsv, args.target))
-    embeddings, regional = find_features(
-        output_dir, weights_desc(args.descriptor, args.fold, args.weights), args.features)
-    configure_nipype(args.work_dir, args.verbose)
+    configure_nipype(options.work_dir, options.verbose)
     workflow = init_anatcl_group_wf(
-        participants_tsv=participants_tsv, target=args.target, task=task,
-        embeddings=embeddings, regional=regional, cv=args.cv,
-        model=args.model.absolute() if args.model else None,
-        n_repeats=args.n_repeats, group_column=args.group_column,
-        name=f"anatcl_group_{_safe(args.target)}_wf")
-    print(f"{'Applying' if args.model else 'Fitting'} a {task} probe for {args.target!r} on "
-          f"{args.features} features of {max(len(embeddings), len(regional))} participant(s)")
-    report = run_workflow(workflow, args, RunReport())
+        target=plan["target"], task=plan["task"], features=plan["features"],
+        model=Path(options.model).absolute() if options.model else None, cv=options.cv,
+        n_repeats=options.n_repeats, group_column=options.group_column,
+        output_dir=output_dir, name=f"anatcl_group_{bids_label(plan['target'])}_wf")
+    workflow.inputs.inputnode.embeddings = [str(path) for path in embeddings]
+    workflow.inputs.inputnode.regional_tsv = [str(path) for path in regional]
+    if plan["participants_tsv"] is not None:
+        workflow.inputs.inputnode.participants_tsv = str(plan["participants_tsv"])
+    print(f"{'Applying' if options.model else 'Fitting'} a {plan['task']} probe for "
+          f"{plan['target']!r} on {plan['features']} features of "
+          f"{max(len(embeddings), len(regional))} participant(s)")
+    report = run_workflow(workflow, options, RunReport())
     if report.failed:
         raise AnatCLError("; ".join(report.failed.values()))
-    destination = output_dir / "group" / f"target-{_safe(args.target)}"
-    written = _copy_outputs(report.graph, destination)
-    _print_metrics(destination / "metrics.tsv")
-    print(f"Group results: {destination} ({len(written)} files)")
-    print(f"Report: {write_report(output_dir, participants_tsv)}")
+    destination = output_dir / target_folder(plan["target"])
+    if options.model:
+        print(f"Applied {options.model} (predictions are in sample for participants it was "
+              f"fitted on, not cross-validated): "
+              f"{destination / 'desc-applied_predictions.tsv'}")
+    else:
+        _print_metrics(destination / "metrics.tsv")
+        print(f"Group results: {destination}")
+    print(f"Report: {write_report(output_dir, plan['participants_tsv'])}")
     return EXIT_OK
 
 
-def _safe(text):
-    return "".join(c for c in text if c.isalnum()) or "target"
-
-
-def _copy_outputs(graph, destination):
-    """Copy the named outputs of the executed group workflow into ``destination``."""
-    destination.mkdir(parents=True, exist_ok=True)
-    written = []
-    for node in graph.nodes():
-        for (name, field), target in DESTINATIONS.items():
-            if node.name != name:
-                continue
-            value = getattr(node.result.outputs, field)
-            for source in map(Path, value if isinstance(value, list) else [value]):
-                path = destination / (target + source.suffix if target == "cv" else target)
-                with atomic_write(path) as tmp:
-                    shutil.copyfile(source, tmp)
-                written.append(path)
-    return written
-
-
 def _print_metrics(metrics_tsv):
-    """Print the mean +- sd rows of a metrics table (absent when a probe was applied)."""
-    if not metrics_tsv.is_file():
-        return
+    """Print the mean +- sd rows of the cross-validation's metrics table."""
     with open(metrics_tsv, newline="") as stream:
         rows = {row["fold"]: row for row in csv.DictReader(stream, delimiter="\t")}
     mean, sd = rows.get("mean"), rows.get("sd")

@@ -1,17 +1,69 @@
-"""Command-line arguments of ``anatcl-nipype`` (BIDS-App style).
+"""Command-line arguments of ``anatcl-nipype`` (BIDS-App style), and the options object
+the participant and group levels take.
 
->>> args = build_parser().parse_args(["cat12", "out", "participant", "--fold", "2"])
->>> args.analysis_level, args.fold, args.descriptor
+>>> options = parse_options(["cat12", "out", "participant", "--fold", "2"])
+>>> options.analysis_level, options.fold, options.encoder_options()["descriptor"]
 ('participant', 2, 'global')
 """
 
 import argparse
 import json
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import anatcl_nipype
+from anatcl_nipype.errors import AnatCLError
+from anatcl_nipype.options import DESCRIPTORS, FEATURE_KINDS, FOLDS, PRECISION_CHOICES, TASKS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+
+
+class UsageError(AnatCLError):
+    """Options that contradict each other or a file (exit code 2, before any work)."""
+
+
+@dataclass
+class Options:
+    """What the participant and group levels need; the parsed command line, or built in
+    Python (the demo does). ``descriptor``/``fold`` None: not given (the defaults, global
+    and 0, for encoding; the probe card's, when applying a probe)."""
+
+    cat12_dir: Path
+    output_dir: Path
+    analysis_level: str = "participant"
+    participant_label: list | None = None
+    target: str | None = None
+    task: str | None = None
+    features: str | None = None
+    model: Path | None = None
+    participants: Path | None = None
+    cv: int = 5
+    n_repeats: int = 1
+    group_column: str | None = None
+    weights: Path | None = None
+    descriptor: str | None = None
+    fold: int | None = None
+    precision: str = "fp32"
+    device: str = "auto"
+    nprocs: int = 1
+    plugin: str | None = None
+    plugin_args: dict = field(default_factory=dict)
+    work_dir: Path = Path("work")
+    write_graph: bool = False
+    verbose: bool = False
+
+    def encoder_options(self):
+        """The encoding options the workflows take (defaults where not given)."""
+        return dict(weights=str(Path(self.weights).absolute()) if self.weights else None,
+                    descriptor=self.descriptor or DESCRIPTORS[0],
+                    fold=FOLDS[0] if self.fold is None else self.fold,
+                    precision=self.precision, device=self.device)
+
+
+def parse_options(argv):
+    """``argv`` -> :class:`Options` (argparse exits with code 2 on bad usage)."""
+    args = vars(build_parser().parse_args(argv))
+    return Options(**{f.name: args[f.name] for f in fields(Options) if f.name in args})
 
 EPILOG = """\
 other commands:
@@ -48,13 +100,16 @@ def add_encoder_options(parser):
     group = parser.add_argument_group("AnatCL weights and inference")
     group.add_argument("--weights", type=Path, help="AnatCL checkpoint file (default: the released "
                        "weights of --descriptor/--fold from the cache)")
-    group.add_argument("--descriptor", choices=("global", "local"), default="global",
-                       help="released weights: anatomical descriptor (default: global)")
-    group.add_argument("--fold", type=int, choices=range(5), default=0, metavar="{0..4}",
-                       help="released weights: OpenBHB fold (default: 0)")
-    group.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+    group.add_argument("--descriptor", choices=DESCRIPTORS,
+                       help="released weights: anatomical descriptor (default: global; when "
+                            "applying a probe: the probe card's)")
+    group.add_argument("--fold", type=int, choices=FOLDS, metavar="{0..4}",
+                       help="released weights: OpenBHB fold (default: 0; when applying a "
+                            "probe: the probe card's)")
+    group.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
                        help="fp32 matches the official package; bf16 is faster on CPUs/GPUs "
-                            "with fast bfloat16 units")
+                            "with fast bfloat16 units; auto picks the fastest mode that keeps "
+                            "its accuracy on this machine")
     group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
 
@@ -91,14 +146,17 @@ def build_parser():
     parser.add_argument("--participant-label", nargs="+", metavar="LABEL",
                         help="only these participants (with or without sub-)")
     group = parser.add_argument_group("group level")
-    group.add_argument("--target", help="participants.tsv column to predict, e.g. diagnosis, age")
-    group.add_argument("--task", choices=("classification", "regression", "brain_age"),
+    group.add_argument("--target", help="participants.tsv column to predict, e.g. diagnosis, "
+                       "age (with --model: the probe card's)")
+    group.add_argument("--task", choices=TASKS,
                        help="default: brain_age for 'age', classification for text columns, "
-                            "regression for numbers")
-    group.add_argument("--features", choices=("embeddings", "regional", "both"),
-                       default="embeddings", help="what the probe is trained on")
+                            "regression for numbers (with --model: the probe card's)")
+    group.add_argument("--features", choices=FEATURE_KINDS,
+                       help="what the probe is trained on (default: embeddings; with "
+                            "--model: the probe card's)")
     group.add_argument("--model", type=Path, help="apply this saved probe (.skops) instead "
-                       "of fitting one")
+                       "of fitting one; writes desc-applied_predictions.tsv beside the "
+                       "fitted results")
     group.add_argument("--participants", type=Path, help="participants.tsv (default: found in "
                        "or above cat12_dir)")
     group.add_argument("--cv", type=int, default=5, help="cross-validation folds (default: 5)")
