@@ -33,6 +33,7 @@ from anatcl_nipype.errors import (
     VolumeError,
     WeightsError,
 )
+from anatcl_nipype.files import sha256_file
 from anatcl_nipype.prediction.persistence import load_probe, save_probe
 from anatcl_nipype.prediction.probes import make_probe
 from anatcl_nipype.regional import (
@@ -488,8 +489,6 @@ def _rewrite_model(probe, path, member, content):
         with writer:
             for chunk in content:
                 writer.write(chunk)
-    from anatcl_nipype.files import sha256_file
-
     card = json.loads(probe.with_suffix(".json").read_text())
     card["model_sha256"] = sha256_file(path)
     path.with_suffix(".json").write_text(json.dumps(card))
@@ -517,8 +516,6 @@ def test_skops_file_that_is_not_a_zip_is_refused(probe, tmp_path):
     path = tmp_path / "age.skops"
     path.write_bytes(b"PK\x03\x04 not really a zip")
     card = json.loads(probe.with_suffix(".json").read_text())
-    from anatcl_nipype.files import sha256_file
-
     card["model_sha256"] = sha256_file(path)
     path.with_suffix(".json").write_text(json.dumps(card))
     with pytest.raises(PredictionError, match=rf"^{path}: not a skops model file"):
