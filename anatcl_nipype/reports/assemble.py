@@ -13,6 +13,7 @@ the command line's start-up path.
 
 import json
 import tempfile
+from collections import Counter
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -153,9 +154,9 @@ def participant_checks(folder, cache_dir):
     """``{label: {"correlation", "dice", "flags", "figure"}}`` for every readable map."""
     from anatcl_nipype.encoder.volumes import load_cat12_volume
     from anatcl_nipype.errors import AnatCLError
-    from anatcl_nipype.reports.figures import gm_map_with_prior
+    from anatcl_nipype.reports.figures import GreyMatterPanels
 
-    results = {}
+    results, panels = {}, None
     for participant in folder.participants:
         flags = []
         if participant.cat12:
@@ -174,7 +175,8 @@ def participant_checks(folder, cache_dir):
                 results[participant.label] = {"flags": [*flags, str(error)], "figure": None}
                 continue
             cached = qc.map_checks(volume)
-            cached["figure"] = gm_map_with_prior(volume, qc.template_prior())
+            panels = panels or GreyMatterPanels(qc.template_prior())
+            cached["figure"] = panels.draw(volume)
             _write_cache(cache_dir, participant.label, key, cached)
         results[participant.label] = {**cached, "flags": [*cached["flags"], *flags]}
     return results
@@ -200,21 +202,21 @@ def _write_cache(cache_dir, label, key, value):
 
 
 def outlier_scores(folder):
-    """``{label: robust z-score}`` of the encoded participants' embeddings."""
-    encoded = folder.encoded
-    vectors = []
-    for participant in encoded:
+    """``{label: robust z-score}`` of the encoded participants' embeddings (the most common
+    embedding size only; unreadable files left out)."""
+    vectors = {}
+    for participant in folder.encoded:
         try:
-            vectors.append(np.load(participant.embedding).ravel())
+            vectors[participant.label] = np.load(participant.embedding).ravel()
         except (OSError, ValueError):
-            vectors.append(None)
-    usable = [(p.label, v) for p, v in zip(encoded, vectors)
-              if v is not None and vectors and v.shape == next(
-                  x for x in vectors if x is not None).shape]
-    if not usable:
+            continue
+    sizes = Counter(vector.size for vector in vectors.values())
+    if not sizes:
         return {}
-    scores = qc.embedding_outlier_scores(np.stack([v for _, v in usable]))
-    return {label: float(z) for (label, _), z in zip(usable, scores)}
+    size = sizes.most_common(1)[0][0]
+    labels = [label for label, vector in vectors.items() if vector.size == size]
+    scores = qc.embedding_outlier_scores(np.stack([vectors[label] for label in labels]))
+    return dict(zip(labels, map(float, scores)))
 
 
 def participant_fragment(participant, checks, outlier_z):
@@ -236,7 +238,7 @@ def participant_fragment(participant, checks, outlier_z):
             f"Cropped grey-matter map (121x128x121, as the encoder sees it) at x={CUT_COORDS[0]}, "
             f"y={CUT_COORDS[1]}, z={CUT_COORDS[2]} mm; red: contour of the MNI152 GM prior at "
             f"{PRIOR_CONTOUR_LEVEL}. A misregistered map does not follow the contour.",
-            width=648)
+            width=576)
     facts = [flags_list(flags), key_values(_qc_pairs(checks, outlier_z) +
                                            _cat12_pairs(participant))]
     if participant.cat12_note and not participant.cat12:
@@ -325,8 +327,7 @@ def summary_fragment(folder, flagged):
                           False))
     html_tiles = "".join(f'<div class="tile{" bad" if bad else ""}"><b>{esc(value)}</b>'
                          f"{esc(name)}</div>" for name, value, bad in tiles)
-    return (_random_banner(folder) + f'<div class="summary-box">{html_tiles}</div>'
-            + "".join(f"<p>{esc(note)}</p>" for note in folder.notes))
+    return _random_banner(folder) + f'<div class="summary-box">{html_tiles}</div>'
 
 
 def _random_banner(folder):

@@ -79,7 +79,6 @@ class OutputFolder:
     targets: list
     runs: list
     graph: Path | None
-    notes: list = field(default_factory=list)
 
     @property
     def encoded(self):
@@ -132,15 +131,14 @@ def collect_output_folder(output_dir, participants_tsv=None):
     report = root / REPORT_DIR
     info = {row.get("participant_id"): row for row in read_tsv(participants_tsv)} \
         if participants_tsv else {}
-    notes = []
-    participants = _participants(root, report / "failed.tsv", info, notes)
+    participants = _participants(root, report / "failed.tsv", info)
     graph = report / "graph.svg"
     return OutputFolder(root=root, participants=participants, targets=_targets(root),
-                        runs=read_run_records(report), notes=notes,
+                        runs=read_run_records(report),
                         graph=graph if graph.is_file() else None)
 
 
-def _participants(root, failed_tsv, info, notes):
+def _participants(root, failed_tsv, info):
     found = {}
     embeddings = sorted(root.glob("sub-*/**/*_embedding.npy"))
     main_desc = _most_common_desc(embeddings)

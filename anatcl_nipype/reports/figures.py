@@ -54,24 +54,40 @@ def cropped_image(volume):
     return nib.Nifti1Image(np.asarray(volume, np.float32), affine)
 
 
-def gm_map_with_prior(volume, prior):
-    """Three planes of a cropped GM map (grey) with the MNI GM prior's contour (red); PNG URI.
+class GreyMatterPanels:
+    """Draws cropped GM maps in three planes with the MNI GM prior's contour (red).
 
-    >>> import numpy as np
+    One nilearn display serves every map: its axes and the prior's contour are made once,
+    and each map replaces the previous one as an overlay (the axes are the costly part of a
+    nilearn figure, and every cropped map lies on the same grid). :meth:`draw` returns a
+    PNG data URI.
+
     >>> volume = np.zeros((121, 128, 121), np.float32); volume[40:80, 40:90, 40:80] = 0.5
-    >>> gm_map_with_prior(volume, volume)[:22]
-    'data:image/png;base64,'
+    >>> panels = GreyMatterPanels(volume)
+    >>> [panels.draw(volume)[:22], panels.draw(volume / 2)[:22]]
+    ['data:image/png;base64,', 'data:image/png;base64,']
     """
-    from nilearn import plotting
 
-    figure = _figure(7.2, 2.5)
-    display = plotting.plot_anat(cropped_image(volume), cut_coords=CUT_COORDS,
-                                 display_mode="ortho", figure=figure, colorbar=False,
-                                 vmin=0, vmax=1, dim=0, draw_cross=False, black_bg=True,
-                                 annotate=True)
-    display.add_contours(cropped_image(prior), levels=[PRIOR_CONTOUR_LEVEL], colors="r",
-                         linewidths=0.7)
-    return png_data_uri(figure, dpi=90)
+    def __init__(self, prior):
+        self._prior = cropped_image(prior)
+        self._display = None
+
+    def draw(self, volume):
+        from nilearn import plotting
+
+        image = cropped_image(volume)
+        if self._display is None:
+            self._display = plotting.plot_anat(
+                image, cut_coords=CUT_COORDS, display_mode="ortho", figure=_figure(7.2, 2.5),
+                colorbar=False, vmin=0, vmax=1, dim=0, draw_cross=False, black_bg=True)
+            self._display.add_contours(self._prior, levels=[PRIOR_CONTOUR_LEVEL], colors="r",
+                                       linewidths=0.7)
+        else:
+            for cut in self._display.axes.values():
+                for previous in list(cut.ax.images):
+                    previous.remove()
+            self._display.add_overlay(image, cmap="gray", vmin=0, vmax=1)
+        return png_data_uri(self._display.frame_axes.figure, dpi=80)
 
 
 def pca_overview(matrix, groupings):
