@@ -6,7 +6,9 @@ and one seeded random checkpoint in the official format. Per round, alternating:
 - official: ``anatcl.AnatCL(pretrained=False)`` with the checkpoint loaded; for each file,
   nibabel load, crop axis 1 to 8..135, ``torch.no_grad()`` forward, batch 1 (the obvious loop);
 - ours fp32: ``AnatCLEncoder(weights, precision="fp32", batch_size=1).encode(paths)``;
-- ours bf16: the same with ``precision="bf16"`` (autocast + channels_last_3d).
+- ours auto: the same with ``precision="auto"`` (what it picked, and why, is printed);
+- ours bf16: the same with ``precision="bf16"`` (autocast + channels_last_3d), only where the
+  CPU has fast bf16 units (elsewhere it is refused: emulated or slower than fp32).
 
 Times are per volume (median over rounds); the embeddings are compared (max abs difference
 for fp32, cosine similarity for bf16). Peak memory is the max RSS of a fresh process that
@@ -30,6 +32,8 @@ import torch
 
 from anatcl_nipype.data import make_cat12_cohort
 from anatcl_nipype.encoder import AnatCLEncoder, write_random_checkpoint
+from anatcl_nipype.encoder.precision import choose_precision
+from anatcl_nipype.encoder.runner import cpu_has_fast_bf16
 from results import machine_line, write_section
 
 PEAK_RSS_SCRIPT = """
@@ -78,8 +82,11 @@ def run(n, rounds, threads):
     runners = {
         "official loop (fp32)": lambda: official_loop(weights, paths),
         "AnatCLEncoder fp32": lambda: AnatCLEncoder(weights=weights).encode(paths),
-        "AnatCLEncoder bf16": lambda: AnatCLEncoder(weights=weights, precision="bf16").encode(paths),
+        "AnatCLEncoder auto": lambda: AnatCLEncoder(weights=weights, precision="auto").encode(paths),
     }
+    if cpu_has_fast_bf16():
+        runners["AnatCLEncoder bf16"] = lambda: AnatCLEncoder(weights=weights,
+                                                              precision="bf16").encode(paths)
     for runner in runners.values():  # warm-up: page cache, lazy imports, oneDNN kernels
         runner()
     times = {name: [] for name in runners}
@@ -91,13 +98,26 @@ def run(n, rounds, threads):
     return times, outputs, peak_rss_gib(weights, paths, threads)
 
 
+def cosine_min(a, b):
+    return float(((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min())
+
+
 def markdown(times, outputs, peak_gib, n, rounds, threads):
     official = outputs["official loop (fp32)"]
-    fp32, bf16 = outputs["AnatCLEncoder fp32"], outputs["AnatCLEncoder bf16"]
-    cosine = (bf16 * official).sum(1) / np.linalg.norm(bf16, axis=1) / np.linalg.norm(official, axis=1)
     base = float(np.median(times["official loop (fp32)"]))
     rows = [f"| {name} | {np.median(t) * 1000:.0f} ms | {np.median(t) / base:.2f} | "
             f"{1 / np.median(t):.2f} |" for name, t in times.items()]
+    auto = choose_precision("auto", "cpu")
+    accuracy = [f"fp32 max abs difference to the official loop "
+                f"{np.abs(outputs['AnatCLEncoder fp32'] - official).max():.1e}",
+                f"auto ({auto.mode}) max abs difference "
+                f"{np.abs(outputs['AnatCLEncoder auto'] - official).max():.1e}, cosine min "
+                f"{cosine_min(outputs['AnatCLEncoder auto'], official):.6f}"]
+    if "AnatCLEncoder bf16" in outputs:
+        accuracy.append(f"bf16 cosine similarity to fp32 min "
+                        f"{cosine_min(outputs['AnatCLEncoder bf16'], official):.6f}")
+    else:
+        accuracy.append("bf16 not run: refused on this CPU (no fast bf16 units)")
     return "\n".join([
         "## Encoder", "",
         f"`benchmarks/encoder.py`: {n} full-size CAT12-grid maps (121x145x121, uncompressed "
@@ -107,8 +127,8 @@ def markdown(times, outputs, peak_gib, n, rounds, threads):
         "| method | time per volume | time / official | volumes per second |",
         "|---|---|---|---|",
         *rows, "",
-        f"Parity: fp32 max abs difference to the official loop {np.abs(fp32 - official).max():.1e}; "
-        f"bf16 cosine similarity to fp32 min {cosine.min():.6f}.", "",
+        f"precision='auto' picked {auto.mode}: {auto.reason}.", "",
+        f"Parity: {'; '.join(accuracy)}.", "",
         f"Peak memory (max RSS) of a process encoding the {n} maps at batch size 1: "
         f"{peak_gib:.2f} GiB.", "",
     ])

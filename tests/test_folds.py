@@ -68,8 +68,9 @@ def test_each_fold_has_its_provenance(released):
         assert provenance["weights"] == {"descriptor": "global", "fold": fold, **identity}
         assert provenance["precision"] == "fp32"
     assert ensemble.provenance["folds"] == list(FOLDS)
-    assert [w["fold"] for w in ensemble.provenance["weights"]] == list(FOLDS)
-    assert len({w["sha256"] for w in ensemble.provenance["weights"]}) == 3
+    assert [w["fold"] for w in ensemble.provenance["fold_weights"]] == list(FOLDS)
+    assert len({w["sha256"] for w in ensemble.provenance["fold_weights"]}) == 3
+    assert "weights" not in ensemble.provenance  # no single identity for several models
 
 
 def test_one_model_load_per_fold_per_process(released):
@@ -83,7 +84,7 @@ def test_weight_files_make_an_ensemble_labelled_by_position(released, cat12_maps
     files = [released[4], released[0]]
     ensemble = AnatCLEncoder(weights=files)
     assert ensemble.folds == (0, 1)
-    assert [w["path"] for w in ensemble.provenance["weights"]] == [str(f.resolve()) for f in files]
+    assert [w["path"] for w in ensemble.provenance["fold_weights"]] == [str(f.resolve()) for f in files]
     results = list(ensemble.iter_encode(cat12_maps[:1]))
     assert results[0].embedding.shape == (2, 512)
     np.testing.assert_array_equal(results[0].embedding[1],

@@ -146,11 +146,17 @@ class AnatCLEncoder:
 
     @property
     def provenance(self):
-        """What produced the embeddings, for JSON sidecars (per fold under ``folds``)."""
+        """What produced the embeddings, for JSON sidecars.
+
+        For a fold ensemble, ``weights`` gives way to ``folds`` (labels) and
+        ``fold_weights`` (one identity per fold); :meth:`fold_provenance` gives each fold's
+        own sidecar, shaped like a single model's.
+        """
         provenance = self.fold_provenance(0)
         if self.ensemble:
-            provenance["weights"] = [dict(model.identity) for model in self.models]
+            del provenance["weights"]
             provenance["folds"] = list(self.folds)
+            provenance["fold_weights"] = [dict(model.identity) for model in self.models]
         return provenance
 
     def fold_provenance(self, index):

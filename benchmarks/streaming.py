@@ -1,0 +1,146 @@
+"""Benchmark: reading next to compute, and fold ensembles, each as same-run ratios.
+
+Two sections of ``benchmarks/RESULTS.md``:
+
+- ``## Reading and compute``: N full-size synthetic maps as ``.nii.gz`` (decompression is
+  the reading cost), seeded random weights, batch size 1, fp32. Per round, alternating:
+  the forward pass alone on volumes already in memory (``encoder.forward``), and the end
+  to end ``AnatCLEncoder.encode(paths)`` (read, check, crop, forward) with its default
+  reader, with 2 readers, and with reading done inline before each forward (no overlap).
+  Target: end to end within 1.10x the forward pass alone.
+- ``## Fold ensembles``: the same maps encoded with one fold's weights and with five folds'
+  (``AnatCLEncoder(weights=[five files])``, each map read once). Target: at most 5.2x.
+
+Times are medians per volume over rounds; on a shared machine they are noisy, so only the
+ratios (same run, alternating) are compared. Run from the repository root:
+``python benchmarks/streaming.py [--n 6] [--rounds 3] [--threads 2]``
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import torch
+
+from anatcl_nipype.data import make_cat12_cohort
+from anatcl_nipype.encoder import AnatCLEncoder, load_cat12_volume, write_random_checkpoint
+from results import machine_line, write_section
+
+
+def compressed_cohort(folder, n):
+    """The synthetic cohort's maps, rewritten as ``.nii.gz``."""
+    cohort = make_cat12_cohort(folder / "cohort", n_subjects=n, seed=0)
+    paths = []
+    for path in cohort.gm_maps:
+        image = nib.load(path)
+        target = Path(str(path) + ".gz")
+        nib.save(nib.Nifti1Image(np.asarray(image.dataobj), image.affine, image.header), target)
+        paths.append(target)
+    return paths
+
+
+class InlineReading(AnatCLEncoder):
+    """The encoder with reading done in the main thread before each forward (no overlap)."""
+
+    def _read_ahead(self, inputs):
+        for item in inputs:
+            try:
+                yield item, self._prepare(item), None
+            except Exception as error:  # noqa: BLE001 - the benchmark's maps are all valid
+                raise SystemExit(f"{item}: {error}") from None
+
+
+def alternate(runners, n, rounds):
+    """Per-volume seconds of each runner, alternating, after one warm-up each."""
+    for runner in runners.values():
+        runner()
+    times = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, runner in runners.items():
+            start = time.perf_counter()
+            runner()
+            times[name].append((time.perf_counter() - start) / n)
+    return times
+
+
+def reading_runners(weights, paths):
+    encoder = AnatCLEncoder(weights=weights)
+    volumes = [torch.from_numpy(load_cat12_volume(path))[None, None] for path in paths]
+    return {
+        "forward pass alone (volumes in memory)": lambda: [encoder.forward(v) for v in volumes],
+        "encode(paths), default reader": lambda: AnatCLEncoder(weights=weights).encode(paths),
+        "encode(paths), 2 readers": lambda: AnatCLEncoder(weights=weights, readers=2).encode(paths),
+        "encode(paths), inline reading": lambda: InlineReading(weights=weights).encode(paths),
+    }
+
+
+def fold_runners(weight_files, paths):
+    return {
+        "1 fold": lambda: AnatCLEncoder(weights=weight_files[0]).encode(paths),
+        "5 folds, maps read once": lambda: AnatCLEncoder(weights=weight_files).encode(paths),
+    }
+
+
+def table(times, base_name, ratio_label):
+    base = statistics.median(times[base_name])
+    rows = [f"| {name} | {statistics.median(t) * 1000:.0f} ms | "
+            f"{statistics.median(t) / base:.3f} | {', '.join(f'{x / base:.2f}' for x in t)} |"
+            for name, t in times.items()]
+    return [f"| method | time per volume | {ratio_label} | per-round ratios |", "|---|---|---|---|",
+            *rows]
+
+
+def reading_section(times, n, rounds, threads):
+    return "\n".join([
+        "## Reading and compute", "",
+        f"`benchmarks/streaming.py`: {n} full-size synthetic maps as `.nii.gz`, seeded random "
+        f"weights, fp32, batch size 1, {threads} torch threads; median over {rounds} alternating "
+        "rounds after one warm-up. Ratios to the forward pass alone in the same round; the "
+        "machine is shared, so absolute times are noisy.", "",
+        f"{machine_line()}, torch {torch.__version__}.", "",
+        *table(times, "forward pass alone (volumes in memory)", "time / forward alone"), "",
+    ])
+
+
+def folds_section(times, n, rounds, threads):
+    return "\n".join([
+        "## Fold ensembles", "",
+        f"`benchmarks/streaming.py`: {n} full-size synthetic maps as `.nii.gz`, five seeded "
+        f"random checkpoints, fp32, batch size 1, {threads} torch threads; median over {rounds} "
+        "alternating rounds after one warm-up (models loaded once per process). Target: five "
+        "folds at most 5.2x one fold.", "",
+        f"{machine_line()}, torch {torch.__version__}.", "",
+        *table(times, "1 fold", "time / one fold"), "",
+    ])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", choices=("reading", "folds"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    folder = Path(tempfile.mkdtemp(prefix="anatcl-streaming-"))
+    paths = compressed_cohort(folder, args.n)
+    weight_files = [write_random_checkpoint(folder / f"fold{fold}.pth", seed=fold)
+                    for fold in range(5)]
+    if args.only != "folds":
+        times = alternate(reading_runners(weight_files[0], paths), args.n, args.rounds)
+        section = reading_section(times, args.n, args.rounds, args.threads)
+        print(section)
+        write_section(section)
+    if args.only != "reading":
+        times = alternate(fold_runners(weight_files, paths), args.n, args.rounds)
+        section = folds_section(times, args.n, args.rounds, args.threads)
+        print(section)
+        write_section(section)
+
+
+if __name__ == "__main__":
+    main()
