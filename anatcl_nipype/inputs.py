@@ -26,7 +26,11 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from anatcl_nipype.bids import bids_label, participant_id_from_path  # noqa: F401 (public here)
+from anatcl_nipype.bids import (  # noqa: F401 (bids_label, bids_source_from_cat12: public here)
+    bids_label,
+    bids_source_from_cat12,
+    participant_id_from_path,
+)
 from anatcl_nipype.errors import AnatCLError
 
 ID_COLUMN = "participant_id"

@@ -80,14 +80,17 @@ def test_demo_report_renders(demo, tmp_path):
 
 def test_saved_probe_applies_to_the_same_features(demo, tmp_path):
     root, _ = demo
-    probe = root / "derivatives" / "group" / "target-diagnosis" / "probe.skops"
+    folder = root / "derivatives" / "group" / "target-diagnosis"
+    fitted = (folder / "predictions.tsv").read_bytes()
     weights = root / "random-weights-seed0.pth"
     code, out, err = anatcl_nipype(root / "cat12", root / "derivatives", "group", "--target",
-                                   "diagnosis", "--features", "both", "--model", probe,
-                                   "--weights", weights, "-w", tmp_path / "work")
+                                   "diagnosis", "--features", "both", "--model",
+                                   folder / "probe.skops", "--weights", weights,
+                                   "-w", tmp_path / "work")
     assert code == 0, err
-    predictions = read_tsv(root / "derivatives" / "group" / "target-diagnosis" / "predictions.tsv")
-    assert len(predictions) == 24
+    assert "Cross-validated" not in out
+    assert len(read_tsv(folder / "desc-applied_predictions.tsv")) == 24
+    assert (folder / "predictions.tsv").read_bytes() == fitted  # out-of-fold ones kept
 
 
 def test_probe_refuses_other_features(demo, tmp_path):
@@ -96,7 +99,9 @@ def test_probe_refuses_other_features(demo, tmp_path):
     code, _, err = anatcl_nipype(root / "cat12", root / "derivatives", "group", "--target",
                                  "diagnosis", "--features", "regional", "--model", probe,
                                  "-w", tmp_path / "work")
-    assert code == 1 and "trained on other features than expected" in err
+    assert code == 2
+    assert err == (f"anatcl-nipype: error: {probe} was fitted on both features, not regional; "
+                   "pass --features both (or leave it out)\n")
 
 
 def test_missing_target_column_lists_the_columns(demo, tmp_path):

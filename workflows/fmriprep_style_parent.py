@@ -10,15 +10,13 @@ a BIDS derivative), and reuses ``init_anatcl_encoding_wf`` and
 """
 
 import argparse
-from dataclasses import asdict
 from pathlib import Path
 
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from anatcl_nipype.bids import bids_source_from_cat12
-from anatcl_nipype.inputs import find_cat12_subjects
+from anatcl_nipype.inputs import bids_source_from_cat12, find_cat12_subjects
 from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
 from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf
 
@@ -69,7 +67,7 @@ def build(cat12_dir, output_dir, work_dir, weights=None):
     """The study workflow: one single-subject branch per CAT12 participant."""
     study = Workflow(name="study_wf", base_dir=str(work_dir))
     for subject in find_cat12_subjects(cat12_dir):
-        study.add_nodes([init_single_subject_wf(asdict(subject), Path(output_dir).absolute(),
+        study.add_nodes([init_single_subject_wf(subject.as_inputs(), Path(output_dir).absolute(),
                                                 weights)])
     return study
 

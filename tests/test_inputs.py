@@ -1,0 +1,66 @@
+"""anatcl_nipype.inputs: CAT12 discovery, the one participants.tsv reader, the one sanitiser."""
+
+import pytest
+
+from anatcl_nipype.errors import AnatCLError
+from anatcl_nipype.inputs import (
+    bids_label,
+    find_cat12_subjects,
+    find_participants_tsv,
+    infer_task,
+    read_column,
+    read_tsv_rows,
+)
+
+
+def touch(path, text=""):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_plain_layout_with_label_and_report_files(tmp_path):
+    gm = touch(tmp_path / "s2" / "mri" / "mwp1sub-02_T1w.nii")
+    roi = touch(tmp_path / "s2" / "label" / "catROI_sub-02_T1w.xml")
+    touch(tmp_path / "s1" / "mri" / "mwp1sub-01_T1w.nii.gz")
+    subjects = find_cat12_subjects(tmp_path)
+    assert [s.participant_id for s in subjects] == ["sub-01", "sub-02"]
+    assert subjects[1].as_inputs() == {"participant_id": "sub-02", "gm_modulated": str(gm),
+                                       "label_roi": str(roi)}
+    assert subjects[1].session_id is None and subjects[0].report is None
+
+
+def test_selection_and_duplicates_are_explained(tmp_path):
+    touch(tmp_path / "a" / "mri" / "mwp1sub-01_T1w.nii")
+    assert [s.participant_id for s in find_cat12_subjects(tmp_path, ["01"])] == ["sub-01"]
+    with pytest.raises(AnatCLError, match="no CAT12 maps for sub-09; found: sub-01"):
+        find_cat12_subjects(tmp_path, ["sub-09"])
+    touch(tmp_path / "b" / "mri" / "mwp1sub-01_T1w.nii")
+    with pytest.raises(AnatCLError, match="two grey-matter maps for sub-01"):
+        find_cat12_subjects(tmp_path)
+
+
+def test_participants_tsv_with_bom_and_crlf(tmp_path):
+    path = tmp_path / "participants.tsv"
+    path.write_bytes(b"\xef\xbb\xbfparticipant_id\tage\tdx\r\nsub-01\t61\tAD\r\nsub-02\tn/a\tCN\r\n")
+    assert read_tsv_rows(path) == [{"participant_id": "sub-01", "age": "61", "dx": "AD"},
+                                   {"participant_id": "sub-02", "age": "n/a", "dx": "CN"}]
+    assert read_column(path, "age") == ["61", "n/a"]
+    with pytest.raises(AnatCLError, match="no column 'mmse'; columns are participant_id, age, dx"):
+        read_column(path, "mmse")
+    assert infer_task("mmse", read_column(path, "age")) == "regression"
+    assert infer_task("dx", read_column(path, "dx")) == "classification"
+
+
+def test_participants_tsv_is_found_up_to_three_folders_above(tmp_path):
+    touch(tmp_path / "participants.tsv", "participant_id\n")
+    deep = tmp_path / "derivatives" / "cat12"
+    assert find_participants_tsv(deep) == tmp_path / "participants.tsv"
+    assert find_participants_tsv(tmp_path / "a" / "b" / "c" / "d") is None
+    with pytest.raises(AnatCLError, match="absent.tsv: no such participants.tsv"):
+        find_participants_tsv(deep, tmp_path / "absent.tsv")
+
+
+def test_one_sanitiser_for_labels_and_targets():
+    assert bids_label("MMSE score (baseline)") == "MMSEscorebaseline"
+    assert bids_label("sub_01-a") == "sub01a" and bids_label("") == "x"
