@@ -31,23 +31,47 @@ TRACEBACK = ('Traceback (most recent call last):\n  File "runner.py", line 80, i
              "mwp1sub-08_T1w.nii: the map is empty (all zeros)")
 
 
-def open_in_chromium(page, screenshot, width=1200):
-    """Load ``page`` in headless Debian Chromium; return (console errors, images, svgs,
-    section titles) and save a screenshot of the first screen."""
+#: What tests ask a loaded page, as JavaScript expressions.
+QUERIES = {
+    "images": "Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0])",
+    "svgs": "document.querySelectorAll('svg').length",
+    "sections": "Array.from(document.querySelectorAll('section h2')).map(h => h.textContent)",
+    "widths": "[document.documentElement.scrollWidth, document.documentElement.clientWidth]",
+    "participants": "Array.from(document.querySelectorAll('div.participant')).map("
+                    "d => [d.id, d.classList.contains('flagged'), d.innerText])",
+    "nav": "Array.from(document.querySelectorAll('nav a')).map(a => a.textContent)",
+    "graph": "(() => { const g = document.querySelector('.graph svg');"
+             " return g ? [g.getBoundingClientRect().right,"
+             " document.querySelector('main').getBoundingClientRect().right] : null })()",
+    "text": "document.body.innerText",
+}
+
+
+def inspect_page(page, width=1280, screenshot=None, full_page=None):
+    """Load ``page`` in headless Debian Chromium at ``width`` px; return (SEVERE console
+    entries, ``{query: answer}`` for :data:`QUERIES`); save screenshots of the first
+    screen and of the whole page when asked."""
     driver = _chromium(width)
     try:
         driver.get(Path(page).as_uri())
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
-        images = driver.execute_script(
-            "return Array.from(document.images).map("
-            "i => [i.alt, i.complete && i.naturalWidth > 0])")
-        svgs = driver.execute_script("return document.querySelectorAll('svg').length")
-        sections = driver.execute_script(
-            "return Array.from(document.querySelectorAll('section h2')).map(h => h.textContent)")
-        driver.save_screenshot(str(screenshot))
+        answers = {name: driver.execute_script(f"return {query}")
+                   for name, query in QUERIES.items()}
+        if screenshot:
+            driver.save_screenshot(str(screenshot))
+        if full_page:
+            height = driver.execute_script("return document.body.scrollHeight")
+            driver.set_window_size(width, min(height, 16000))
+            driver.save_screenshot(str(full_page))
     finally:
         driver.quit()
-    return errors, images, svgs, sections
+    return errors, answers
+
+
+def open_in_chromium(page, screenshot, width=1200):
+    """(console errors, images, svg count, section titles) of ``page``; a screenshot."""
+    errors, answers = inspect_page(page, width, screenshot)
+    return errors, answers["images"], answers["svgs"], answers["sections"]
 
 
 def _chromium(width):
@@ -82,6 +106,25 @@ def shift_map(path, voxels=25):
     image = nib.load(path)
     shifted = np.roll(np.asarray(image.dataobj), voxels, axis=1)
     nib.save(nib.Nifti1Image(shifted, image.affine, image.header), path)
+
+
+def write_classification_results(out, ids, embeddings, diagnoses):
+    """A cross-validated diagnosis probe's tables and figure, by the prediction layer."""
+    from anatcl_nipype.prediction.figures import plot_cv_results
+    from anatcl_nipype.prediction.probes import make_probe
+    from anatcl_nipype.prediction.validation import cross_validate_probe, write_metrics_tsv
+
+    folder = out / "group" / "target-diagnosis"
+    folder.mkdir(parents=True)
+    result = cross_validate_probe(embeddings, diagnoses, "classification", cv=2,
+                                  participant_ids=ids,
+                                  estimator=make_probe("classification", inner_cv=2))
+    write_metrics_tsv(result, folder / "metrics.tsv")
+    plot_cv_results(result, folder / "cv")
+    (folder / "summary.json").write_text(json.dumps(
+        {"target": "diagnosis", "task": "classification", "n_train": len(ids),
+         "cv_metrics": result.summary, "permutation_test": None,
+         "validation": {"cv": 2, "n_repeats": 1, "seed": 0, "group_column": "site"}}))
 
 
 def write_group_results(out, ids, embeddings, ages):
@@ -123,7 +166,7 @@ def outputs(tmp_path_factory):
     shift_map(cohort.gm_map(SHIFTED))
     rng = np.random.default_rng(0)
     base = rng.normal(size=512)
-    ids, vectors, ages = [], [], []
+    ids, vectors, ages, diagnoses = [], [], [], []
     rows = {r.split("\t")[0]: r.split("\t") for r in
             cohort.participants_tsv.read_text().splitlines()[1:]}
     for subject in cohort.subjects:
@@ -134,6 +177,7 @@ def outputs(tmp_path_factory):
         ids.append(subject)
         vectors.append(vector)
         ages.append(float(rows[subject][1]))
+        diagnoses.append(rows[subject][4])
     folder = report_dir(out)
     (folder / "failed.tsv").write_text(
         "participant_id\tpath\treason\ttraceback\n"
@@ -147,6 +191,7 @@ def outputs(tmp_path_factory):
                started + timedelta(seconds=75), {"check inputs": 1.5, "encode": 70.25},
                "MultiProc", {"n_procs": 2})
     write_group_results(out, ids, np.stack(vectors), np.array(ages))
+    write_classification_results(out, ids, np.stack(vectors), np.array(diagnoses))
     return cohort, out
 
 
@@ -202,6 +247,7 @@ def test_methods_have_one_paragraph_per_step(outputs):
     text = " ".join(paragraphs)
     assert "seeded random weights" in text and "pretrained on about 4,000" not in text
     assert "3-fold cross-validation" in text and "p = 0.0476" in text
+    assert "2-fold GroupKFold cross-validation keeping every value of 'site'" in text
     assert "training folds only" in text  # the brain-age correction
     assert "age_probe.skops" in text and "ef" * 32 in text  # the applied probe
     assert "CAT12's total intracranial volume" in text  # the CAT12 reports were read
@@ -214,29 +260,11 @@ def test_report_in_chromium(outputs):
     page = write_report(out, cohort.participants_tsv)
     methods = (page.parent / "methods.md").read_text()
     SCREENSHOTS.mkdir(exist_ok=True)
-    driver = _chromium(1280)
-    try:
-        driver.get(page.as_uri())
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        widths = driver.execute_script(
-            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        participants = driver.execute_script(
-            "return Array.from(document.querySelectorAll('div.participant')).map("
-            "d => [d.id, d.classList.contains('flagged'), d.innerText])")
-        nav = driver.execute_script(
-            "return Array.from(document.querySelectorAll('nav a')).map(a => a.textContent)")
-        graph = driver.execute_script(
-            "const s = document.querySelector('.graph svg').getBoundingClientRect();"
-            "return [s.right, document.querySelector('main').getBoundingClientRect().right]")
-        text = driver.execute_script("return document.body.innerText")
-        images = driver.execute_script(
-            "return Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
-        driver.save_screenshot(str(SCREENSHOTS / "report_top.png"))
-        height = driver.execute_script("return document.body.scrollHeight")
-        driver.set_window_size(1280, min(height, 16000))
-        driver.save_screenshot(str(SCREENSHOTS / "report_full.png"))
-    finally:
-        driver.quit()
+    errors, answers = inspect_page(page, 1280, SCREENSHOTS / "report_top.png",
+                                   SCREENSHOTS / "report_full.png")
+    widths, graph, nav, text = (answers[k] for k in ("widths", "graph", "nav", "text"))
+    participants = answers["participants"]
+    images = [loaded for _, loaded in answers["images"]]
     assert errors == []
     assert widths[0] <= widths[1]  # no horizontal scrolling at 1280 px
     assert graph[0] <= graph[1] + 1  # the 3000-pt graph is scaled into the page
@@ -252,6 +280,7 @@ def test_report_in_chromium(outputs):
     assert "RANDOM WEIGHTS" in text and "seeded random weights" in text
     assert "ef" * 32 in text and "age_probe.skops" in text  # the applied probe, named
     assert "Cross-validated metrics per fold" in text  # and the fitted one
+    assert "Confusion matrix and ROC curve" in text and "diagnosis: balanced accuracy" in text
     assert "encode 70.2 s" in text and "MultiProc n_procs=2" in text
     paragraphs = [p for p in methods.split("\n\n") if p.strip()]
     assert len(paragraphs) == len(set(paragraphs)) and "random" in methods
