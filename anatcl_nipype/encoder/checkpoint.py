@@ -189,7 +189,8 @@ def check_state_dict(state_dict, path="state dict"):
     :class:`WeightsError` naming the first key whose tensor cannot be loaded as it is
     (see :func:`check_tensor`).
     """
-    expected = AnatCLNetwork().state_dict()
+    with torch.device("meta"):  # shapes and dtypes only: nothing allocated or initialised
+        expected = AnatCLNetwork().state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))
     misshaped = [
@@ -235,10 +236,9 @@ def check_tensor(tensor, floating, key, path="state dict"):
     elif not floating and (tensor.is_floating_point() or tensor.is_complex()
                            or tensor.dtype == torch.bool):
         problem = f"of type {tensor.dtype} where the network holds an integer counter"
-    elif floating:
+    elif floating and not bool(torch.isfinite(tensor).all()):
         bad = int((~torch.isfinite(tensor)).sum())
-        if bad:
-            problem = f"{bad} of {tensor.numel()} values are NaN or infinite"
+        problem = f"{bad} of {tensor.numel()} values are NaN or infinite"
     if problem:
         raise WeightsError(f"{path}: {key}: {problem}. The file is damaged or was not "
                            "saved from a trained AnatCL network; use the official weights "
