@@ -23,7 +23,8 @@ from anatcl_nipype.files import sha256_file
 from anatcl_nipype.prediction import make_probe, save_probe
 from anatcl_nipype.prediction.brain_age import BrainAgeRegressor
 from anatcl_nipype.relevance import (GroupRelevance, attribute_volume, load_probe_score,
-                                     probe_affine_map, region_relevance, write_relevance_map)
+                                     probe_affine_map, region_relevance, select_score,
+                                     write_relevance_map)
 
 SIDE = 24
 #: Maps whose relevance is averaged, and integrated-gradients steps, in the group tests.
@@ -45,8 +46,9 @@ def cohort():
     template = gaussian_filter(brain.astype(float), 1.0) * (
         0.5 + 0.6 * gaussian_filter(rng.random(shape), 2))
     region = np.zeros(shape, bool)
-    start, size = SIDE // 2 - SIDE // 8 + SIDE // 8, SIDE // 4
-    region[start:start + size, start:start + size, SIDE // 2 - size // 2:SIDE // 2 + size // 2] = True
+    start, size = SIDE // 2, SIDE // 4  # a cube off the centre, inside the brain
+    middle = slice(SIDE // 2 - size // 2, SIDE // 2 + size // 2)
+    region[start:start + size, start:start + size, middle] = True
     diagnosis = np.array(["CN", "AD"] * (N_SUBJECTS // 2))
     maps = np.stack([_subject_map(template, region, dx == "AD", rng) for dx in diagnosis])
     atlas = np.where(brain, 1 + (centred[0] > 0) + 2 * (centred[1] > 0) + 4 * (centred[2] > 0), 0)
@@ -265,3 +267,22 @@ def test_full_grid_maps_through_the_interface_in_under_3_gib(random_weights, tmp
     header, *rows = open(outputs["region_tsv"]).read().splitlines()
     assert header == "region\tindex\tmean_relevance\trank"
     assert [int(row.split("\t")[3]) for row in rows] == list(range(1, len(rows) + 1))
+
+
+def test_probes_that_are_not_affine_on_the_embedding_are_refused():
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+
+    X = np.random.default_rng(0).normal(size=(20, 4))
+    with pytest.raises(PredictionError, match="has a PCA step"):
+        probe_affine_map(make_pipeline(PCA(2), Ridge()).fit(X, X[:, 0]))
+
+
+def test_a_multiclass_probe_needs_the_class_to_explain():
+    card = {"task": "classification", "classes": ["CN", "MCI", "AD"], "target": "dx"}
+    with pytest.raises(PredictionError, match="say which class's logit"):
+        select_score(np.eye(3), np.zeros(3), card)
+    weight, bias, what = select_score(np.eye(3), np.arange(3.0), card, target_class="MCI")
+    assert weight.tolist() == [[0.0, 1.0, 0.0]] and bias.tolist() == [1.0]
+    assert what == "logit of class 'MCI' (vs the others) of dx"

@@ -34,9 +34,10 @@ class ProbeRelevanceMapsInputSpec(BaseInterfaceInputSpec):
                  desc="probe saved by FitProbe on the AnatCL embedding (.skops + .json card)")
     weights = File(exists=True, desc="AnatCL checkpoint the probe's embeddings were made with; "
                                      "without it the released weights of descriptor/fold")
-    descriptor = traits.Enum("global", "local", usedefault=True, desc="released weights: descriptor")
+    descriptor = traits.Enum("global", "local", usedefault=True,
+                             desc="released weights: descriptor")
     fold = traits.Range(low=0, high=4, value=0, usedefault=True, desc="released weights: fold")
-    device = traits.Str("cpu", usedefault=True, desc="cpu, cuda or cuda:N")
+    device = traits.Str("auto", usedefault=True, desc="auto, cpu, cuda or cuda:N")
     method = traits.Enum("integrated_gradients", "occlusion", usedefault=True,
                          desc="captum attribution method")
     baseline = traits.Either(traits.Enum("group_mean", "zeros"), File(exists=True),
@@ -57,7 +58,8 @@ class ProbeRelevanceMapsInputSpec(BaseInterfaceInputSpec):
 
 class ProbeRelevanceMapsOutputSpec(TraitedSpec):
     out_files = OutputMultiObject(File(exists=True),
-                                  desc="per-participant relevance maps (desc-relevance, CAT12 grid)")
+                                  desc="per-participant relevance maps (desc-relevance, "
+                                       "CAT12 grid)")
     out_jsons = OutputMultiObject(File(exists=True), desc="their JSON sidecars")
     participant_ids = traits.List(traits.Str(), desc="ids of the maps, in order")
     group_map = File(exists=True, desc="group relevance map (oriented mean)")

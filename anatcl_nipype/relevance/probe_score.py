@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from anatcl_nipype.errors import PredictionError
@@ -78,18 +80,17 @@ def probe_affine_map(model):
 
 def _fold_transform(step, weight, bias):
     """Fold one preprocessing step into the affine map that follows it."""
-    kind = type(step).__name__
-    if kind == "SimpleImputer":
+    if isinstance(step, SimpleImputer):
         return weight, bias  # embeddings have no missing values: identity
-    if kind == "StandardScaler":
+    if isinstance(step, StandardScaler):
         if step.scale_ is not None:
             weight = weight / step.scale_
         if step.mean_ is not None:
             bias = bias - weight @ step.mean_
         return weight, bias
-    raise PredictionError(f"the probe has a {kind} step, which relevance maps do not handle "
-                          "(only an imputer, StandardScaler and a linear model); refit the "
-                          "probe without it to map its relevance")
+    raise PredictionError(f"the probe has a {type(step).__name__} step, which relevance maps "
+                          "do not handle (only an imputer, StandardScaler and a linear "
+                          "model); refit the probe without it to map its relevance")
 
 
 def select_score(weight, bias, card, target_class=None):
@@ -141,7 +142,7 @@ def embedding_kind(columns):
         "relevance maps go back through the encoder only: fit a probe on the embeddings alone")
 
 
-def load_probe_score(probe, weights=None, descriptor="global", fold=0, device="cpu",
+def load_probe_score(probe, weights=None, descriptor="global", fold=0, device="auto",
                      target_class=None):
     """Load the encoder and a probe saved by ``save_probe``; return ``(ProbeScore, provenance)``.
 
