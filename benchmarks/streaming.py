@@ -86,12 +86,16 @@ def fold_runners(weight_files, paths):
 
 
 def table(times, base_name, ratio_label):
-    base = statistics.median(times[base_name])
-    rows = [f"| {name} | {statistics.median(t) * 1000:.0f} ms | "
-            f"{statistics.median(t) / base:.3f} | {', '.join(f'{x / base:.2f}' for x in t)} |"
-            for name, t in times.items()]
-    return [f"| method | time per volume | {ratio_label} | per-round ratios |", "|---|---|---|---|",
-            *rows]
+    """Median times, and the median of the per-round ratios (each round against its own
+    baseline: robust to a machine whose load changes between rounds)."""
+    base = times[base_name]
+    rows = []
+    for name, seconds in times.items():
+        ratios = [t / b for t, b in zip(seconds, base)]
+        rows.append(f"| {name} | {statistics.median(seconds) * 1000:.0f} ms | "
+                    f"{statistics.median(ratios):.3f} | {', '.join(f'{r:.2f}' for r in ratios)} |")
+    return [f"| method | time per volume | {ratio_label} (median of rounds) | per-round ratios |",
+            "|---|---|---|---|", *rows]
 
 
 def reading_section(times, n, rounds, threads):

@@ -172,3 +172,18 @@ def test_auto_on_this_machine_follows_its_features(tmp_path, monkeypatch):
     assert (choice.mode == "bf16") == (bf16_speed(here, lambda modes: measured_modes(here, modes))[0] == "fast")
     if here.avx2 and not here.avx512:  # AVX2-only, like the Zen 3 these tests are written on
         assert choice.mode == "fp32" and not (tmp_path / "precision").exists()
+
+
+def test_checking_a_precision_on_a_cpu_needs_no_torch_import():
+    # the command line refuses --precision bf16 before it pays for importing torch
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from anatcl_nipype.encoder.precision import CPUFeatures, choose_precision\n"
+              "here = CPUFeatures.of_this_machine()\n"
+              "choose_precision('bf16', 'cpu', force=True, cpu=here._replace(machine='x86_64'))\n"
+              "print(here.model, 'torch' in sys.modules)")
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert output == f"{CPUFeatures.of_this_machine().model} False"

@@ -71,13 +71,20 @@ class CPUFeatures(NamedTuple):
 
     @classmethod
     def of_this_machine(cls):
-        """The CPU this process runs on (flags as torch's CPU dispatch sees them)."""
+        """The CPU this process runs on: from ``/proc/cpuinfo`` where there is one (no torch
+        import, so the command line can check a precision before loading torch), else as
+        torch's CPU dispatch sees it."""
+        model = _cpu_info("model name") or platform.processor() or "unknown CPU"
+        vendor = _cpu_info("vendor_id") or os.environ.get("PROCESSOR_IDENTIFIER", "")
+        flags = set(_cpu_info("flags").split())
+        if flags:
+            return cls(model, vendor, platform.machine(), avx2="avx2" in flags,
+                       avx512="avx512f" in flags, avx512_bf16="avx512_bf16" in flags,
+                       amx="amx_bf16" in flags and "amx_tile" in flags)
         import torch
 
-        return cls(model=_cpu_info("model name") or platform.processor() or "unknown CPU",
-                   vendor=_cpu_info("vendor_id") or os.environ.get("PROCESSOR_IDENTIFIER", ""),
-                   machine=platform.machine(),
-                   avx2=torch.cpu._is_avx2_supported(), avx512=torch.cpu._is_avx512_supported(),
+        return cls(model, vendor, platform.machine(), avx2=torch.cpu._is_avx2_supported(),
+                   avx512=torch.cpu._is_avx512_supported(),
                    avx512_bf16=torch.cpu._is_avx512_bf16_supported(),
                    amx=torch.cpu._is_amx_tile_supported())
 
