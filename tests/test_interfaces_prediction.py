@@ -298,3 +298,18 @@ def test_apply_refuses_features_from_other_weights_or_columns(study):
         run_node, ApplyProbe(model=fitted.model, features=[str(study / "embeddings.tsv")]),
         study / "work", name="apply_fewer_columns")
     assert "columns: 1 in the card but not expected (synthetic_lMedialTemporal_Vgm)" in message
+
+
+@pytest.mark.parametrize("target, task", [("age", "brain_age"), ("diagnosis", "classification")])
+def test_fit_probe_auto_task_follows_the_target(study, target, task):
+    fitted = fit(study, task="auto", target=target)
+    card = json.loads(open(fitted.model_card).read())
+    assert (card["task"], card["features"]) == (task, "both")
+
+
+def test_apply_probe_refuses_another_target(study):
+    fitted = fit(study)
+    message = crash_message(run_node, ApplyProbe(model=fitted.model, target="age", features=[
+        str(study / "embeddings.tsv"), str(study / "regional.tsv")]), study / "work",
+        name="apply_other_target")
+    assert f"{fitted.model} was fitted for target 'diagnosis', not 'age'" in message

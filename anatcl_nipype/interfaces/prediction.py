@@ -32,7 +32,6 @@ from anatcl_nipype.files import write_json_atomic
 from anatcl_nipype.options import AUTO_TASK, TASKS
 from anatcl_nipype.prediction.feature_source import (
     common_recipe,
-    feature_kind,
     feature_source,
     read_features,
     read_sidecar,
@@ -197,9 +196,8 @@ class FitProbeOutputSpec(TraitedSpec):
 class FitProbe(SimpleInterface):
     """Cross-validate a linear probe on feature tables, then fit it on every subject.
 
-    Wraps :func:`~anatcl_nipype.prediction.cross_validate_probe`,
-    :func:`~anatcl_nipype.prediction.permutation_test` and
-    :func:`~anatcl_nipype.prediction.save_probe`. Subjects without the target (``n/a``),
+    Wraps :func:`~anatcl_nipype.prediction.study.fit_probe_study` (cross-validation,
+    optional permutation test, the final probe saved with its card). Subjects without the target (``n/a``),
     or missing from a feature table, are left out and listed in ``out_json``. Outputs
     are named after the target: ``<target>_probe.skops``/``.json``,
     ``<target>_metrics.tsv``, ``<target>_predictions.tsv``, ``<target>_cv.svg``/``.png``
@@ -214,85 +212,16 @@ class FitProbe(SimpleInterface):
     output_spec = FitProbeOutputSpec
 
     def _run_interface(self, runtime):
-        from anatcl_nipype.prediction import (cross_validate_probe, default_estimator,
-                                              plot_cv_results, save_probe, write_metrics_tsv,
-                                              write_predictions_tsv)
+        from anatcl_nipype.prediction.study import fit_probe_study
 
         inputs = self.inputs
-        self._task = task = _resolve_task(inputs.task, inputs.participants_tsv, inputs.target)
-        feature_tables = [str(path) for path in inputs.features]
-        features, dropped, empty_columns = read_features(feature_tables)
-        source = feature_source(features, sidecar_paths(feature_tables,
-                                                        _given(inputs.features_json)))
-        ids, y, groups, label_dropped, notes = self._labels(features.index)
-        X = features.loc[ids]
-        result = cross_validate_probe(X, y, task, cv=inputs.cv,
-                                      n_repeats=inputs.n_repeats, groups=groups,
-                                      seed=inputs.seed)
-        permutation = self._permutation_test(X, y, groups)
-        stem = Path(runtime.cwd) / bids_label(inputs.target)
-        model = default_estimator(task, inputs.seed).fit(X, y)
-        card = {"task": task, "target": inputs.target, "n_train": len(X),
-                "features": feature_kind(source["columns"]),
-                "cv_metrics": result.summary, "validation": self._validation(),
-                "feature_source": source, "feature_tables": feature_tables}
-        model_path, card_path = save_probe(model, f"{stem}_probe.skops", card)
-        summary = {**card, "participants_tsv": str(inputs.participants_tsv),
-                   "classes": result.classes, "permutation_test": permutation,
-                   "dropped": [{"participant_id": pid, "reason": reason}
-                               for pid, reason in dropped + label_dropped], "notes": notes,
-                   "dropped_columns": empty_columns}
-        self._results.update(
-            model=str(model_path), model_card=str(card_path),
-            metrics_tsv=str(write_metrics_tsv(result, f"{stem}_metrics.tsv")),
-            predictions_tsv=str(write_predictions_tsv(result.predictions,
-                                                      f"{stem}_predictions.tsv")),
-            figures=[str(path) for path in plot_cv_results(result, f"{stem}_cv")],
-            out_json=str(write_json_atomic(f"{stem}_summary.json", summary)),
-        )
+        self._results.update(fit_probe_study(
+            [str(path) for path in inputs.features], inputs.participants_tsv, inputs.target,
+            inputs.task, Path(runtime.cwd) / bids_label(inputs.target),
+            features_json=_given(inputs.features_json), cv=inputs.cv,
+            n_repeats=inputs.n_repeats, seed=inputs.seed, n_permutations=inputs.n_permutations,
+            group_column=inputs.group_column if isdefined(inputs.group_column) else None))
         return runtime
-
-    def _labels(self, participant_ids):
-        """(ids, labels, groups or None, dropped, notes) of the subjects to use."""
-        from anatcl_nipype.prediction import load_labels
-
-        inputs = self.inputs
-        labels = load_labels(inputs.participants_tsv, inputs.target, participant_ids,
-                             self._task)
-        if not isdefined(inputs.group_column):
-            return labels.participant_ids, labels.labels, None, labels.dropped, labels.notes
-        groups = load_labels(inputs.participants_tsv, inputs.group_column,
-                             labels.participant_ids, "classification")
-        label_of = dict(zip(labels.participant_ids, labels.labels))
-        y = np.array([label_of[pid] for pid in groups.participant_ids],
-                     dtype=labels.labels.dtype)
-        return (groups.participant_ids, y, groups.labels, labels.dropped + groups.dropped,
-                labels.notes)
-
-    def _permutation_test(self, X, y, groups):
-        from anatcl_nipype.prediction import permutation_test
-
-        if self.inputs.n_permutations == 0:
-            return None
-        test = permutation_test(X, y, self._task, self.inputs.n_permutations,
-                                self.inputs.seed, cv=self.inputs.cv, groups=groups)
-        return {"metric": test.metric, "score": test.score, "pvalue": test.pvalue,
-                "n_permutations": self.inputs.n_permutations,
-                "permutation_mean": float(np.mean(test.permutation_scores))}
-
-    def _validation(self):
-        inputs = self.inputs
-        return {"cv": inputs.cv, "n_repeats": inputs.n_repeats, "seed": inputs.seed,
-                "group_column": inputs.group_column if isdefined(inputs.group_column) else None}
-
-
-def _resolve_task(task, participants_tsv, target):
-    """``task``, or for ``auto`` the task the values of ``target`` call for."""
-    from anatcl_nipype.inputs import infer_task, read_column
-
-    if task != AUTO_TASK:
-        return task
-    return infer_task(target, read_column(participants_tsv, target))
 
 
 # --------------------------------------------------------------------------- ApplyProbe
