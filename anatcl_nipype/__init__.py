@@ -2,7 +2,8 @@
 
 The package is layered (imports only go downward)::
 
-    cli/  ->  workflows/  ->  interfaces/  ->  encoder/ regional/ prediction/
+    cli/  ->  workflows/  ->  interfaces/  ->  training/  ->  encoder/ regional/ prediction/
+                                                          ->  inputs, options, bids, files, errors
 
 Importing :mod:`anatcl_nipype` is cheap: torch, scikit-learn and niworkflows are
 imported only by the modules that need them.
