@@ -8,7 +8,7 @@ import torch
 from anatcl_nipype.encoder import AnatCLEncoder, load_cat12_volume
 from anatcl_nipype.encoder.checkpoint import make_random_network, save_checkpoint
 from anatcl_nipype.encoder.precision import PrecisionRefused
-from anatcl_nipype.encoder.runner import EmbeddingError, cpu_has_fast_bf16, default_readers, load_network
+from anatcl_nipype.encoder.runner import cpu_has_fast_bf16, default_readers, load_network
 from anatcl_nipype.errors import AnatCLError, VolumeError
 from conftest import brain_like_volume, write_map
 
@@ -131,13 +131,14 @@ def huge_gain_weights(path):
 
 
 def test_a_non_finite_output_is_that_inputs_error_not_a_result(cat12_maps, tmp_path):
-    encoder = AnatCLEncoder(weights=huge_gain_weights(tmp_path / "overflow.pth"))
+    weights = huge_gain_weights(tmp_path / "overflow.pth")
+    encoder = AnatCLEncoder(weights=weights)
     results = list(encoder.iter_encode(cat12_maps[:1]))
-    assert results[0].embedding is None and isinstance(results[0].error, EmbeddingError)
-    assert isinstance(results[0].error, AnatCLError)
-    assert str(results[0].error).startswith(f"{cat12_maps[0]}: the encoder's output is not finite (")
-    assert "fold 0, precision fp32, weights " + str(tmp_path / "overflow.pth") in str(results[0].error)
-    with pytest.raises(EmbeddingError, match="output is not finite"):
+    assert results[0].embedding is None and isinstance(results[0].error, VolumeError)
+    assert str(results[0].error).startswith(
+        f"{cat12_maps[0]} (fold 0, precision fp32, weights {weights.resolve()}): the embedding "
+        "has 512 of 512 values NaN or infinite; nothing was written for it")
+    with pytest.raises(VolumeError, match="values NaN or infinite"):
         encoder.encode(cat12_maps[:1])
 
 
@@ -145,7 +146,7 @@ def test_a_non_finite_output_under_forced_bf16_is_refused_too(tmp_path):
     encoder = AnatCLEncoder(weights=huge_gain_weights(tmp_path / "overflow.pth"), precision="bf16",
                             force_precision=True)
     volume = torch.from_numpy(brain_like_volume(1, (32, 32, 32)))[None, None]
-    with pytest.raises(EmbeddingError, match=r"^array: the encoder's output is not finite .*precision bf16"):
+    with pytest.raises(VolumeError, match=r"^input 0 \(array\) \(fold 0, precision bf16, .*NaN or inf"):
         encoder.forward(volume)
 
 
@@ -155,8 +156,15 @@ def test_one_overflowing_input_fails_alone(random_weights):
     overflowing[good > 0.5] *= np.float32(1e37)
     results = list(AnatCLEncoder(weights=random_weights, batch_size=2).iter_encode([good, overflowing]))
     assert results[0].error is None and np.isfinite(results[0].embedding).all()
-    assert isinstance(results[1].error, EmbeddingError) and results[1].embedding is None
-    assert str(results[1].error).startswith("input 1 (array): the encoder's output is not finite")
+    assert isinstance(results[1].error, VolumeError) and results[1].embedding is None
+    assert str(results[1].error).startswith("input 1 (array) (fold 0, precision fp32, weights ")
+
+
+def test_a_non_finite_fold_fails_the_input_naming_that_fold(random_weights, cat12_maps, tmp_path):
+    weights = huge_gain_weights(tmp_path / "overflow.pth")
+    results = list(AnatCLEncoder(weights=[random_weights, weights]).iter_encode(cat12_maps[:1]))
+    assert results[0].embedding is None
+    assert f"(fold 1, precision fp32, weights {weights.resolve()})" in str(results[0].error)
 
 
 def test_readers_default_to_one_on_a_cpu_and_more_on_cuda():

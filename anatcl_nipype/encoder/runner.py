@@ -2,7 +2,8 @@
 
 One encoder may hold several models (a fold ensemble): each map is read and cropped once
 and run through every fold's model. Every output is checked before it is returned: a
-non-finite embedding is that input's :class:`EmbeddingError`, never a result.
+non-finite embedding is that input's :class:`~anatcl_nipype.errors.VolumeError`, never a
+result.
 
 >>> import tempfile, os, numpy as np
 >>> from anatcl_nipype.encoder.checkpoint import write_random_checkpoint
@@ -29,20 +30,17 @@ from anatcl_nipype.encoder.model import AnatCLNetwork
 from anatcl_nipype.encoder.precision import CPUFeatures, bf16_speed, choose_precision
 from anatcl_nipype.encoder.volumes import (
     PREPROCESSING,
+    check_finite_output,
     check_volume_values,
     crop_to_anatcl,
     load_cat12_volume,
 )
 from anatcl_nipype.encoder.weights import fetch_weights
-from anatcl_nipype.errors import AnatCLError
+from anatcl_nipype.errors import AnatCLError, VolumeError
 
 LOGGER = logging.getLogger("anatcl_nipype.encoder")
 #: Networks already loaded in this process, keyed by file identity, device and precision.
 _NETWORK_CACHE = {}
-
-
-class EmbeddingError(AnatCLError):
-    """An input whose embedding came out NaN or infinite (never returned as a result)."""
 
 
 class Encoded(NamedTuple):
@@ -220,11 +218,11 @@ class AnatCLEncoder:
 
     def forward(self, volumes):
         """Run the network(s) on a (B, 1, X, Y, Z) tensor; return a (B, D) float32 array
-        ((F, B, D) for a fold ensemble). Raises :class:`EmbeddingError` if any output is
-        not finite."""
+        ((F, B, D) for a fold ensemble). Raises :class:`VolumeError` if any output is not
+        finite."""
         outputs = self._forward_all(volumes)
         for row in range(outputs.shape[1]):
-            error = self._non_finite_error(outputs[:, row], "array", row)
+            error = self._non_finite_error(outputs[:, row], None, row)
             if error is not None:
                 raise error
         return outputs if self.ensemble else outputs[0]
@@ -242,19 +240,16 @@ class AnatCLEncoder:
         return np.stack(outputs)
 
     def _non_finite_error(self, embeddings, source, position):
-        """An :class:`EmbeddingError` if any fold's embedding of one input is not finite."""
-        finite = np.isfinite(embeddings)
-        if finite.all():
-            return None
-        bad = [model for model, ok in zip(self.models, finite.all(axis=1)) if not ok]
+        """The :class:`VolumeError` of the first fold whose embedding of one input is not
+        finite (see :func:`~anatcl_nipype.encoder.volumes.check_finite_output`), or None."""
         name = source if isinstance(source, (str, Path)) else f"input {position} (array)"
-        return EmbeddingError(
-            f"{name}: the encoder's output is not finite ({int((~finite).sum())} NaN/inf values; "
-            f"fold {', '.join(str(model.label) for model in bad)}, precision {self.choice.mode}, "
-            f"weights {', '.join(model.identity['path'] for model in bad)}); no "
-            "embedding is returned. Check the weights file and the map (values far outside "
-            "0..1 overflow); under bf16 try precision='fp32'"
-        )
+        try:
+            for model, embedding in zip(self.models, embeddings):
+                check_finite_output(embedding, f"{name} (fold {model.label}, precision "
+                                               f"{self.choice.mode}, weights {model.identity['path']})")
+        except VolumeError as error:
+            return error
+        return None
 
     def _read_ahead(self, inputs):
         lookahead = self.batch_size + self.readers
