@@ -245,8 +245,9 @@ class AnatCLEncoder:
         name = source if isinstance(source, (str, Path)) else f"input {position} (array)"
         try:
             for model, embedding in zip(self.models, embeddings):
-                check_finite_output(embedding, f"{name} (fold {model.label}, precision "
-                                               f"{self.choice.mode}, weights {model.identity['path']})")
+                where = (f"fold {model.label}, precision {self.choice.mode}, "
+                         f"weights {model.identity['path']}")
+                check_finite_output(embedding, f"{name} ({where})")
         except VolumeError as error:
             return error
         return None
@@ -356,7 +357,8 @@ def load_network(weights, device, precision="fp32"):
         identity = {"path": str(path), "sha256": checkpoint.sha256, "run_id": checkpoint.run_id,
                     "random": bool(checkpoint.options.get("random", False))}
         _NETWORK_CACHE[key] = (network, identity)
-        LOGGER.info("loaded AnatCL weights %s (sha256 %s) on %s", path, checkpoint.sha256[:12], device)
+        LOGGER.info("loaded AnatCL weights %s (sha256 %s) on %s", path, checkpoint.sha256[:12],
+                    device)
     return _NETWORK_CACHE[key]
 
 
