@@ -103,7 +103,7 @@ def test_explicit_bf16_with_fast_units_and_fp32_are_taken_as_asked():
     assert choose_precision("bf16", "cpu", cpu=ZEN4, measure=refuse_to_measure).mode == "bf16"
     exact = choose_precision("fp32", "cpu", cpu=ZEN4, measure=refuse_to_measure)
     assert (exact.mode, exact.autocast_bf16, exact.channels_last) == ("fp32", False, False)
-    with pytest.raises(AnatCLError, match=r"precision must be one of \('fp32', 'bf16', 'auto'\), not 'fp16'"):
+    with pytest.raises(AnatCLError, match=r"precision must be one of \('auto', 'fp32', 'bf16'\), not 'fp16'"):
         choose_precision("fp16")
 
 

@@ -38,10 +38,11 @@ from typing import NamedTuple
 
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import write_json_atomic
+from anatcl_nipype.options import PRECISION_CHOICES
 
 LOGGER = logging.getLogger("anatcl_nipype.encoder")
-#: What a user may ask for.
-PRECISIONS = ("fp32", "bf16", "auto")
+#: What a user may ask for (the shared vocabulary of :mod:`anatcl_nipype.options`).
+PRECISIONS = PRECISION_CHOICES
 #: What the network can run in (``auto`` resolves to one of these).
 MODES = ("fp32", "fp32-channels-last", "bf16")
 #: Accuracy contracts against fp32: channels-last fp32 within this max abs difference...
