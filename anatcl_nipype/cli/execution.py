@@ -18,7 +18,6 @@ class RunReport:
     total_subjects: int = 0
     done: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)  # participant_id -> reason
-    graph: object = None  # the executed graph, whose nodes hold their results
 
 
 class ProgressPrinter:
@@ -85,7 +84,7 @@ def run_workflow(workflow, options, report):
     plugin_args["status_callback"] = ProgressPrinter(report)
     workflow.base_dir = str(Path(options.work_dir).absolute())
     try:
-        report.graph = workflow.run(plugin=plugin, plugin_args=plugin_args)
+        workflow.run(plugin=plugin, plugin_args=plugin_args)
     except RuntimeError:
         if not report.failed:  # not a node failure: something else went wrong
             raise
