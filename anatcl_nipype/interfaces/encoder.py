@@ -46,6 +46,13 @@ class EncoderOptionsInputSpec(BaseInterfaceInputSpec):
     precision = traits.Enum(*PRECISIONS, "auto", usedefault=True,
                             desc="fp32 matches the official package; bf16 is a faster opt-in; "
                                  "auto picks the fastest mode that keeps its accuracy here")
+    force_precision = traits.Bool(False, usedefault=True,
+                                  desc="run an explicit bf16 even where it is slower than fp32")
+    folds = traits.Either(None, traits.List(traits.Range(low=FOLDS[0], high=FOLDS[-1]),
+                                            minlen=1),
+                          default=None, usedefault=True,
+                          desc="a fold ensemble of released weights, e.g. [0, 1, 2, 3, 4]: "
+                               "each map is read once and encoded by every fold's model")
     device = traits.Str("auto", usedefault=True, desc="auto, cpu, cuda or cuda:N")
     use_gpu = traits.Bool(False, usedefault=True,
                           desc="run on CUDA (MultiProc reserves a GPU slot); falls back to CPU "
@@ -69,6 +76,8 @@ def make_encoder(inputs, batch_size=1):
         fold=inputs.fold,
         device=choose_device(inputs.device, inputs.use_gpu),
         precision=inputs.precision,
+        force_precision=inputs.force_precision,
+        folds=tuple(inputs.folds) if inputs.folds else None,
         batch_size=batch_size,
         use_head=inputs.use_head,
         resample=inputs.resample,
@@ -97,8 +106,9 @@ def _output_stem(in_file):
     return name
 
 
-def _sidecar(encoder, in_file, participant_id=None):
-    provenance = encoder.provenance
+def _sidecar(encoder, in_file, participant_id=None, fold_index=None):
+    provenance = (encoder.provenance if fold_index is None
+                  else encoder.fold_provenance(fold_index))
     provenance["input"] = {"path": str(Path(in_file).resolve()), "sha256": sha256_file(in_file)}
     if participant_id:
         provenance["participant_id"] = participant_id
@@ -114,8 +124,14 @@ class AnatCLEncodeInputSpec(EncoderOptionsInputSpec):
 
 
 class AnatCLEncodeOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="embedding, float32 .npy of shape (512,) or (128,)")
+    out_file = File(exists=True, desc="embedding, float32 .npy of shape (512,) or (128,) "
+                                      "(a fold ensemble: the first fold's)")
     out_json = File(exists=True, desc="provenance sidecar (weights, precision, input hash)")
+    out_files = OutputMultiObject(File(exists=True),
+                                  desc="one embedding per fold, in the order of folds "
+                                       "(one file without folds)")
+    out_jsons = OutputMultiObject(File(exists=True), desc="each fold's own provenance sidecar")
+    fold_labels = traits.List(desc="the fold of each of out_files (None: a custom checkpoint)")
 
 
 class AnatCLEncode(SimpleInterface):
@@ -137,11 +153,20 @@ class AnatCLEncode(SimpleInterface):
         from anatcl_nipype.encoder.embedding_files import save_embedding
 
         encoder = make_encoder(self.inputs)
-        embedding = encoder.encode([self.inputs.in_file])[0]
+        embeddings = encoder.encode([self.inputs.in_file])
         stem = Path(runtime.cwd) / f"{_output_stem(self.inputs.in_file)}_anatcl"
-        self._results["out_file"] = str(save_embedding(f"{stem}.npy", embedding))
-        sidecar = _sidecar(encoder, self.inputs.in_file)
-        self._results["out_json"] = str(write_json_atomic(f"{stem}.json", sidecar))
+        if not encoder.ensemble:
+            embeddings, suffixes, indices = embeddings[None], [""], [None]
+        else:
+            suffixes = [f"Fold{label}" for label in encoder.folds]
+            indices = list(range(len(encoder.folds)))
+        out_files, out_jsons = [], []
+        for fold_embeddings, suffix, index in zip(embeddings, suffixes, indices):
+            out_files.append(str(save_embedding(f"{stem}{suffix}.npy", fold_embeddings[0])))
+            sidecar = _sidecar(encoder, self.inputs.in_file, fold_index=index)
+            out_jsons.append(str(write_json_atomic(f"{stem}{suffix}.json", sidecar)))
+        self._results.update(out_file=out_files[0], out_json=out_jsons[0], out_files=out_files,
+                             out_jsons=out_jsons, fold_labels=list(encoder.folds))
         return runtime
 
 
@@ -185,6 +210,10 @@ class AnatCLEncodeBatch(SimpleInterface):
         in_files = list(self.inputs.in_files)
         ids = participant_ids_for(in_files, self.inputs.participant_ids
                                   if isdefined(self.inputs.participant_ids) else None)
+        if self.inputs.folds:
+            raise AnatCLError("AnatCLEncodeBatch writes one table of one model; for a fold "
+                              "ensemble use one AnatCLEncodeBatch per fold, or AnatCLEncode "
+                              "(folds=...), which reads each map once for every fold")
         encoder = make_encoder(self.inputs, batch_size=self.inputs.batch_size)
         folder = Path(runtime.cwd)
         done_ids, done_files, vectors, failures = [], [], [], []

@@ -181,6 +181,18 @@ class FitProbeInputSpec(BaseInterfaceInputSpec):
     seed = traits.Int(0, usedefault=True, desc="seed of the fold shuffles and inner CV")
     n_permutations = traits.Range(low=0, value=0, usedefault=True,
                                   desc="label permutations for a p-value (0: no test)")
+    harmonize = traits.Enum("none", "combat", usedefault=True,
+                            desc="combat: ComBat (neuroCombat) site harmonisation fitted "
+                                 "inside each training fold and saved with the probe")
+    site_column = traits.Str("site", usedefault=True,
+                             desc="participants.tsv column giving each participant's site")
+    covariate_columns = traits.List(traits.Str(), value=[], usedefault=True,
+                                    desc="participants.tsv columns whose effects ComBat "
+                                         "protects (e.g. age, sex); never the target")
+    unseen_sites = traits.Enum("refuse", "estimate", usedefault=True,
+                               desc="a test participant from a site absent from training: "
+                                    "refused, or its offsets estimated from its own rows "
+                                    "(needed when folds are grouped by site)")
 
 
 class FitProbeOutputSpec(TraitedSpec):
@@ -220,7 +232,10 @@ class FitProbe(SimpleInterface):
             inputs.task, Path(runtime.cwd) / bids_label(inputs.target),
             features_json=_given(inputs.features_json), cv=inputs.cv,
             n_repeats=inputs.n_repeats, seed=inputs.seed, n_permutations=inputs.n_permutations,
-            group_column=inputs.group_column if isdefined(inputs.group_column) else None))
+            group_column=inputs.group_column if isdefined(inputs.group_column) else None,
+            harmonize=None if inputs.harmonize == "none" else inputs.harmonize,
+            site_column=inputs.site_column, covariate_columns=list(inputs.covariate_columns),
+            unseen_sites=inputs.unseen_sites))
         return runtime
 
 
@@ -277,7 +292,8 @@ class ApplyProbe(SimpleInterface):
         check_card_agrees(card, self.inputs.model,
                           target=self.inputs.target if isdefined(self.inputs.target) else None)
         predictions = prediction_table(model, card, features,
-                                       self._true_labels(card, features.index))
+                                       self._true_labels(card, features.index),
+                                       **self._harmonization_inputs(card, features.index))
         stem = Path(runtime.cwd) / f"{bids_label(card['target'])}_applied"
         sidecar = {"model": str(self.inputs.model), "model_sha256": card["model_sha256"],
                    "task": card["task"], "target": card["target"],
@@ -294,6 +310,23 @@ class ApplyProbe(SimpleInterface):
             out_json=str(write_json_atomic(f"{stem}_predictions.json", sidecar)))
         return runtime
 
+    def _harmonization_inputs(self, card, participant_ids):
+        """A harmonised probe's ``sites`` and ``covariates`` from participants.tsv."""
+        from anatcl_nipype.prediction.study import harmonization_columns
+
+        harmonization = card.get("harmonization")
+        if not harmonization:
+            return {}
+        if not isdefined(self.inputs.participants_tsv):
+            raise PredictionError(f"{self.inputs.model} was fitted with ComBat site "
+                                  "harmonisation: pass participants_tsv with the column "
+                                  f"{harmonization['site_column']!r} (and "
+                                  f"{', '.join(harmonization['covariates']) or 'no covariates'})")
+        sites, covariates = harmonization_columns(
+            self.inputs.participants_tsv, list(participant_ids), harmonization["site_column"],
+            harmonization["covariates"])
+        return dict(sites=sites, covariates=covariates)
+
     def _true_labels(self, card, participant_ids):
         """The target per participant (NaN or n/a where unknown), or None without a file."""
         import pandas as pd
@@ -305,3 +338,81 @@ class ApplyProbe(SimpleInterface):
         labels = load_labels(self.inputs.participants_tsv, card["target"], participant_ids,
                              card["task"])
         return pd.Series(labels.labels, index=labels.participant_ids).reindex(participant_ids)
+
+
+# --------------------------------------------------------------------------- CombineFoldProbes
+
+
+class CombineFoldProbesInputSpec(BaseInterfaceInputSpec):
+    predictions_tsv = InputMultiObject(File(exists=True), mandatory=True,
+                                       desc="each encoder fold's out-of-fold predictions "
+                                            "(FitProbe's predictions_tsv), same CV splits")
+    model_card = InputMultiObject(File(exists=True), mandatory=True,
+                                  desc="each encoder fold's probe card, same order")
+    fold_labels = traits.List(mandatory=True, desc="the encoder fold of each, same order")
+
+
+class CombineFoldProbesOutputSpec(TraitedSpec):
+    predictions_tsv = File(exists=True, desc="ensemble out-of-fold predictions (mean of folds)")
+    metrics_tsv = File(exists=True, desc="ensemble metrics per CV fold, then mean and sd")
+    folds_tsv = File(exists=True, desc="each encoder fold's CV mean, then mean and sd")
+    out_json = File(exists=True, desc="summary: folds, each fold's and the ensemble's metrics")
+
+
+class CombineFoldProbes(SimpleInterface):
+    """Combine the probes of a fold ensemble (one per AnatCL encoder fold).
+
+    Wraps :mod:`anatcl_nipype.prediction.ensemble`: the ensemble prediction is the mean of
+    the per-fold probes' out-of-fold predictions (class probabilities for
+    classification), scored per CV fold; each encoder fold's CV metrics are listed with
+    their mean and sd. Refuses probes cross-validated with different splits.
+
+    >>> CombineFoldProbes(fold_labels=[0, 1]).inputs.fold_labels
+    [0, 1]
+    """
+
+    input_spec = CombineFoldProbesInputSpec
+    output_spec = CombineFoldProbesOutputSpec
+
+    def _run_interface(self, runtime):
+        import json
+
+        from anatcl_nipype.prediction import write_metrics_tsv, write_predictions_tsv
+        from anatcl_nipype.prediction.ensemble import (across_folds, ensemble_metrics,
+                                                       ensemble_predictions)
+        from anatcl_nipype.prediction.validation import CrossValidationResult
+
+        cards = [json.loads(Path(path).read_text()) for path in self.inputs.model_card]
+        task = cards[0]["task"]
+        tables = [_read_predictions(path, task) for path in self.inputs.predictions_tsv]
+        predictions = ensemble_predictions(tables, task)
+        fold_metrics, summary = ensemble_metrics(predictions, task)
+        per_fold = across_folds([card["cv_metrics"] for card in cards],
+                                list(self.inputs.fold_labels))
+        stem = Path(runtime.cwd) / bids_label(cards[0]["target"])
+        folds_tsv = f"{stem}_folds.tsv"
+        per_fold.to_csv(folds_tsv, sep="\t", index=False, na_rep="n/a", float_format="%.10g")
+        result = CrossValidationResult(task, fold_metrics, summary, predictions)
+        sidecar = {"target": cards[0]["target"], "task": task,
+                   "encoder_folds": list(self.inputs.fold_labels),
+                   "ensemble": "mean of the per-fold probes' out-of-fold "
+                               + ("class probabilities" if task == "classification"
+                                  else "predictions") + ", same CV splits for every fold",
+                   "ensemble_metrics": summary,
+                   "fold_metrics": per_fold.to_dict(orient="records")}
+        self._results.update(
+            predictions_tsv=str(write_predictions_tsv(predictions,
+                                                      f"{stem}_ensemble_predictions.tsv")),
+            metrics_tsv=str(write_metrics_tsv(result, f"{stem}_ensemble_metrics.tsv")),
+            folds_tsv=folds_tsv,
+            out_json=str(write_json_atomic(f"{stem}_ensemble.json", sidecar)))
+        return runtime
+
+
+def _read_predictions(path, task):
+    import pandas as pd
+
+    table = pd.read_csv(path, sep="\t", na_values="n/a", dtype={"participant_id": str})
+    if task == "classification":
+        table["true"] = table["true"].astype(str)
+    return table

@@ -35,13 +35,15 @@ from anatcl_nipype.lazy_exports import lazy_exports
 # applying, labels, features) can be imported without importing scikit-learn.
 _EXPORTS = {
     "brain_age": ("BrainAgeRegressor",),
+    "ensemble": ("across_folds", "ensemble_metrics", "ensemble_predictions"),
+    "harmonization": ("ComBatHarmonizer", "harmonization_frame", "site_separability"),
     "features": ("join_features", "read_features_tsv"),
     "figures": ("plot_cv_results",),
     "labels": ("Labels", "load_labels"),
     "persistence": ("card_path", "load_probe", "save_probe"),
-    "probes": ("TASKS", "make_probe"),
+    "probes": ("TASKS", "fit_probe", "make_probe"),
     "validation": ("CrossValidationResult", "PermutationResult", "cross_validate_probe",
-                   "default_estimator", "permutation_test", "write_metrics_tsv",
+                   "default_estimator", "fit_final_probe", "permutation_test", "write_metrics_tsv",
                    "write_predictions_tsv"),
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -43,16 +43,28 @@ def check_card_agrees(card, model, target=None, features=None, task=None):
                               f"--features {kind} (or leave it out)")
 
 
-def prediction_table(model, card, features, true=None):
+def prediction_table(model, card, features, true=None, sites=None, covariates=None):
     """The predictions of ``model`` on ``features`` (columns in the card's order).
 
     ``true`` (a Series by participant, or None) adds the known target and, for brain age,
     the bias-corrected age and its gap. Columns: ``participant_id``, [``true``],
     ``predicted``, [``probability_<class>``...], [``predicted_corrected``, ``brain_age_gap``].
+    A harmonised probe (its card has ``harmonization``) needs each participant's site
+    (``sites``) and its card's covariates (``covariates``, a dict of columns); a site it
+    was not fitted on is refused unless it was fitted with ``unseen_sites="estimate"``.
     """
     import pandas as pd
 
     X = features[card["feature_source"]["columns"]]
+    if card.get("harmonization"):
+        from anatcl_nipype.prediction.harmonization import harmonization_frame
+
+        if sites is None:
+            raise PredictionError(f"{card.get('model_file', 'the probe')} was fitted with "
+                                  "ComBat site harmonisation: give each participant's site "
+                                  f"(participants.tsv column "
+                                  f"{card['harmonization']['site_column']!r})")
+        X = harmonization_frame(X, sites, covariates or None)
     table = pd.DataFrame({"participant_id": list(features.index)})
     if true is not None:
         table["true"] = true.to_numpy()
@@ -62,6 +74,8 @@ def prediction_table(model, card, features, true=None):
         for column, name in enumerate(model.classes_):
             table[f"probability_{name}"] = probabilities[:, column]
     if card["task"] == "brain_age" and true is not None:
-        table["predicted_corrected"] = model.correct(table["predicted"], table["true"])
+        # a harmonised brain-age model is a Pipeline: its last step corrects
+        corrector = model[-1] if hasattr(model, "steps") else model
+        table["predicted_corrected"] = corrector.correct(table["predicted"], table["true"])
         table["brain_age_gap"] = table["predicted_corrected"] - table["true"]
     return table

@@ -55,6 +55,7 @@ ALLOWED_TYPES = frozenset({
     "sklearn.model_selection._split.KFold",
     "sklearn.model_selection._split.StratifiedKFold",
     "anatcl_nipype.prediction.brain_age.BrainAgeRegressor",
+    "anatcl_nipype.prediction.harmonization.ComBatHarmonizer",
 })
 REQUIRED_CARD_KEYS = ("task", "target", "feature_source", "n_train")
 #: Largest card read (a card lists feature columns: kilobytes).

@@ -24,16 +24,20 @@ from anatcl_nipype.prediction.feature_source import (
 
 def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
                     features_json=None, cv=5, n_repeats=1, seed=0, n_permutations=0,
-                    group_column=None):
+                    group_column=None, harmonize=None, site_column="site",
+                    covariate_columns=(), unseen_sites="refuse"):
     """Cross-validate and fit a probe; return the paths written (FitProbe's output names).
 
     ``task="auto"``: brain_age for an ``age`` column, regression for numbers, else
     classification. Subjects without the target (``n/a``) or missing from a feature
-    table are left out and listed in the summary.
+    table are left out and listed in the summary. ``harmonize="combat"``: ComBat on the
+    sites of ``site_column`` (protecting ``covariate_columns``), fitted inside each
+    training fold and saved with the final probe; the card records it and the summary
+    gives the site separability before and after.
     """
-    from anatcl_nipype.prediction import (cross_validate_probe, default_estimator,
-                                          plot_cv_results, save_probe, write_metrics_tsv,
-                                          write_predictions_tsv)
+    from anatcl_nipype.prediction import (cross_validate_probe, plot_cv_results, save_probe,
+                                          write_metrics_tsv, write_predictions_tsv)
+    from anatcl_nipype.prediction.validation import fit_final_probe
 
     if task == AUTO_TASK:
         task = infer_task(target, read_column(participants_tsv, target))
@@ -42,15 +46,20 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
     ids, y, groups, label_dropped, notes = _labels(participants_tsv, target, task,
                                                    group_column, features.index)
     X = features.loc[ids]
+    harmonization = _harmonization_options(participants_tsv, ids, harmonize, site_column,
+                                           covariate_columns, unseen_sites)
     result = cross_validate_probe(X, y, task, cv=cv, n_repeats=n_repeats, groups=groups,
-                                  seed=seed)
+                                  seed=seed, **harmonization)
     permutation = _permutation_test(X, y, groups, task, n_permutations, seed, cv)
-    model = default_estimator(task, seed).fit(X, y)
+    model = fit_final_probe(X, y, task, groups=groups, seed=seed, **harmonization)
     card = {"task": task, "target": target, "n_train": len(X),
             "features": feature_kind(source["columns"]), "cv_metrics": result.summary,
             "validation": {"cv": cv, "n_repeats": n_repeats, "seed": seed,
                            "group_column": group_column},
             "feature_source": source, "feature_tables": list(feature_tables)}
+    if harmonize is not None:
+        card["harmonization"] = _harmonization_card(model, harmonization, site_column,
+                                                    covariate_columns, X, cv, seed)
     model_path, card_path = save_probe(model, f"{stem}_probe.skops", card)
     summary = {**card, "participants_tsv": str(participants_tsv), "classes": result.classes,
                "permutation_test": permutation,
@@ -64,6 +73,64 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
         figures=[str(path) for path in plot_cv_results(result, f"{stem}_cv")],
         out_json=str(write_json_atomic(f"{stem}_summary.json", summary)),
     )
+
+
+def _harmonization_options(participants_tsv, ids, harmonize, site_column, covariate_columns,
+                           unseen_sites):
+    """The harmonisation keywords of :func:`cross_validate_probe` for these participants."""
+    if harmonize is None:
+        return {}
+    sites, covariates = harmonization_columns(participants_tsv, ids, site_column,
+                                              covariate_columns)
+    return dict(harmonize=harmonize, sites=sites, covariates=covariates,
+                unseen_sites=unseen_sites)
+
+
+def harmonization_columns(participants_tsv, ids, site_column, covariate_columns):
+    """``(sites, {covariate: values})`` of the participants ``ids``, from participants.tsv:
+    numeric covariates as numbers, others as text."""
+    sites = _column_values(participants_tsv, site_column, ids, "classification")
+    covariates = {name: _column_values(participants_tsv, name, ids, _kind(participants_tsv, name))
+                  for name in covariate_columns}
+    return sites, covariates
+
+
+def _kind(participants_tsv, column):
+    """``regression`` for a numeric column (a linear covariate), else ``classification``."""
+    try:
+        [float(v) for v in read_column(participants_tsv, column) if v not in ("n/a", "")]
+    except ValueError:
+        return "classification"
+    return "regression"
+
+
+def _column_values(participants_tsv, column, ids, kind):
+    """``column`` for every participant of ``ids``; an error naming those without a value."""
+    from anatcl_nipype.errors import PredictionError
+    from anatcl_nipype.prediction.labels import load_labels
+
+    values = load_labels(participants_tsv, column, ids, kind)
+    missing = sorted(set(ids) - set(values.participant_ids))
+    if missing:
+        raise PredictionError(f"{participants_tsv}: no {column!r} for {', '.join(missing[:5])}; "
+                              "ComBat needs the site and covariates of every participant: "
+                              "fill them in or leave those participants out")
+    return np.asarray(values.labels)
+
+
+def _harmonization_card(model, harmonization, site_column, covariate_columns, X, cv, seed):
+    """What the card says of the harmonisation: method, columns, sites, separability."""
+    from anatcl_nipype.prediction.harmonization import site_separability
+
+    sites = harmonization["sites"]
+    smallest = min(np.unique(sites, return_counts=True)[1])
+    return {"method": harmonization["harmonize"], "site_column": site_column,
+            "covariates": list(covariate_columns),
+            "unseen_sites": harmonization["unseen_sites"],
+            "sites": model.named_steps["combat"].sites_.tolist(),
+            "site_separability": site_separability(
+                X, sites, harmonization["covariates"], cv=min(cv, smallest), seed=seed)
+            if smallest >= 2 else None}
 
 
 def _labels(participants_tsv, target, task, group_column, participant_ids):
