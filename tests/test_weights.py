@@ -121,12 +121,62 @@ def test_a_page_that_is_not_a_checkpoint_is_removed(server):
     assert not cached_weights_path("global", 2).exists()
 
 
-def test_unreachable_host_says_where_to_put_the_file(tmp_path, monkeypatch):
+def test_unreachable_host_says_where_to_put_the_file_in_a_few_lines(tmp_path, monkeypatch):
     monkeypatch.setenv("ANATCL_NIPYPE_HOME", str(tmp_path))
     monkeypatch.setenv("ANATCL_NIPYPE_WEIGHTS_URL", "http://anatcl-weights.invalid")
     with pytest.raises(WeightsDownloadError) as error:
         fetch_weights("local", 1)
-    message = str(error.value)
-    assert "cannot download AnatCL weights from http://anatcl-weights.invalid/" in message
-    assert str(tmp_path / "weights" / "anatcl-local-fold1.pth") in message
-    assert "--weights FILE" in message
+    lines = str(error.value).splitlines()
+    assert lines == [
+        "cannot download AnatCL weights (ConnectionError: no connection, or the transfer "
+        "broke off).",
+        f"  Download {weights_url('local', 1)}",
+        f"  and save it as {tmp_path / 'weights' / 'anatcl-local-fold1.pth'}",
+        "  (on another machine if this one is offline), or pass --weights FILE. "
+        "`anatcl-nipype weights list` shows every file and where it goes.",
+    ]
+
+
+def test_a_server_error_is_named_by_its_status(server):
+    _, _, served = server
+    served.unlink()
+    with pytest.raises(WeightsDownloadError, match=r"\(HTTP 404 File not found\)"):
+        fetch_weights("global", 2)
+
+
+def weights_cli(*args):
+    from anatcl_nipype.cli.main import main
+
+    return main(["weights", *args])
+
+
+def test_weights_list_says_where_each_file_goes_and_its_state(server, random_weights, capsys):
+    fetch_weights("global", 2)
+    by_hand = cached_weights_path("local", 0)
+    by_hand.write_bytes(random_weights.read_bytes())
+    changed = cached_weights_path("global", 3)
+    changed.write_bytes(random_weights.read_bytes())
+    changed.with_suffix(".json").write_text(json.dumps({"sha256": "0" * 64}))
+    assert weights_cli("list", "--fold", "0", "2", "3") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"Weights cache: {cached_weights_path('global', 0).parent}"
+    states = {line.split(":")[0]: line.split(": ", 1)[1] for line in out[1::3]}
+    assert states == {
+        "global fold 0": "not present",
+        "global fold 2": "present, verified",
+        "global fold 3": "present but CHANGED since it was downloaded: delete it and fetch it "
+                         "again",
+        "local fold 0": "present, placed by hand (its SHA-256 is recorded at first use)",
+        "local fold 2": "not present", "local fold 3": "not present"}
+    assert out[4:7] == ["global fold 2: present, verified",
+                        f"    URL:      {weights_url('global', 2)}",
+                        f"    place at: {cached_weights_path('global', 2)}"]
+    assert not by_hand.with_suffix(".json").exists()  # listing records nothing
+
+
+def test_weights_without_an_action_says_what_the_actions_do(capsys):
+    assert weights_cli() == 2
+    err = capsys.readouterr().err
+    assert "say what to do: list (where each file goes, what is here), fetch (download) or " \
+           "verify (re-check the cache)" in err
+    assert "required" not in err

@@ -19,9 +19,8 @@ from pathlib import Path
 
 from anatcl_nipype.errors import WeightsDownloadError
 from anatcl_nipype.files import sha256_file, write_json_atomic
+from anatcl_nipype.options import DESCRIPTORS, FOLDS
 
-DESCRIPTORS = ("global", "local")
-FOLDS = (0, 1, 2, 3, 4)
 #: Where anatcl 0.0.3 downloads its weights from; ``$ANATCL_NIPYPE_WEIGHTS_URL`` overrides it
 #: (a mirror, or a local server in tests).
 DEFAULT_BASE_URL = "https://gitlab.di.unito.it/barbano/anatcl-pretrained/-/raw/main"
@@ -114,10 +113,26 @@ def _download(url, path, known_hash, progress):
                        progressbar=progress)
     except (requests.RequestException, OSError, ValueError) as error:
         raise WeightsDownloadError(
-            f"cannot download AnatCL weights from {url} ({type(error).__name__}: {error}). "
-            f"Download the file on a machine that can reach it and put it at {path}, "
-            "or pass --weights FILE."
+            f"cannot download AnatCL weights ({_short_reason(error)}).\n"
+            f"  Download {url}\n"
+            f"  and save it as {path}\n"
+            "  (on another machine if this one is offline), or pass --weights FILE. "
+            "`anatcl-nipype weights list` shows every file and where it goes."
         ) from None
+
+
+def _short_reason(error):
+    """A few words on why a download failed (requests' own messages run to ~500 characters).
+
+    >>> _short_reason(ValueError("SHA256 hash of downloaded file (abc) does not match ..."))
+    "the downloaded file's SHA-256 is not the known one"
+    """
+    response = getattr(error, "response", None)
+    if response is not None:
+        return f"HTTP {response.status_code} {response.reason}"
+    if isinstance(error, ValueError):  # pooch: the hash is not the known one
+        return "the downloaded file's SHA-256 is not the known one"
+    return f"{type(error).__name__}: no connection, or the transfer broke off"
 
 
 def _check_is_checkpoint(path, url):
@@ -137,12 +152,9 @@ def verify_cached_weights(descriptor, fold):
     if not path.is_file():
         raise WeightsDownloadError(f"{path}: not downloaded yet (anatcl-nipype weights fetch)")
     actual = sha256_file(path)
-    expected = KNOWN_SHA256.get((descriptor, fold))
-    record = _record_path(path)
-    if expected is None and record.is_file():
-        expected = json.loads(record.read_text()).get("sha256")
+    expected = _expected_sha256(descriptor, fold)
     if expected is None:  # placed in the cache by hand: trust it from now on
-        write_json_atomic(record, {"descriptor": descriptor, "fold": fold, "url": None,
+        write_json_atomic(_record_path(path), {"descriptor": descriptor, "fold": fold, "url": None,
                                    "sha256": actual, "placed_by_user": True})
     elif actual != expected:
         raise WeightsDownloadError(
@@ -152,15 +164,48 @@ def verify_cached_weights(descriptor, fold):
     return actual
 
 
-def list_weights():
-    """One dict per released checkpoint: descriptor, fold, url, cached path or None."""
-    return [
-        {
-            "descriptor": descriptor,
-            "fold": fold,
-            "url": weights_url(descriptor, fold),
-            "path": str(path) if (path := cached_weights_path(descriptor, fold)).is_file() else None,
-        }
-        for descriptor in DESCRIPTORS
-        for fold in FOLDS
-    ]
+def weights_state(descriptor, fold):
+    """Whether the checkpoint for ``descriptor``/``fold`` is in place: one short phrase.
+
+    ``not present``, ``present, verified`` (SHA-256 as known or recorded),
+    ``present, placed by hand`` (no record yet: recorded at first use) or
+    ``present but CHANGED ...``. Reads the file (hashing 128 MB takes about half a second).
+    """
+    path = cached_weights_path(descriptor, fold)
+    if not path.is_file():
+        return "not present"
+    expected = _expected_sha256(descriptor, fold)
+    if expected is None:
+        return "present, placed by hand (its SHA-256 is recorded at first use)"
+    if sha256_file(path) != expected:
+        return "present but CHANGED since it was downloaded: delete it and fetch it again"
+    return "present, verified"
+
+
+def _expected_sha256(descriptor, fold):
+    record = _record_path(cached_weights_path(descriptor, fold))
+    expected = KNOWN_SHA256.get((descriptor, fold))
+    if expected is None and record.is_file():
+        expected = json.loads(record.read_text()).get("sha256")
+    return expected
+
+
+def list_weights(check=False):
+    """One dict per released checkpoint: descriptor, fold, url, ``place_at`` (where the file
+    goes), ``path`` (``place_at`` if the file is there, else None) and, with ``check``,
+    ``state`` (:func:`weights_state`).
+
+    >>> entry = list_weights()[0]
+    >>> entry["descriptor"], entry["fold"], entry["place_at"].endswith("anatcl-global-fold0.pth")
+    ('global', 0, True)
+    """
+    entries = []
+    for descriptor in DESCRIPTORS:
+        for fold in FOLDS:
+            path = cached_weights_path(descriptor, fold)
+            entry = {"descriptor": descriptor, "fold": fold, "url": weights_url(descriptor, fold),
+                     "place_at": str(path), "path": str(path) if path.is_file() else None}
+            if check:
+                entry["state"] = weights_state(descriptor, fold)
+            entries.append(entry)
+    return entries
