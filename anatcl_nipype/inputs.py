@@ -22,28 +22,33 @@ examples and users' own scripts:
 """
 
 import csv
-import re
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from anatcl_nipype.bids import (  # noqa: F401 (bids_label, bids_source_from_cat12: public here)
     bids_label,
     bids_source_from_cat12,
     participant_id_from_path,
+    participant_id_with_note,
+    scan_id,
+    session_id_from_path,
 )
 from anatcl_nipype.errors import AnatCLError
 
 ID_COLUMN = "participant_id"
+SESSION_COLUMN = "session_id"
 #: Cell values read as missing.
 MISSING_VALUES = frozenset({"n/a", ""})
 
 
 @dataclass(frozen=True)
 class CAT12Subject:
-    """One participant's CAT12 files (absent optional files are None).
+    """One scan's CAT12 files (absent optional files are None): a participant, or one
+    session of a participant (``session_id`` ``ses-<label>``, else None).
 
-    ``session_id`` (``ses-<label>``) is None: one map per participant for now; the field
-    is here so that sessions can be added without changing the record's users.
+    ``id_note`` says how a non-BIDS file name became the participant id (transliterated,
+    hashed or shortened), None when it did not need to.
     """
 
     participant_id: str
@@ -52,6 +57,12 @@ class CAT12Subject:
     label_rois: Path | None = None
     report: Path | None = None
     session_id: str | None = None
+    id_note: str | None = None
+
+    @property
+    def scan_id(self):
+        """``sub-01`` or ``sub-01_ses-2``: the key of this scan's rows and file names."""
+        return scan_id(self.participant_id, self.session_id)
 
     def as_inputs(self):
         """The record as the dict :func:`init_single_subject_wf` takes (no None values).
@@ -62,35 +73,136 @@ class CAT12Subject:
         return {key: str(value) for key, value in asdict(self).items() if value is not None}
 
 
-def find_cat12_subjects(cat12_dir, participant_labels=None):
+@dataclass
+class Discovery:
+    """What :func:`discover_cat12` found: the scans, how many maps, and what it could not use.
+
+    ``empty_folders`` holds ``(folder, why)`` for subject folders without a map;
+    ``unusable`` holds ``(map, reason)`` for maps that give no participant id.
+    """
+
+    subjects: list
+    n_maps: int
+    empty_folders: list = field(default_factory=list)
+    unusable: list = field(default_factory=list)
+
+    def describe(self):
+        """Lines for a person: how many maps, which folders had none and why.
+
+        >>> Discovery([], 2, [(Path("/d/s3"), "no mri/ folder")]).describe()
+        ['Found 2 grey-matter map(s) (mri/mwp1*.nii) for 0 scan(s)', '  /d/s3: no mri/ folder']
+        """
+        lines = [f"Found {self.n_maps} grey-matter map(s) (mri/mwp1*.nii) for "
+                 f"{len(self.subjects)} scan(s)"]
+        lines += [f"  {folder}: {why}" for folder, why in self.empty_folders]
+        lines += [f"  {path}: {reason}" for path, reason in self.unusable]
+        return lines
+
+
+def find_cat12_subjects(cat12_dir, participant_labels=None, session_labels=None):
     """Return one :class:`CAT12Subject` per mwp1 map under ``cat12_dir``, sorted by id.
 
-    ``participant_labels`` (with or without ``sub-``) keeps only those participants;
-    a label with no map raises :class:`AnatCLError` listing the ones found.
+    ``participant_labels`` (with or without ``sub-``) keeps only those participants,
+    ``session_labels`` (with or without ``ses-``) only those sessions; a label with no
+    map raises :class:`AnatCLError` listing the ones found. Maps that give no participant
+    id are left out (:func:`discover_cat12` lists them).
     """
-    subjects = [_subject_of(path) for path in find_cat12_maps(cat12_dir)]
+    return discover_cat12(cat12_dir, participant_labels, session_labels).subjects
+
+
+def discover_cat12(cat12_dir, participant_labels=None, session_labels=None):
+    """Find every scan's CAT12 files under ``cat12_dir``: a :class:`Discovery`.
+
+    Sessions (``ses-<label>`` in the file name or a folder) give one scan each; folders
+    reached through symbolic links are followed (each real folder once).
+    """
+    cat12_dir = Path(cat12_dir).absolute()
+    maps = find_cat12_maps(cat12_dir)
+    subjects, unusable = [], []
+    for path in maps:
+        try:
+            subjects.append(_subject_of(path))
+        except AnatCLError as error:
+            unusable.append((path, str(error).removeprefix(f"{path}: ")))
     _check_unique(subjects)
     if participant_labels:
-        subjects = _select(subjects, participant_labels)
-    return sorted(subjects, key=lambda s: s.participant_id)
+        subjects = _select(subjects, participant_labels, "sub-", "participant_id")
+    if session_labels:
+        subjects = _select(subjects, session_labels, "ses-", "session_id")
+    subjects = sorted(subjects, key=lambda s: (s.participant_id, s.session_id or ""))
+    return Discovery(subjects, len(maps), _empty_folders(cat12_dir, maps), unusable)
 
 
 def find_cat12_maps(cat12_dir):
-    """Every CAT12 modulated grey-matter map (``mri/mwp1*.nii[.gz]``) under ``cat12_dir``."""
+    """Every CAT12 modulated grey-matter map (``mri/mwp1*.nii[.gz]``) under ``cat12_dir``.
+
+    Symbolic links to folders are followed; a folder reached twice (a link loop, or two
+    links to one folder) is read once.
+    """
     cat12_dir = Path(cat12_dir).absolute()
     if not cat12_dir.is_dir():
         raise AnatCLError(f"{cat12_dir}: no such folder; pass the folder CAT12 wrote into")
-    maps = sorted(p for p in cat12_dir.rglob("mwp1*.nii*")
-                  if p.parent.name == "mri" and p.name.endswith((".nii", ".nii.gz")))
+    maps = sorted(path for path in _walk_files(cat12_dir) if _is_gm_map(path))
     if not maps:
         raise AnatCLError(f"{cat12_dir}: no CAT12 grey-matter maps (mri/mwp1*.nii) found; "
                           "run CAT12 first, with the modulated normalised GM output on")
     return maps
 
 
+def _walk_files(folder):
+    """Every file under ``folder``, following folder links, each real folder once.
+
+    ``os.walk(followlinks=True)`` alone loops forever on a link to a parent folder, and
+    ``Path.rglob`` (Python < 3.13) does not follow links at all: hence the visited set.
+    """
+    visited = set()
+    for root, folders, files in os.walk(folder, followlinks=True):
+        identity = os.stat(root)
+        if (identity.st_dev, identity.st_ino) in visited:
+            folders[:] = []
+            continue
+        visited.add((identity.st_dev, identity.st_ino))
+        folders.sort()
+        yield from (Path(root) / name for name in files)
+
+
+def _is_gm_map(path):
+    return (path.parent.name == "mri" and path.name.startswith("mwp1")
+            and path.name.endswith((".nii", ".nii.gz")))
+
+
+def _empty_folders(cat12_dir, maps):
+    """``(folder, why)`` for each subject folder (a child of the CAT12 folder, or of a
+    BIDS ``derivatives/CAT12*`` folder) that holds no map."""
+    roots = [cat12_dir, *sorted(cat12_dir.glob("derivatives/[Cc][Aa][Tt]12*"))]
+    holders = {parent for path in maps for parent in path.parents}
+    real_holders = {folder.resolve() for folder in holders}
+    empty = []
+    for root in roots:
+        for folder in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
+            if folder.is_symlink() and not folder.exists():
+                empty.append((folder, "a broken symbolic link"))
+            elif folder.is_dir() and folder not in holders and folder not in roots \
+                    and folder.name != "derivatives":
+                empty.append((folder, "the same folder as another one (a symbolic link), "
+                                      "read once" if folder.resolve() in real_holders
+                              else _why_no_map(folder)))
+    return empty
+
+
+def _why_no_map(folder):
+    mri = sorted(p for p in _walk_files(folder) if p.parent.name == "mri")
+    if not mri:
+        return "no mri/ folder with CAT12 outputs"
+    shown = ", ".join(p.name for p in mri[:3]) + (" ..." if len(mri) > 3 else "")
+    return f"no mwp1*.nii grey-matter map in mri/ (found {shown})"
+
+
 def _subject_of(mwp1):
-    return CAT12Subject(participant_id_from_path(mwp1), mwp1, _beside(mwp1, "label", "catROI_"),
-                        _beside(mwp1, "label", "catROIs_"), _beside(mwp1, "report", "cat_"))
+    participant_id, note = participant_id_with_note(mwp1)
+    return CAT12Subject(participant_id, mwp1, _beside(mwp1, "label", "catROI_"),
+                        _beside(mwp1, "label", "catROIs_"), _beside(mwp1, "report", "cat_"),
+                        session_id_from_path(mwp1), note)
 
 
 def _beside(mwp1, folder, prefix):
@@ -104,22 +216,23 @@ def _beside(mwp1, folder, prefix):
 def _check_unique(subjects):
     seen = {}
     for subject in subjects:
-        if subject.participant_id in seen:
+        if subject.scan_id in seen:
             raise AnatCLError(
-                f"two grey-matter maps for {subject.participant_id}: {seen[subject.participant_id]}"
-                f" and {subject.gm_modulated}; keep one per participant (sessions are not "
-                "supported yet) or point at a folder holding one of them")
-        seen[subject.participant_id] = subject.gm_modulated
+                f"two grey-matter maps for {subject.scan_id}: {seen[subject.scan_id]}"
+                f" and {subject.gm_modulated}; keep one per participant and session (name "
+                "sessions ses-<label>, in the file name or a folder) or point at a folder "
+                "holding one of them")
+        seen[subject.scan_id] = subject.gm_modulated
 
 
-def _select(subjects, labels):
-    wanted = {f"sub-{label.removeprefix('sub-')}" for label in labels}
-    found = {s.participant_id for s in subjects}
+def _select(subjects, labels, prefix, attribute):
+    wanted = {f"{prefix}{label.removeprefix(prefix)}" for label in labels}
+    found = {getattr(s, attribute) for s in subjects} - {None}
     unknown = sorted(wanted - found)
     if unknown:
         raise AnatCLError(f"no CAT12 maps for {', '.join(unknown)}; found: "
                           f"{', '.join(sorted(found)[:20])}{' ...' if len(found) > 20 else ''}")
-    return [s for s in subjects if s.participant_id in wanted]
+    return [s for s in subjects if getattr(s, attribute) in wanted]
 
 
 # --------------------------------------------------------------------------- participants.tsv
@@ -167,6 +280,16 @@ def read_tsv_rows(path):
     if not rows:
         raise AnatCLError(f"{path}: no participant rows under the header")
     return rows
+
+
+def sessions_tsv_of(participants_tsv, participant_id):
+    """The BIDS ``sub-<l>/sub-<l>_sessions.tsv`` beside ``participants_tsv``, or None.
+
+    >>> sessions_tsv_of("/nowhere/participants.tsv", "sub-01") is None
+    True
+    """
+    path = Path(participants_tsv).parent / participant_id / f"{participant_id}_sessions.tsv"
+    return path if path.is_file() else None
 
 
 def read_column(participants_tsv, column):
