@@ -21,7 +21,8 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 from anatcl_nipype.bids import bids_label
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.interfaces.bids import GroupDerivativesSink
-from anatcl_nipype.interfaces.prediction import ApplyProbe, FitProbe, JoinEmbeddings
+from anatcl_nipype.interfaces.prediction import (ApplyProbe, CombineFoldProbes, FitProbe,
+                                                  JoinEmbeddings)
 from anatcl_nipype.interfaces.regional import MergeRegionalTables
 from anatcl_nipype.options import AUTO_TASK, FEATURE_KINDS, TASKS, check_choice
 
@@ -45,6 +46,23 @@ FIT_DERIVATIVES = (
     ("fit_probe", "figures", "cv", "ds_figures"),
     ("fit_probe", "out_json", "summary.json", "ds_summary"),
 )
+#: A fold ensemble's combined results, beside the per-fold ``fold-<k>/`` folders.
+ENSEMBLE_DERIVATIVES = (
+    ("combine_folds", "predictions_tsv", "desc-ensemble_predictions.tsv", "ds_ensemble_predictions"),
+    ("combine_folds", "metrics_tsv", "desc-ensemble_metrics.tsv", "ds_ensemble_metrics"),
+    ("combine_folds", "folds_tsv", "desc-folds_metrics.tsv", "ds_folds_metrics"),
+    ("combine_folds", "out_json", "desc-ensemble_summary.json", "ds_ensemble_summary"),
+)
+#: Relevance maps of the fitted probe (group map, its sidecar, the region table).
+RELEVANCE_DERIVATIVES = (
+    ("relevance_maps", "group_map", "desc-relevance_statmap.nii.gz", "ds_relevance_map"),
+    ("relevance_maps", "group_json", "desc-relevance_statmap.json", "ds_relevance_json"),
+    ("relevance_maps", "region_tsv", "desc-relevance_regions.tsv", "ds_relevance_regions"),
+    ("relevance_maps", "region_json", "desc-relevance_regions.json",
+     "ds_relevance_regions_json"),
+)
+#: Integrated-gradients steps of the relevance maps: forward+backward passes per map.
+RELEVANCE_STEPS = 20
 #: Applying a saved probe writes beside the fitted results, never over them.
 APPLY_DERIVATIVES = (
     ("apply_probe", "predictions_tsv", "desc-applied_predictions.tsv", "ds_predictions"),
@@ -90,7 +108,9 @@ def target_folder(target):
 
 def init_anatcl_group_wf(*, target, task=AUTO_TASK, features="embeddings", model=None, cv=5,
                          group_column=None, n_repeats=1, seed=0, n_permutations=0,
-                         output_dir=None, name="anatcl_group_wf", **probe_options):
+                         output_dir=None, name="anatcl_group_wf", folds=None,
+                         relevance_maps=False, relevance_options=None, omp_nthreads=1,
+                         **probe_options):
     """Join the participants' features, then fit and cross-validate a probe (or apply one).
 
     Inputs (``inputnode``)
@@ -129,6 +149,30 @@ def init_anatcl_group_wf(*, target, task=AUTO_TASK, features="embeddings", model
     ``probe.skops``/``.json``, ``metrics.tsv``, ``predictions.tsv``, ``cv.svg``/``.png``,
     ``summary.json``; applying writes only ``desc-applied_predictions.tsv``/``.json``).
 
+    ``folds`` (e.g. ``[0, 1, 2, 3, 4]``, fitting only): a fold ensemble. The inputnode
+    then has ``embeddings_fold<k>`` (and ``embeddings_json_fold<k>``) per encoder fold;
+    each fold's embeddings get their own probe, cross-validated with the same splits and
+    written into ``fold-<k>/``; ``combine_folds``
+    (:class:`~anatcl_nipype.interfaces.prediction.CombineFoldProbes`) writes the ensemble
+    (mean of the per-fold out-of-fold predictions) as ``desc-ensemble_predictions.tsv``,
+    its metrics ``desc-ensemble_metrics.tsv``, each fold's metrics with their mean and sd
+    ``desc-folds_metrics.tsv`` and ``desc-ensemble_summary.json``. The outputnode's
+    ``predictions_tsv`` and ``metrics_tsv`` are then the ensemble's, ``model`` and
+    ``model_card`` the first fold's.
+
+    ``probe_options`` include ComBat site harmonisation: ``harmonize="combat"``,
+    ``site_column`` (default ``site``), ``covariate_columns`` and ``unseen_sites``.
+
+    ``relevance_maps=True`` (fitting on embeddings alone, one encoder fold, no
+    harmonisation): a :class:`~anatcl_nipype.interfaces.relevance.ProbeRelevanceMaps`
+    node explains the fitted probe on the inputnode's ``gm_maps`` (with
+    ``participant_ids`` and, for a custom checkpoint, ``weights``); it writes
+    ``desc-relevance_statmap.nii.gz``/``.json`` and, with an ``atlas`` in
+    ``relevance_options``, ``desc-relevance_regions.tsv``/``.json``. ``relevance_options``
+    go to that node (``steps``, ``method``, ``baseline``, ``descriptor``, ``fold``,
+    ``atlas``, ``label_table``). Cost: integrated gradients with ``steps`` = 20 runs 21
+    forward and 20 backward passes per map (about 3.5 min and 1.1 GiB per map on a CPU).
+
     Fanning out: none here; the participants' files arrive as lists, joined by one node
     per kind (the participant level, or a JoinNode in a parent workflow, makes them).
 
@@ -143,12 +187,21 @@ def init_anatcl_group_wf(*, target, task=AUTO_TASK, features="embeddings", model
     check_choice("features", features, FEATURE_KINDS)
     if model is not None and not Path(model).is_file():
         raise AnatCLError(f"{model}: no such probe file; pass the .skops file a fit saved")
+    folds = list(folds) if folds is not None and len(folds) > 1 else None
+    _check_ensemble(folds, model, features)
+    _check_relevance(relevance_maps, model, features, folds, probe_options)
+    if folds is not None:
+        return _init_fold_ensemble_wf(
+            target=target, task=task, features=features, cv=cv, group_column=group_column,
+            n_repeats=n_repeats, seed=seed, n_permutations=n_permutations,
+            output_dir=output_dir, name=name, folds=folds, **probe_options)
     workflow = Workflow(name=name)
     workflow.__desc__ = _description(task, target, features, model, cv, n_repeats,
                                      group_column, n_permutations)
+    relevance_fields = list(RELEVANCE_INPUTS) if relevance_maps else []
     inputnode = pe.Node(niu.IdentityInterface(
-        fields=["embeddings", "embeddings_json", "regional_tsv", "participants_tsv"]),
-        name="inputnode")
+        fields=["embeddings", "embeddings_json", "regional_tsv", "participants_tsv",
+                *relevance_fields]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=list(OUTPUTS)), name="outputnode")
     tables = _feature_tables(workflow, inputnode, features)
     collect = pe.Node(niu.Merge(len(tables)), name="collect_features")
@@ -176,10 +229,128 @@ def init_anatcl_group_wf(*, target, task=AUTO_TASK, features="embeddings", model
         (collect, outputnode, [("out", "features_tsv")]),
         (probe, outputnode, [("predictions_tsv", "predictions_tsv")]),
     ])
+    if relevance_maps:
+        _add_relevance(workflow, inputnode, probe, relevance_options or {}, omp_nthreads)
     if output_dir is not None:
         _sink_results(workflow, output_dir, target,
                       FIT_DERIVATIVES if model is None else APPLY_DERIVATIVES)
+        if relevance_maps:
+            _sink_results(workflow, output_dir, target, [
+                d for d in RELEVANCE_DERIVATIVES
+                if "regions" not in d[2] or (relevance_options or {}).get("atlas")])
     return workflow
+
+
+#: inputnode fields the relevance maps need.
+RELEVANCE_INPUTS = ("gm_maps", "participant_ids", "weights")
+
+
+def _check_ensemble(folds, model, features):
+    if folds is None:
+        return
+    if model is not None:
+        raise AnatCLError("folds= fits one probe per encoder fold; a saved probe is applied "
+                          "with the embeddings of the fold on its card: drop folds")
+    if features == "regional":
+        raise AnatCLError("folds= needs AnatCL embeddings (features 'embeddings' or "
+                          "'both'); regional measures do not depend on the encoder fold")
+
+
+def _check_relevance(relevance_maps, model, features, folds, probe_options):
+    if not relevance_maps:
+        return
+    why = ("a saved probe is applied, not fitted" if model is not None else
+           f"the probe is fitted on {features} features" if features != "embeddings" else
+           "a fold ensemble has one probe per fold" if folds is not None else
+           "the probe has a ComBat step" if probe_options.get("harmonize", "none") != "none"
+           else None)
+    if why:
+        raise AnatCLError(f"relevance maps explain a probe fitted on the AnatCL embeddings "
+                          f"alone, from one encoder fold, without harmonisation; here {why}. "
+                          "Fit such a probe (features 'embeddings') to map it")
+
+
+def _add_relevance(workflow, inputnode, probe, options, omp_nthreads):
+    """The ProbeRelevanceMaps node explaining the fitted probe on the inputnode's maps."""
+    from anatcl_nipype.interfaces.relevance import ProbeRelevanceMaps
+
+    relevance = pe.Node(ProbeRelevanceMaps(**{"steps": RELEVANCE_STEPS, **options}),
+                        name="relevance_maps", mem_gb=1.5, n_procs=omp_nthreads)
+    relevance.inputs.num_threads = omp_nthreads
+    workflow.connect([(probe, relevance, [("model", "model")]),
+                      (inputnode, relevance, [("gm_maps", "in_files"),
+                                              ("participant_ids", "participant_ids"),
+                                              ("weights", "weights")])])
+
+
+def _init_fold_ensemble_wf(*, target, task, features, cv, group_column, n_repeats, seed,
+                           n_permutations, output_dir, name, folds, **probe_options):
+    """One probe per encoder fold (same splits), then their ensemble."""
+    workflow = Workflow(name=name)
+    workflow.__desc__ = _description(task, target, features, None, cv, n_repeats,
+                                     group_column, n_permutations) + _ENSEMBLE_TEXT.format(
+        n=len(folds), folds=", ".join(map(str, folds)))
+    per_fold = [f"{kind}_fold{fold}" for fold in folds for kind in ("embeddings",
+                                                                      "embeddings_json")]
+    inputnode = pe.Node(niu.IdentityInterface(
+        fields=[*per_fold, "regional_tsv", "participants_tsv"]), name="inputnode")
+    outputnode = pe.Node(niu.IdentityInterface(fields=list(OUTPUTS)), name="outputnode")
+    regional = _feature_tables(workflow, inputnode, "regional") if features == "both" else []
+    predictions = pe.Node(niu.Merge(len(folds)), name="collect_fold_predictions")
+    cards = pe.Node(niu.Merge(len(folds)), name="collect_fold_cards")
+    combine = pe.Node(CombineFoldProbes(fold_labels=folds), name="combine_folds",
+                      mem_gb=PROBE_MEM_GB)
+    for position, fold in enumerate(folds, start=1):
+        join = pe.Node(JoinEmbeddings(), name=f"join_embeddings_fold{fold}")
+        workflow.connect([(inputnode, join, [(f"embeddings_fold{fold}", "in_files"),
+                                             (f"embeddings_json_fold{fold}", "in_jsons")])])
+        tables = [join, *regional]
+        collect = pe.Node(niu.Merge(len(tables)), name=f"collect_features_fold{fold}")
+        collect_json = pe.Node(niu.Merge(len(tables)), name=f"collect_sidecars_fold{fold}")
+        for index, node in enumerate(tables, start=1):
+            workflow.connect([(node, collect, [("out_tsv", f"in{index}")]),
+                              (node, collect_json, [("out_json", f"in{index}")])])
+        probe = pe.Node(FitProbe(target=target, task=task, cv=cv, n_repeats=n_repeats,
+                                 seed=seed, n_permutations=n_permutations, **probe_options),
+                        name=f"fit_probe_fold{fold}", mem_gb=PROBE_MEM_GB)
+        if group_column:
+            probe.inputs.group_column = group_column
+        workflow.connect([
+            (inputnode, probe, [("participants_tsv", "participants_tsv")]),
+            (collect, probe, [("out", "features")]),
+            (collect_json, probe, [("out", "features_json")]),
+            (probe, predictions, [("predictions_tsv", f"in{position}")]),
+            (probe, cards, [("model_card", f"in{position}")]),
+        ])
+        if position == 1:
+            workflow.connect([(collect, outputnode, [("out", "features_tsv")]),
+                              (probe, outputnode, [("model", "model"),
+                                                   ("model_card", "model_card"),
+                                                   ("figures", "figures")])])
+        if output_dir is not None:
+            _sink_results(workflow, output_dir, target, [
+                (node.replace("join_embeddings", f"join_embeddings_fold{fold}")
+                 .replace("fit_probe", f"fit_probe_fold{fold}"), field, out_name,
+                 f"{sink}_fold{fold}") for node, field, out_name, sink in FIT_DERIVATIVES
+                if node in ("join_embeddings", "fit_probe")], subfolder=f"fold-{fold}")
+    workflow.connect([
+        (predictions, combine, [("out", "predictions_tsv")]),
+        (cards, combine, [("out", "model_card")]),
+        (combine, outputnode, [("predictions_tsv", "predictions_tsv"),
+                               ("metrics_tsv", "metrics_tsv"), ("out_json", "summary_json")]),
+    ])
+    if output_dir is not None:
+        _sink_results(workflow, output_dir, target, ENSEMBLE_DERIVATIVES + tuple(
+            d for d in FIT_DERIVATIVES if d[0] == "merge_regional"))
+    return workflow
+
+
+_ENSEMBLE_TEXT = """This was done separately for the embeddings of each of the {n} AnatCL encoder folds
+({folds}), with the same cross-validation splits; results are reported for each fold and
+as their mean and standard deviation, and for the ensemble whose prediction is the mean
+of the per-fold probes' out-of-fold predictions (class probabilities for a categorical
+target).
+"""
 
 
 def _feature_tables(workflow, inputnode, features):
@@ -210,14 +381,15 @@ def _sidecars(paths):
     return found if all(Path(p).is_file() for p in found) else []
 
 
-def _sink_results(workflow, output_dir, target, derivatives):
-    """Sink nodes writing each result into ``<output_dir>/group/target-<target>/``."""
+def _sink_results(workflow, output_dir, target, derivatives, subfolder=None):
+    """Sink nodes writing each result into ``<output_dir>/group/target-<target>/``
+    (or its ``subfolder``)."""
     names = workflow.list_node_names()
+    folder = target_folder(target) + (f"/{subfolder}" if subfolder else "")
     for node_name, field, out_name, sink_name in derivatives:
         if node_name in names:
             sink = pe.Node(GroupDerivativesSink(base_directory=str(Path(output_dir).absolute()),
-                                                folder=target_folder(target),
-                                                out_name=out_name),
+                                                folder=folder, out_name=out_name),
                            name=sink_name, run_without_submitting=True)
             workflow.connect(workflow.get_node(node_name), field, sink, "in_file")
 
