@@ -90,7 +90,9 @@ def participant_id_with_note(path):
     name = strip_cat12_prefix(path.name)
     match = _SUBJECT.search(name) or _SUBJECT.search(path.as_posix())
     if match:
-        return f"sub-{match.group(1)}", None
+        label = bounded_label(match.group(1))
+        return f"sub-{label}", (None if label == match.group(1) else
+                                f"participant id shortened from sub-{match.group(1)}")
     stem = cat12_stem(path)
     label, how = subject_label(stem)
     if label is None:

@@ -11,8 +11,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from anatcl_nipype.bids import bids_source_from_cat12
-from anatcl_nipype.errors import AnatCLError
+from anatcl_nipype.bids import bids_label, bids_source_for, bounded_label, scan_id
 from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
 from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf
 from anatcl_nipype.workflows.regional import init_anatcl_regional_wf
@@ -42,8 +41,7 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
     The regional branch runs when the subject has CAT12 ROI files or a report
     (``label_roi``, ``label_rois``, ``report``).
     """
-    label = subject["participant_id"].removeprefix("sub-")
-    workflow = Workflow(name=f"single_subject_{label}_wf")
+    workflow = Workflow(name=single_subject_wf_name(subject))
     inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated", "source_file"]),
                         name="inputnode")
     inputnode.inputs.gm_modulated = str(subject["gm_modulated"])
@@ -51,12 +49,15 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
                                           precision=precision, device=device, use_gpu=use_gpu,
                                           omp_nthreads=omp_nthreads)
     workflow.__desc__ = encoding_wf.__desc__
-    inputnode.inputs.source_file = _bids_source_name(subject)
+    inputnode.inputs.source_file = bids_source_for(subject["participant_id"],
+                                                   subject.get("session_id"),
+                                                   subject["gm_modulated"])
     regional_inputs = {field: str(subject[field]) for field in REGIONAL_FIELDS
                        if subject.get(field)}
     derivatives_wf = init_anatcl_derivatives_wf(output_dir=output_dir, descriptor=descriptor,
                                                 fold=fold, weights=weights,
-                                                regional=bool(regional_inputs))
+                                                regional=bool(regional_inputs),
+                                                id_note=subject.get("id_note"))
     workflow.connect([
         (inputnode, encoding_wf, [("gm_modulated", "inputnode.gm_modulated")]),
         (inputnode, derivatives_wf, [("source_file", "inputnode.source_file")]),
@@ -67,7 +68,8 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
         regional_wf = init_anatcl_regional_wf()
         for field, path in regional_inputs.items():
             setattr(regional_wf.inputs.inputnode, field, path)
-        regional_wf.inputs.inputnode.participant_id = subject["participant_id"]
+        regional_wf.inputs.inputnode.participant_id = scan_id(subject["participant_id"],
+                                                              subject.get("session_id"))
         workflow.__postdesc__ = regional_wf.__desc__
         workflow.connect([(regional_wf, derivatives_wf, [
             ("outputnode.regional_tsv", "inputnode.regional_tsv"),
@@ -75,10 +77,17 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
     return workflow
 
 
-def _bids_source_name(subject):
-    """The BIDS T1w a subject's derivatives are named after (made up if CAT12's name has none)."""
-    try:
-        return bids_source_from_cat12(subject["gm_modulated"])
-    except AnatCLError:
-        participant_id = subject["participant_id"]
-        return f"{participant_id}/anat/{participant_id}_T1w.nii"
+def single_subject_wf_name(subject):
+    """The branch's name, bounded so work-folder names stay far under 255 bytes.
+
+    >>> single_subject_wf_name({"participant_id": "sub-01"})
+    'single_subject_01_wf'
+    >>> single_subject_wf_name({"participant_id": "sub-01", "session_id": "ses-bl"})
+    'single_subject_01_ses_bl_wf'
+    >>> len(single_subject_wf_name({"participant_id": "sub-" + "a" * 240}))
+    82
+    """
+    label = bids_label(subject["participant_id"].removeprefix("sub-"))
+    if subject.get("session_id"):
+        label += "_ses_" + bids_label(subject["session_id"].removeprefix("ses-"))
+    return f"single_subject_{bounded_label(label)}_wf"

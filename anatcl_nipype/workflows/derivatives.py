@@ -19,8 +19,20 @@ def _bids_source(in_file):
     return bids_source_from_cat12(in_file)
 
 
+def _note_participant_id(in_file, note):
+    """A copy of the sidecar ``in_file`` saying how the participant id was made."""
+    import json
+    from pathlib import Path
+
+    from anatcl_nipype.files import write_json_atomic
+
+    sidecar = json.loads(Path(in_file).read_text())
+    sidecar["ParticipantIdSource"] = note
+    return str(write_json_atomic(Path.cwd() / Path(in_file).name, sidecar))
+
+
 def init_anatcl_derivatives_wf(*, output_dir, descriptor="global", fold=0, weights=None,
-                               regional=False, name="anatcl_derivatives_wf"):
+                               regional=False, id_note=None, name="anatcl_derivatives_wf"):
     """Sink one participant's embedding (and regional measures) into ``output_dir``.
 
     Inputs: ``source_file`` (the CAT12 ``mwp1`` map, named after its BIDS T1w),
@@ -28,7 +40,8 @@ def init_anatcl_derivatives_wf(*, output_dir, descriptor="global", fold=0, weigh
     ``regional_json``. Writes
     ``sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>]_desc-<desc>_embedding.npy``
     and ``.json``, ``..._desc-cat12_regions.tsv`` and ``.json``, and
-    ``dataset_description.json`` with ``GeneratedBy``.
+    ``dataset_description.json`` with ``GeneratedBy``. ``id_note`` (how a non-BIDS file
+    name became the participant id) goes into the sidecars as ``ParticipantIdSource``.
     """
     workflow = Workflow(name=name)
     kinds = {"embedding": (weights_desc(descriptor, fold, weights), "embedding"),
@@ -46,9 +59,15 @@ def init_anatcl_derivatives_wf(*, output_dir, descriptor="global", fold=0, weigh
         sink = pe.Node(AnatCLDerivativesDataSink(base_directory=str(output_dir), desc=desc,
                                                  suffix=suffix, compress=None),
                        name=f"ds_{kind}", run_without_submitting=True)
+        source = inputnode
+        if id_note and kind.endswith("_json"):
+            source = pe.Node(niu.Function(function=_note_participant_id,
+                                          output_names=[kind]), name=f"note_{kind}")
+            source.inputs.note = id_note
+            workflow.connect(inputnode, kind, source, "in_file")
         workflow.connect([
             (bids_source, sink, [("source_file", "source_file")]),
-            (inputnode, sink, [(kind, "in_file")]),
+            (source, sink, [(kind, "in_file")]),
             (sink, outputnode, [("out_file", kind)]),
         ])
     workflow.connect([(workflow.get_node("ds_embedding"), description, [("out_file", "trigger")])])
