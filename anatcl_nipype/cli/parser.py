@@ -51,6 +51,8 @@ class Options:
     work_dir: Path = Path("work")
     write_graph: bool = False
     verbose: bool = False
+    session_label: list | None = None
+    reports_only: bool = False
 
     def encoder_options(self):
         """The encoding options the workflows take (defaults where not given)."""
@@ -165,4 +167,16 @@ def build_parser():
                        "splits, e.g. site")
     add_encoder_options(parser)
     add_execution_options(parser)
+    add_selection_options(parser)
     return parser
+
+
+def add_selection_options(parser):
+    """Longitudinal studies and re-runs: which sessions, and rebuilding the report only."""
+    group = parser.add_argument_group("sessions and reports")
+    group.add_argument("--session-label", nargs="+", metavar="LABEL",
+                       help="only these sessions (with or without ses-); each session is "
+                            "one scan with its own outputs")
+    group.add_argument("--reports-only", action="store_true",
+                       help="rebuild the report from the outputs already in output_dir, "
+                            "computing nothing")
