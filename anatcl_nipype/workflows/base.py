@@ -35,11 +35,14 @@ def init_anatcl_participant_wf(*, subjects, output_dir, name="anatcl_participant
 
 
 def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="global", fold=0,
-                           precision="fp32", device="auto", use_gpu=False, omp_nthreads=1):
+                           precision="fp32", device="auto", use_gpu=False, omp_nthreads=1,
+                           folds=None, force_precision=False):
     """Encode one subject's CAT12 map, read its CAT12 ROI measures, write BIDS derivatives.
 
     The regional branch runs when the subject has CAT12 ROI files or a report
-    (``label_roi``, ``label_rois``, ``report``).
+    (``label_roi``, ``label_rois``, ``report``). ``folds`` (released weights, e.g.
+    ``(0, 1, 2, 3, 4)``): the map is read once and encoded by every fold's model, each
+    fold written as its own derivative (``desc-anatclGlobalFold3``) with its own sidecar.
     """
     workflow = Workflow(name=single_subject_wf_name(subject))
     inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated", "source_file"]),
@@ -49,6 +52,11 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
                                           precision=precision, device=device, use_gpu=use_gpu,
                                           omp_nthreads=omp_nthreads)
     workflow.__desc__ = encoding_wf.__desc__
+    encode = encoding_wf.get_node("anatcl_encode")
+    encode.inputs.force_precision = force_precision
+    if folds:
+        encode.inputs.folds = list(folds)
+        fold = folds[0]  # the encoding workflow's outputnode carries the first fold
     inputnode.inputs.source_file = bids_source_for(subject["participant_id"],
                                                    subject.get("session_id"),
                                                    subject["gm_modulated"])
@@ -64,6 +72,9 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
         (encoding_wf, derivatives_wf, [("outputnode.embedding", "inputnode.embedding"),
                                        ("outputnode.embedding_json", "inputnode.embedding_json")]),
     ])
+    for index, other in enumerate(folds[1:] if folds else (), start=1):
+        _add_fold_derivatives(workflow, inputnode, encoding_wf, index, other, output_dir,
+                              descriptor, subject.get("id_note"))
     if regional_inputs:
         regional_wf = init_anatcl_regional_wf()
         for field, path in regional_inputs.items():
@@ -75,6 +86,23 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
             ("outputnode.regional_tsv", "inputnode.regional_tsv"),
             ("outputnode.regional_json", "inputnode.regional_json")])])
     return workflow
+
+
+def _add_fold_derivatives(workflow, inputnode, encoding_wf, index, fold, output_dir,
+                          descriptor, id_note):
+    """Sink the ``index``-th fold's embedding of a fold ensemble (``desc-anatcl...Fold<k>``)."""
+    pick = pe.Node(niu.Select(index=index), name=f"select_fold{fold}")
+    pick_json = pe.Node(niu.Select(index=index), name=f"select_fold{fold}_json")
+    derivatives_wf = init_anatcl_derivatives_wf(output_dir=output_dir, descriptor=descriptor,
+                                                fold=fold, id_note=id_note,
+                                                name=f"anatcl_derivatives_fold{fold}_wf")
+    workflow.connect([
+        (encoding_wf, pick, [("anatcl_encode.out_files", "inlist")]),
+        (encoding_wf, pick_json, [("anatcl_encode.out_jsons", "inlist")]),
+        (inputnode, derivatives_wf, [("source_file", "inputnode.source_file")]),
+        (pick, derivatives_wf, [("out", "inputnode.embedding")]),
+        (pick_json, derivatives_wf, [("out", "inputnode.embedding_json")]),
+    ])
 
 
 def single_subject_wf_name(subject):
