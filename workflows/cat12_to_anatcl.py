@@ -19,6 +19,7 @@ from pathlib import Path
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
+from anatcl_nipype.graphs import draw_workflow_graph
 from anatcl_nipype.workflows.cat12 import init_cat12_anatcl_wf
 
 
@@ -52,7 +53,7 @@ def main(argv=None):
     parser.add_argument("--draw-only", action="store_true", help="draw the graph and stop")
     args = parser.parse_args(argv)
     wf = build(args.t1w, args.work_dir)
-    graph = wf.write_graph(graph2use="colored", format="svg", simple_form=True)
+    graph = draw_workflow_graph(wf, Path(wf.base_dir) / wf.name / "graph.svg")
     print(f"graph: {graph}")
     if args.draw_only:
         return wf

@@ -16,6 +16,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+from anatcl_nipype.graphs import draw_workflow_graph
 from anatcl_nipype.inputs import bids_source_from_cat12, find_cat12_subjects
 from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
 from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf
@@ -83,7 +84,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     wf = build(args.cat12_dir, args.output_dir, args.work_dir.absolute(),
                str(args.weights.absolute()) if args.weights else None)
-    wf.write_graph(graph2use="hierarchical", format="svg")
+    draw_workflow_graph(wf, Path(wf.base_dir) / wf.name / "graph.svg", graph2use="hierarchical")
     if not args.draw_only:
         wf.run(plugin="MultiProc", plugin_args={"n_procs": args.nprocs})
     return wf

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+from anatcl_nipype.graphs import draw_workflow_graph
 from anatcl_nipype.inputs import find_cat12_subjects
 from anatcl_nipype.workflows import (
     init_anatcl_group_encoding_wf,
@@ -57,7 +58,7 @@ def main(argv=None):
     study = build(args.cat12_dir, args.participants_tsv.absolute(), args.target,
                   args.work_dir.absolute(), args.out.absolute(),
                   str(args.weights.absolute()) if args.weights else None)
-    study.write_graph(graph2use="colored", format="svg")
+    draw_workflow_graph(study, Path(study.base_dir) / study.name / "graph.svg")
     if args.draw_only:
         return study
     study.run(plugin="MultiProc", plugin_args={"n_procs": args.nprocs})

@@ -10,12 +10,17 @@ from pathlib import Path
 
 from anatcl_nipype.cli.execution import prepare_output_dir, write_text_atomic
 from anatcl_nipype.cli.parser import EXIT_OK, EXIT_PARTIAL
-from anatcl_nipype.inputs import find_cat12_subjects, find_participants_tsv
+from anatcl_nipype.inputs import discover_cat12, find_participants_tsv
 
 
 def run_participant_level(options):
     """Encode every participant's map and write BIDS derivatives; print a summary."""
-    subjects = find_cat12_subjects(options.cat12_dir, options.participant_label)
+    if options.reports_only:
+        return rebuild_report(options)
+    discovery = discover_cat12(options.cat12_dir, options.participant_label,
+                               options.session_label)
+    subjects = discovery.subjects
+    print("\n".join(discovery.describe()))
     output_dir = prepare_output_dir(options.output_dir)
     participants_tsv = find_participants_tsv(options.cat12_dir, options.participants)
     ensure_weights(options)
@@ -32,11 +37,12 @@ def run_participant_level(options):
     write_text_atomic(folder / "methods.md", workflow.visit_desc())
     if options.write_graph:
         draw_graph(workflow.get_node(workflow.list_node_names()[0].split(".")[0]),
-                   options.work_dir, folder / "graph.svg")
+                   folder / "graph.svg")
     print(f"Encoding {len(subjects)} participant(s) from {options.cat12_dir} into {output_dir}")
     report = run_workflow(workflow, options, RunReport(total_subjects=len(subjects)))
-    write_failures(folder / "failed.tsv", report.failed, subjects)
-    code = _summarise(report, output_dir, subjects)
+    failures = failures_by_scan(report.failed, subjects, discovery.unusable)
+    write_failures(folder / "failed.tsv", failures)
+    code = _summarise(failures, output_dir, subjects)
     print(f"Report: {write_report(output_dir, participants_tsv)}")
     return code
 
@@ -46,7 +52,9 @@ def ensure_weights(options):
     if options.weights is not None:
         from anatcl_nipype.encoder.checkpoint import load_checkpoint
 
-        load_checkpoint(options.weights)  # refuse a bad file now, not in every node
+        checkpoint = load_checkpoint(options.weights)  # refuse a bad file now, not per node
+        if checkpoint.options.get("random"):
+            warn_random_weights(options.weights)
         return
     from anatcl_nipype.encoder.weights import fetch_weights
 
@@ -55,30 +63,75 @@ def ensure_weights(options):
     fetch_weights(encoder["descriptor"], encoder["fold"], progress=sys.stdout.isatty())
 
 
-def draw_graph(workflow, work_dir, destination):
-    """Draw ``workflow`` (colored, SVG) and copy the picture to ``destination``."""
-    import shutil
+def warn_random_weights(path):
+    """Say loudly that ``path`` holds seeded random weights (the sidecars record it too)."""
+    banner = "=" * 78
+    print("\n".join([
+        banner,
+        f"  {path} holds SEEDED RANDOM weights, not AnatCL's pretrained ones.",
+        "  The embeddings carry no learned anatomy: predictions from them show the pipeline",
+        "  works, not what AnatCL can do. Every sidecar records \"random\": true. For real",
+        "  weights run `anatcl-nipype weights fetch`, or pass --weights with a trained file.",
+        banner]), flush=True)
 
-    workflow.base_dir = str(Path(work_dir).absolute() / "graphs")
-    drawn = workflow.write_graph(graph2use="colored", format="svg", simple_form=True)
-    shutil.copyfile(Path(drawn).with_suffix(".svg"), destination)
+
+def draw_graph(workflow, destination):
+    """Draw ``workflow`` (colored, SVG) into ``destination``, without a shell."""
+    from anatcl_nipype.graphs import draw_workflow_graph
+
+    draw_workflow_graph(workflow, destination, graph2use="colored")
 
 
-def write_failures(path, failed, subjects):
-    """``failed.tsv``: participant_id, input map and reason of every failed participant."""
+def rebuild_report(options):
+    """``--reports-only``: rewrite the report from the outputs already there."""
+    from anatcl_nipype.cli.report import write_report
+    from anatcl_nipype.errors import AnatCLError
+
+    output_dir = Path(options.output_dir).absolute()
+    if not output_dir.is_dir():
+        raise AnatCLError(f"{output_dir}: no such output folder; --reports-only rebuilds the "
+                          "report of a folder a run already wrote")
+    participants_tsv = find_participants_tsv(options.cat12_dir, options.participants)
+    print(f"Rebuilding the report of {output_dir} (nothing is recomputed)")
+    print(f"Report: {write_report(output_dir, participants_tsv, work_dir=options.work_dir)}")
+    return EXIT_OK
+
+
+def failures_by_scan(failed, subjects, unusable=()):
+    """``{scan id: (input path, reason)}`` from the run's failures (keyed by participant or
+    by a node's name) and the maps that gave no id (keyed by their file name).
+
+    A failure is traced to its scan through the branch's name, so ``failed.tsv`` and the
+    summary name the participant (and session) and the input, never a node.
+    """
+    from anatcl_nipype.workflows.base import scan_of_branch, single_subject_wf_name
+
+    branches = {scan_of_branch(single_subject_wf_name(s.as_inputs())): s for s in subjects}
+    failures = {}
+    for key, reason in failed.items():
+        subject = branches.get(key) or branches.get(scan_of_branch(key))
+        scan, path = (subject.scan_id, subject.gm_modulated) if subject else (key, "")
+        failures.setdefault(scan, (path, reason))
+    for path, reason in unusable:
+        failures.setdefault(Path(path).name, (path, reason))
+    return failures
+
+
+def write_failures(path, failures):
+    """``failed.tsv``: participant (and session), input map and reason of every failure."""
     from anatcl_nipype.files import write_failures_tsv
 
-    inputs = {s.participant_id: s.gm_modulated for s in subjects}
-    write_failures_tsv(path, [(pid, inputs.get(pid, ""), reason)
-                              for pid, reason in sorted(failed.items())])
+    write_failures_tsv(path, [(scan, source, reason)
+                              for scan, (source, reason) in sorted(failures.items())])
 
 
-def _summarise(report, output_dir, subjects):
-    done = [s.participant_id for s in subjects if s.participant_id not in report.failed]
+def _summarise(failures, output_dir, subjects):
+    done = [s for s in subjects if s.scan_id not in failures]
     print(f"\nDone: {len(done)} of {len(subjects)} participant(s) written to {output_dir}")
-    if report.failed:
-        print(f"Failed: {len(report.failed)}")
-        for participant, reason in sorted(report.failed.items()):
-            print(f"  {participant}: {reason}")
+    if failures:
+        print(f"Failed: {len(failures)}")
+        for scan, (source, reason) in sorted(failures.items()):
+            named = reason if str(source) in reason else f"{reason} (input: {source})"
+            print(f"  {scan}: {named}")
         return EXIT_PARTIAL
     return EXIT_OK
