@@ -16,6 +16,8 @@ from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.options import DESCRIPTORS, FEATURE_KINDS, FOLDS, PRECISION_CHOICES, TASKS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
+#: ``--fold all``: a fold ensemble of the five released folds.
+ALL_FOLDS = "all"
 
 
 class UsageError(AnatCLError):
@@ -53,13 +55,37 @@ class Options:
     verbose: bool = False
     session_label: list | None = None
     reports_only: bool = False
+    force_precision: bool = False
+    harmonize: str = "none"
+    site_column: str = "site"
+    covariates: list = field(default_factory=list)
+    unseen_sites: str = "refuse"
+    relevance_maps: bool = False
+    relevance_steps: int = 20
+    relevance_method: str = "integrated_gradients"
+    relevance_baseline: str = "group_mean"
+    relevance_atlas: Path | None = None
+    relevance_labels: Path | None = None
 
     def encoder_options(self):
-        """The encoding options the workflows take (defaults where not given)."""
+        """The encoding options the workflows take (defaults where not given); ``--fold
+        all`` gives ``folds`` (0..4) and the first of them as ``fold``."""
+        ensemble = self.fold == ALL_FOLDS
         return dict(weights=str(Path(self.weights).absolute()) if self.weights else None,
                     descriptor=self.descriptor or DESCRIPTORS[0],
-                    fold=FOLDS[0] if self.fold is None else self.fold,
-                    precision=self.precision, device=self.device)
+                    fold=FOLDS[0] if self.fold is None or ensemble else self.fold,
+                    folds=FOLDS if ensemble else None,
+                    precision=self.precision, device=self.device,
+                    force_precision=self.force_precision)
+
+    def check_precision(self):
+        """Refuse an explicit ``--precision bf16`` on a CPU without fast bf16 units, once,
+        before any work (reads /proc/cpuinfo; no torch import). Raises
+        :class:`~anatcl_nipype.encoder.precision.PrecisionRefused`."""
+        if self.precision == "bf16" and not str(self.device).startswith("cuda"):
+            from anatcl_nipype.encoder.precision import choose_precision
+
+            choose_precision("bf16", "cpu", force=self.force_precision)
 
 
 def parse_options(argv):
@@ -97,6 +123,15 @@ def _plugin_args(text):
     return pairs
 
 
+def _fold(text):
+    """``--fold``: one of the released folds, or ``all``."""
+    if text == ALL_FOLDS:
+        return text
+    if text.isdigit() and int(text) in FOLDS:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: choose one of 0..4 or all")
+
+
 def add_encoder_options(parser):
     """Options shared by every command that encodes: weights, precision, device."""
     group = parser.add_argument_group("AnatCL weights and inference")
@@ -105,13 +140,18 @@ def add_encoder_options(parser):
     group.add_argument("--descriptor", choices=DESCRIPTORS,
                        help="released weights: anatomical descriptor (default: global; when "
                             "applying a probe: the probe card's)")
-    group.add_argument("--fold", type=int, choices=FOLDS, metavar="{0..4}",
+    group.add_argument("--fold", type=_fold, metavar="{0..4,all}",
                        help="released weights: OpenBHB fold (default: 0; when applying a "
-                            "probe: the probe card's)")
+                            "probe: the probe card's); all: a fold ensemble, each map read "
+                            "once and encoded by all five folds (desc-anatcl...Fold<k>), "
+                            "and at the group level one probe per fold plus their ensemble")
     group.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32",
                        help="fp32 matches the official package; bf16 is faster on CPUs/GPUs "
                             "with fast bfloat16 units; auto picks the fastest mode that keeps "
                             "its accuracy on this machine")
+    group.add_argument("--force-precision", action="store_true",
+                       help="run --precision bf16 even where it is much slower than fp32 "
+                            "(a CPU without fast bf16 units); refused otherwise")
     group.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
 
@@ -168,6 +208,8 @@ def build_parser():
     add_encoder_options(parser)
     add_execution_options(parser)
     add_selection_options(parser)
+    add_harmonization_options(parser)
+    add_relevance_options(parser)
     return parser
 
 
@@ -180,3 +222,47 @@ def add_selection_options(parser):
     group.add_argument("--reports-only", action="store_true",
                        help="rebuild the report from the outputs already in output_dir, "
                             "computing nothing")
+
+
+def _columns(text):
+    """``--covariates age,sex`` -> ``["age", "sex"]``."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def add_harmonization_options(parser):
+    """Group level: ComBat site harmonisation inside the cross-validation."""
+    group = parser.add_argument_group("site harmonisation (group level)")
+    group.add_argument("--harmonize", choices=("none", "combat"), default="none",
+                       help="combat: remove site effects with ComBat (neuroCombat), fitted on "
+                            "the training folds only and saved with the probe")
+    group.add_argument("--site-column", default="site",
+                       help="participants.tsv column giving each participant's site "
+                            "(default: site)")
+    group.add_argument("--covariates", type=_columns, default=[], metavar="COL,COL",
+                       help="participants.tsv columns whose effects ComBat protects, e.g. "
+                            "age,sex (never the target)")
+    group.add_argument("--unseen-sites", choices=("refuse", "estimate"), default="refuse",
+                       help="a participant from a site the probe was not fitted on: refuse "
+                            "(default), or estimate that site's offsets from its own "
+                            "participants (use with --group-column site)")
+
+
+def add_relevance_options(parser):
+    """Group level: voxel relevance maps of the fitted probe."""
+    group = parser.add_argument_group("relevance maps (group level)")
+    group.add_argument("--relevance-maps", action="store_true",
+                       help="map which voxels drive the fitted probe (integrated gradients "
+                            "through the frozen encoder; probes on --features embeddings, one "
+                            "fold, no --harmonize). Slow: --relevance-steps forward+backward "
+                            "passes per map (20 steps: about 3.5 min per map on a 2-core CPU)")
+    group.add_argument("--relevance-steps", type=int, default=20,
+                       help="integrated-gradients steps (default: 20)")
+    group.add_argument("--relevance-method", choices=("integrated_gradients", "occlusion"),
+                       default="integrated_gradients", help="captum attribution method")
+    group.add_argument("--relevance-baseline", default="group_mean",
+                       help="group_mean (default), zeros, or a GM map on the CAT12 grid")
+    group.add_argument("--relevance-atlas", type=Path,
+                       help="label image on the CAT12 grid: adds a table of relevance per "
+                            "region")
+    group.add_argument("--relevance-labels", type=Path,
+                       help="region names of --relevance-atlas (dseg.tsv, LUT, CAT12 csv)")
