@@ -1,6 +1,5 @@
 """Run a Nipype workflow for the command line: plugin, progress lines, failures with reasons."""
 
-import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -8,7 +7,6 @@ from pathlib import Path
 #: How often Nipype's scheduler looks for finished nodes (its default, 2 s, is long next to
 #: an encoding node's ~0.5 s; see benchmarks/RESULTS.md).
 POLL_SECONDS = 0.2
-_SUBJECT_OF_NODE = re.compile(r"single_subject_([A-Za-z0-9]+)_wf")
 
 
 @dataclass
@@ -44,8 +42,10 @@ class ProgressPrinter:
 
 
 def _participant_of(node):
-    match = _SUBJECT_OF_NODE.search(node.fullname)
-    return f"sub-{match.group(1)}" if match else None
+    """``sub-<l>`` or ``sub-<l>_ses-<s>`` of the participant branch ``node`` is in, or None."""
+    from anatcl_nipype.workflows.base import scan_of_branch
+
+    return scan_of_branch(node.fullname)
 
 
 def _failure_reason(node):

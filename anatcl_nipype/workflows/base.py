@@ -7,6 +7,8 @@
 ['single_subject_01_wf.anatcl_encoding_wf.anatcl_encode']
 """
 
+import re
+
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
@@ -16,6 +18,7 @@ from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
 from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf
 from anatcl_nipype.workflows.regional import init_anatcl_regional_wf
 
+_BRANCH = re.compile(r"(?:^|\.)single_subject_([A-Za-z0-9]+)(?:_ses_([A-Za-z0-9]+))?_wf(?:\.|$)")
 #: CAT12 files the regional branch reads, by their CAT12Segment output names.
 REGIONAL_FIELDS = ("label_roi", "label_rois", "report")
 
@@ -113,9 +116,24 @@ def single_subject_wf_name(subject):
     >>> single_subject_wf_name({"participant_id": "sub-01", "session_id": "ses-bl"})
     'single_subject_01_ses_bl_wf'
     >>> len(single_subject_wf_name({"participant_id": "sub-" + "a" * 240}))
-    82
+    66
     """
-    label = bids_label(subject["participant_id"].removeprefix("sub-"))
+    label = bounded_label(bids_label(subject["participant_id"].removeprefix("sub-")), 48)
     if subject.get("session_id"):
-        label += "_ses_" + bids_label(subject["session_id"].removeprefix("ses-"))
-    return f"single_subject_{bounded_label(label)}_wf"
+        label += "_ses_" + bounded_label(bids_label(subject["session_id"].removeprefix("ses-")),
+                                         24)
+    return f"single_subject_{label}_wf"
+
+
+def scan_of_branch(node_name):
+    """The scan (``sub-<l>[_ses-<s>]``) whose branch a node belongs to, or None.
+
+    >>> scan_of_branch("anatcl_participant_wf.single_subject_01_ses_bl_wf.anatcl_encode")
+    'sub-01_ses-bl'
+    >>> scan_of_branch("single_subject_01_wf"), scan_of_branch("anatcl_group_wf.fit_probe")
+    ('sub-01', None)
+    """
+    match = _BRANCH.search(node_name)
+    if not match:
+        return None
+    return scan_id(f"sub-{match.group(1)}", match.group(2) and f"ses-{match.group(2)}")
