@@ -17,6 +17,7 @@ def run_participant_level(options):
     """Encode every participant's map and write BIDS derivatives; print a summary."""
     if options.reports_only:
         return rebuild_report(options)
+    options.check_precision()  # an explicit bf16 refused once, before any work
     discovery = discover_cat12(options.cat12_dir, options.participant_label,
                                options.session_label)
     subjects = discovery.subjects
@@ -59,8 +60,9 @@ def ensure_weights(options):
     from anatcl_nipype.encoder.weights import fetch_weights
 
     encoder = options.encoder_options()
-    print(f"AnatCL weights: descriptor {encoder['descriptor']}, fold {encoder['fold']}")
-    fetch_weights(encoder["descriptor"], encoder["fold"], progress=sys.stdout.isatty())
+    for fold in encoder["folds"] or [encoder["fold"]]:
+        print(f"AnatCL weights: descriptor {encoder['descriptor']}, fold {fold}")
+        fetch_weights(encoder["descriptor"], fold, progress=sys.stdout.isatty())
 
 
 def warn_random_weights(path):
