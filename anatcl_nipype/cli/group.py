@@ -48,10 +48,9 @@ def plan_group_level(options):
                               "--participants")
         task = options.task or infer_task(options.target,
                                           read_column(participants_tsv, options.target))
-        encoder = options.encoder_options()
-        return dict(target=options.target, task=task, features=options.features or "embeddings",
-                    desc=weights_desc(encoder["descriptor"], encoder["fold"], options.weights),
-                    participants_tsv=participants_tsv)
+        features = options.features or "embeddings"
+        return dict(target=options.target, task=task, features=features,
+                    desc=_embeddings_desc(options, features), participants_tsv=participants_tsv)
     from anatcl_nipype.prediction.applying import card_feature_kind, check_card_agrees
 
     card = read_probe_card(options.model)
@@ -64,9 +63,63 @@ def plan_group_level(options):
                 desc=_card_desc(card, options), participants_tsv=participants_tsv)
 
 
+def _weights_given(options):
+    return options.weights is not None or options.descriptor is not None or \
+        options.fold is not None
+
+
+def _embeddings_desc(options, features):
+    """The ``desc`` of the embeddings to fit on: the weights options' when given, else the one
+    kind the participant level wrote (said, with its weights); several kinds: ask which."""
+    encoder = options.encoder_options()
+    chosen = weights_desc(encoder["descriptor"], encoder["fold"], options.weights)
+    if _weights_given(options) or features == "regional":
+        return chosen
+    found = find_embedding_kinds(options.output_dir)
+    if len(found) > 1:
+        kinds = "; ".join(f"desc-{desc} ({weights})" for desc, weights in found.items())
+        raise UsageError(f"{options.output_dir} holds embeddings from several weights: {kinds}. "
+                         "Choose with --descriptor/--fold (released weights) or --weights FILE "
+                         "(your checkpoint)")
+    if not found:
+        return chosen
+    (desc, weights), = found.items()
+    print(f"Using the participant-level embeddings desc-{desc}, made with {weights}")
+    return desc
+
+
+def find_embedding_kinds(output_dir):
+    """``{desc: the weights they came from}`` for every kind of embeddings the participant
+    level wrote into ``output_dir`` (the weights read from one sidecar of each kind).
+
+    >>> find_embedding_kinds("/nonexistent")
+    {}
+    """
+    kinds = {}
+    for path in sorted(Path(output_dir).glob("sub-*/**/*_desc-anatcl*_embedding.npy")):
+        desc = path.name.split("_desc-", 1)[1].split("_", 1)[0]
+        if desc not in kinds:
+            kinds[desc] = _weights_of(path.with_suffix(".json"))
+    return kinds
+
+
+def _weights_of(sidecar):
+    """A few words on the weights a sidecar names."""
+    try:
+        provenance = json.loads(Path(sidecar).read_text())
+    except (OSError, json.JSONDecodeError):
+        return f"weights unknown: {sidecar} is unreadable"
+    if "fold_weights" in provenance:
+        return f"a fold ensemble of {len(provenance['fold_weights'])} checkpoints"
+    weights = provenance.get("weights") or {}
+    name = (f"released {weights['descriptor']} fold {weights['fold']} weights"
+            if weights.get("descriptor") else f"the checkpoint {weights.get('path', '?')}")
+    return name + (" (SEEDED RANDOM weights)" if weights.get("random") else "")
+
+
 def _card_desc(card, options):
     """The ``desc`` of the embeddings to apply the probe to: the options', else the card's."""
-    if options.weights is not None or options.descriptor is not None or options.fold is not None:
+    if _weights_given(options):
         encoder = options.encoder_options()
         return weights_desc(encoder["descriptor"], encoder["fold"], options.weights)
     weights = card.get("feature_source", {}).get("weights") or {}
@@ -94,6 +147,7 @@ def run_group_level(options):
     """Fit (or apply) a probe on the participant-level outputs; print what was written."""
     output_dir = Path(options.output_dir).absolute()
     plan = plan_group_level(options)
+    folds = _ensemble_folds(options)
     embeddings, regional = find_features(output_dir, plan["desc"], plan["features"])
     from anatcl_nipype.cli.execution import RunReport, configure_nipype, run_workflow
     from anatcl_nipype.cli.report import write_report
@@ -104,8 +158,14 @@ def run_group_level(options):
         target=plan["target"], task=plan["task"], features=plan["features"],
         model=Path(options.model).absolute() if options.model else None, cv=options.cv,
         n_repeats=options.n_repeats, group_column=options.group_column,
-        output_dir=output_dir, name=f"anatcl_group_{bids_label(plan['target'])}_wf")
-    workflow.inputs.inputnode.embeddings = [str(path) for path in embeddings]
+        output_dir=output_dir, name=f"anatcl_group_{bids_label(plan['target'])}_wf",
+        folds=folds, omp_nthreads=options.nprocs, **_study_options(options))
+    if folds:
+        _set_fold_embeddings(workflow, options, output_dir, plan["features"], folds)
+    else:
+        workflow.inputs.inputnode.embeddings = [str(path) for path in embeddings]
+    if options.relevance_maps:
+        _set_relevance_inputs(workflow, options)
     workflow.inputs.inputnode.regional_tsv = [str(path) for path in regional]
     if plan["participants_tsv"] is not None:
         workflow.inputs.inputnode.participants_tsv = str(plan["participants_tsv"])
@@ -120,6 +180,13 @@ def run_group_level(options):
         print(f"Applied {options.model} (predictions are in sample for participants it was "
               f"fitted on, not cross-validated): "
               f"{destination / 'desc-applied_predictions.tsv'}")
+    elif folds:
+        for fold in folds:
+            print(f"Encoder fold {fold}:", end=" ")
+            _print_metrics(destination / f"fold-{fold}" / "metrics.tsv")
+        print("Ensemble (mean of the folds' out-of-fold predictions):", end=" ")
+        _print_metrics(destination / "desc-ensemble_metrics.tsv")
+        print(f"Group results: {destination} (fold-<k>/ per encoder fold)")
     else:
         _print_metrics(destination / "metrics.tsv")
         print(f"Group results: {destination}")
@@ -127,10 +194,73 @@ def run_group_level(options):
     return EXIT_OK
 
 
+def _ensemble_folds(options):
+    """The encoder folds of ``--fold all`` when fitting (None otherwise)."""
+    encoder = options.encoder_options()
+    if encoder["folds"] and options.model:
+        raise UsageError("--fold all fits one probe per encoder fold; to apply a saved probe "
+                         "leave --fold out (its card names the fold)")
+    return list(encoder["folds"]) if encoder["folds"] and not options.model else None
+
+
+def _study_options(options):
+    """FitProbe's harmonisation options and the relevance maps' (fitting only)."""
+    if options.model:
+        return {}
+    study = {}
+    if options.harmonize != "none":
+        study.update(harmonize=options.harmonize, site_column=options.site_column,
+                     covariate_columns=list(options.covariates),
+                     unseen_sites=options.unseen_sites)
+    if options.relevance_maps:
+        relevance = dict(steps=options.relevance_steps, method=options.relevance_method,
+                         baseline=options.relevance_baseline)
+        if options.relevance_atlas:
+            relevance["atlas"] = str(Path(options.relevance_atlas).absolute())
+        if options.relevance_labels:
+            relevance["label_table"] = str(Path(options.relevance_labels).absolute())
+        if options.weights is None:
+            encoder = options.encoder_options()
+            relevance.update(descriptor=encoder["descriptor"], fold=encoder["fold"])
+        study.update(relevance_maps=True, relevance_options=relevance)
+    return study
+
+
+def _set_fold_embeddings(workflow, options, output_dir, features, folds):
+    """Each encoder fold's embeddings (and sidecars) on the ensemble workflow's inputnode."""
+    descriptor = options.encoder_options()["descriptor"]
+    for fold in folds:
+        paths, _ = find_features(output_dir, weights_desc(descriptor, fold), "embeddings")
+        setattr(workflow.inputs.inputnode, f"embeddings_fold{fold}", [str(p) for p in paths])
+        setattr(workflow.inputs.inputnode, f"embeddings_json_fold{fold}",
+                [str(p.with_suffix(".json")) for p in paths])
+
+
+def _set_relevance_inputs(workflow, options):
+    """The CAT12 grey-matter maps (and checkpoint) the relevance maps explain."""
+    from anatcl_nipype.inputs import find_cat12_subjects
+
+    subjects = find_cat12_subjects(options.cat12_dir, options.participant_label)
+    workflow.inputs.inputnode.gm_maps = [str(s.gm_modulated) for s in subjects]
+    workflow.inputs.inputnode.participant_ids = [s.scan_id for s in subjects]
+    if options.weights is not None:
+        workflow.inputs.inputnode.weights = str(Path(options.weights).absolute())
+    print(f"Relevance maps: {len(subjects)} map(s), {options.relevance_method}"
+          + (f", {options.relevance_steps} steps = {options.relevance_steps} forward and "
+             "backward passes per map (minutes per map on a CPU)"
+             if options.relevance_method == "integrated_gradients" else ""))
+
+
+def read_metrics(metrics_tsv):
+    """The rows of a cross-validation's ``metrics.tsv`` by their ``fold`` (``0``.., ``mean``,
+    ``sd``)."""
+    with open(metrics_tsv, newline="") as stream:
+        return {row["fold"]: row for row in csv.DictReader(stream, delimiter="\t")}
+
+
 def _print_metrics(metrics_tsv):
     """Print the mean +- sd rows of the cross-validation's metrics table."""
-    with open(metrics_tsv, newline="") as stream:
-        rows = {row["fold"]: row for row in csv.DictReader(stream, delimiter="\t")}
+    rows = read_metrics(metrics_tsv)
     mean, sd = rows.get("mean"), rows.get("sd")
     if mean and sd:
         shown = [f"{name} {float(mean[name]):.3f} +- {float(sd[name]):.3f}"
