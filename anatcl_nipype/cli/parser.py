@@ -66,6 +66,10 @@ class Options:
     relevance_baseline: str = "group_mean"
     relevance_atlas: Path | None = None
     relevance_labels: Path | None = None
+    stop_on_first_crash: bool = False
+    omp_nthreads: int | None = None
+    mem_gb: float | None = None
+    wait_for_lock: bool = False
 
     def encoder_options(self):
         """The encoding options the workflows take (defaults where not given); ``--fold
@@ -210,6 +214,7 @@ def build_parser():
     add_selection_options(parser)
     add_harmonization_options(parser)
     add_relevance_options(parser)
+    add_run_control_options(parser)
     return parser
 
 
@@ -266,3 +271,32 @@ def add_relevance_options(parser):
                             "region")
     group.add_argument("--relevance-labels", type=Path,
                        help="region names of --relevance-atlas (dseg.tsv, LUT, CAT12 csv)")
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = 0
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a positive number")
+        return value
+    return parse
+
+
+def add_run_control_options(parser):
+    """Running Nipype as sMRIPrep/fMRIPrep do: first crash, threads, memory, work lock."""
+    group = parser.add_argument_group("run control")
+    group.add_argument("--stop-on-first-crash", action="store_true",
+                       help="stop the whole run at the first failed node (Nipype's "
+                            "stop_on_first_crash) instead of finishing the other participants")
+    group.add_argument("--omp-nthreads", type=_positive(int), metavar="N",
+                       help="threads per node (torch/OpenMP; default: nprocs divided among "
+                            "the participants running at once)")
+    group.add_argument("--mem-gb", type=_positive(float), metavar="GB",
+                       help="memory MultiProc may schedule (its memory_gb; default: 90%% of "
+                            "this machine's)")
+    group.add_argument("--wait-for-lock", action="store_true",
+                       help="if another run uses the work folder, wait for it to finish "
+                            "instead of refusing")

@@ -1,0 +1,200 @@
+"""Keep a Nipype run stoppable: signals, dead workers, failing callbacks, leftover processes.
+
+- SIGINT/SIGTERM raise :class:`RunInterrupted` in the main process (workers forked from it
+  die the default way); the run's worker processes are then stopped and the temporary files
+  of interrupted atomic writes removed, so nothing partial is left under a final name and
+  re-running with the same work folder resumes.
+- Nipype's MultiProc records a node's result in a future's done-callback; when the future
+  itself failed (a worker killed, e.g. out of memory, or a node that cannot be sent to a
+  worker) that callback raises in a thread, nothing is recorded and the scheduler polls
+  forever. :class:`SupervisedMultiProcPlugin` reports such a node as failed instead.
+- An exception in the status callback becomes :class:`SchedulerError`, naming the node.
+
+>>> plugin_settings("MultiProc", {}, nprocs=4, mem_gb=8)
+('MultiProc', {'n_procs': 4, 'memory_gb': 8.0})
+"""
+
+import contextlib
+import functools
+import os
+import signal
+import time
+import traceback
+from pathlib import Path
+
+from anatcl_nipype.errors import AnatCLError
+
+#: Exit codes of an interrupted run: 128 + the signal number, as shells report them.
+INTERRUPTED_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+INTERRUPTED_MESSAGE = "interrupted; rerun with the same -w to resume"
+WORKER_GRACE_SECONDS = 5.0
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived during a run (a ``KeyboardInterrupt``, so no
+    ``except Exception`` in Nipype's loop swallows it)."""
+
+    def __init__(self, signum):
+        super().__init__(INTERRUPTED_MESSAGE)
+        self.signum = signum
+        self.exit_code = INTERRUPTED_EXIT.get(signum, 128 + int(signum))
+
+
+class SchedulerError(AnatCLError):
+    """The scheduler could not go on (a failing status callback, a broken worker pool)."""
+
+
+def plugin_settings(plugin, plugin_args, nprocs=1, mem_gb=None):
+    """The Nipype plugin name and its arguments from the command-line options.
+
+    MultiProc (the default when ``nprocs > 1``) gets ``n_procs`` and, when given,
+    ``memory_gb``; explicit ``plugin_args`` win.
+    """
+    plugin = plugin or ("MultiProc" if nprocs > 1 else "Linear")
+    args = dict(plugin_args)
+    if plugin == "MultiProc":
+        args.setdefault("n_procs", nprocs)
+        if mem_gb is not None:
+            args.setdefault("memory_gb", float(mem_gb))
+    return plugin, args
+
+
+def make_runner(plugin, plugin_args):
+    """A plugin instance: MultiProc supervised (see the module's notes), others Nipype's."""
+    if plugin == "MultiProc":
+        return _supervised_multiproc()(plugin_args=plugin_args)
+    return plugin  # Nipype builds the others by name
+
+
+@functools.cache
+def _supervised_multiproc():
+    """Nipype's MultiProc where a failed worker future fails its node instead of hanging
+    (built on first use: Nipype's plugins are not imported before a run)."""
+    from nipype.pipeline.plugins.multiproc import MultiProcPlugin
+
+    class SupervisedMultiProcPlugin(MultiProcPlugin):
+        def _async_callback(self, future):
+            if future.exception() is None:  # a failed future is reported by _get_result
+                super()._async_callback(future)
+
+        def _get_result(self, taskid):
+            future = self._task_obj.get(taskid)
+            if future is not None and future.done() and future.exception() is not None:
+                error = future.exception()
+                raise SchedulerError(f"the worker running this node failed "
+                                     f"({type(error).__name__}: {error}); a worker killed "
+                                     "from outside (e.g. out of memory) ends like this")
+            return super()._get_result(taskid)
+
+    SupervisedMultiProcPlugin.__name__ = "MultiProcPlugin"  # Nipype names the plugin so
+    return SupervisedMultiProcPlugin
+
+
+class GuardedCallback:
+    """Wrap a Nipype status callback: its exception becomes :class:`SchedulerError`."""
+
+    def __init__(self, callback):
+        self.callback = callback
+
+    def __call__(self, node, status):
+        try:
+            self.callback(node, status)
+        except Exception as error:
+            where = "".join(traceback.format_exception_only(type(error), error)).strip()
+            raise SchedulerError(f"the progress callback failed on node {node.fullname} "
+                                 f"({status}): {where}; the run was stopped") from error
+
+
+@contextlib.contextmanager
+def signals_interrupt_run():
+    """SIGINT/SIGTERM raise :class:`RunInterrupted` in this process for the ``with`` block.
+
+    Processes forked inside the block inherit the handler; in them it restores the default
+    action and re-sends the signal, so a worker told to stop does stop.
+    """
+    owner = os.getpid()
+
+    def handler(signum, frame):
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        for name in INTERRUPTED_EXIT:  # a second signal must not break the clean-up
+            signal.signal(name, signal.SIG_IGN)
+        raise RunInterrupted(signum)
+
+    previous = {name: signal.signal(name, handler) for name in INTERRUPTED_EXIT}
+    try:
+        yield
+    finally:
+        for name, action in previous.items():
+            signal.signal(name, action)
+
+
+def stop_workers(runner, grace=WORKER_GRACE_SECONDS):
+    """Stop every process this one started (SIGTERM, then SIGKILL after ``grace`` s)."""
+    pool = getattr(runner, "pool", None)
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+    children = descendants(os.getpid())
+    for pid in children:
+        _send(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in children:
+        if _alive(pid):
+            _send(pid, signal.SIGKILL)
+    for pid in children:
+        _reap(pid)
+
+
+def descendants(pid):
+    """Every living descendant of ``pid`` (from ``/proc``, Linux)."""
+    found, queue = [], [pid]
+    while queue:
+        parent = queue.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(child) for child in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            for child in children:
+                if child not in found:
+                    found.append(child)
+                    queue.append(child)
+    return found
+
+
+def remove_partial_outputs(output_dir):
+    """Delete the temporary files of atomic writes cut short inside ``output_dir``.
+
+    Only names :func:`anatcl_nipype.files.atomic_write` makes (``.<name>.<random>.tmp``)
+    are touched; nothing outside ``output_dir``.
+    """
+    removed = []
+    if output_dir is None or not Path(output_dir).is_dir():
+        return removed
+    for leftover in Path(output_dir).rglob(".*.tmp"):
+        if leftover.is_file() and not leftover.is_symlink():
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+def _send(pid, signum):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signum)
+
+
+def _alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _reap(pid):
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
