@@ -79,8 +79,8 @@ def _embeddings_desc(options, features):
     if len(found) > 1:
         kinds = "; ".join(f"desc-{desc} ({weights})" for desc, weights in found.items())
         raise UsageError(f"{options.output_dir} holds embeddings from several weights: {kinds}. "
-                         "Choose with --descriptor/--fold (released weights) or --weights FILE "
-                         "(your checkpoint)")
+                         "Choose with --descriptor/--fold (released weights; --fold all for "
+                         "their ensemble) or --weights FILE (your checkpoint)")
     if not found:
         return chosen
     (desc, weights), = found.items()
