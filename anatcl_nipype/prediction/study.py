@@ -2,9 +2,11 @@
 
 What :class:`~anatcl_nipype.interfaces.prediction.FitProbe` runs: join the feature tables,
 match the labels (and groups), cross-validate, optionally run a permutation test, fit the
-final probe on everyone with a known target, and write the probe with its card, the
-metrics, the out-of-fold predictions, the CV figure and a summary, all named
-``<stem>_*``.
+final probe on everyone with a known target, and write the probe with its card
+(``probe.skops``/``probe.json``, the names they have in the group folder, beside
+``stem``), the metrics, the out-of-fold predictions, the CV figure and a summary
+(named ``<stem>_*``). The card and the summary name the feature tables by file name:
+the group folder holds them beside the card.
 """
 
 from pathlib import Path
@@ -56,11 +58,15 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
             "features": feature_kind(source["columns"]), "cv_metrics": result.summary,
             "validation": {"cv": cv, "n_repeats": n_repeats, "seed": seed,
                            "group_column": group_column},
-            "feature_source": source, "feature_tables": list(feature_tables)}
+            "feature_source": source,
+            # by name: the group folder holds them beside the card (the work folder's copies
+            # are temporary)
+            "feature_tables": [Path(table).name for table in feature_tables]}
     if harmonize is not None:
         card["harmonization"] = _harmonization_card(model, harmonization, site_column,
                                                     covariate_columns, X, cv, seed)
-    model_path, card_path = save_probe(model, f"{stem}_probe.skops", card)
+    # the name the probe has in the group folder, which the card records
+    model_path, card_path = save_probe(model, Path(stem).parent / "probe.skops", card)
     summary = {**card, "participants_tsv": str(participants_tsv), "classes": result.classes,
                "permutation_test": permutation,
                "dropped": [{"participant_id": pid, "reason": reason}
