@@ -1,11 +1,11 @@
-"""BIDS-derivatives outputs: niworkflows' DerivativesDataSink taught AnatCL's file kinds.
+"""BIDS-derivatives outputs: a derivatives sink named by pybids, written atomically.
 
-The sink writes atomically: niworkflows' implementation runs into a private staging
-folder inside the output folder (``.anatcl-staging/sink-*``), then each finished file is
-renamed into its final place. A killed run or a full disk never leaves a partial file
-under a final name, and two runs writing the same file each put a complete one there.
-A staging folder left by a killed run is removed by the next sink that writes into the
-same output folder (a folder is in use while its owner holds a lock on it).
+The sink copies into a private staging folder inside the output folder
+(``.anatcl-staging/sink-*``), then renames each finished file into its final place. A
+killed run or a full disk never leaves a partial file under a final name, and two runs
+writing the same file each put a complete one there. A staging folder left by a killed run
+is removed by the next sink that writes into the same output folder (a folder is in use
+while its owner holds a lock on it).
 
 >>> AnatCLDerivativesDataSink(desc="anatclGlobalFold0", suffix="embedding").inputs.desc
 'anatclGlobalFold0'
@@ -23,52 +23,84 @@ from nipype.interfaces.base import (
     BaseInterfaceInputSpec,
     Directory,
     File,
+    InputMultiObject,
+    OutputMultiObject,
     SimpleInterface,
     TraitedSpec,
     isdefined,
     traits,
 )
-from niworkflows.interfaces.bids import DerivativesDataSink
 
 import anatcl_nipype
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import write_json_atomic
 
 #: The kinds of file this package writes, as BIDS suffixes.
-SUFFIXES = ("embedding", "regions", "features", "predictions", "metrics")
+SUFFIXES = ("embedding", "regions", "features", "predictions", "metrics", "statmap")
+#: The file extensions the sink writes (the input file's own extension is kept).
+EXTENSIONS = (".npy", ".json", ".tsv", ".nii.gz", ".nii")
 #: Hidden folder, inside the output folder, where sinks write before renaming into place.
 STAGING_DIR = ".anatcl-staging"
+#: pybids' path pattern for the files this sink writes (BIDS derivatives naming).
+FILE_PATTERN = (
+    "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
+    "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]"
+    f"[_space-{{space}}][_desc-{{desc}}]_{{suffix<{'|'.join(SUFFIXES)}>}}"
+    f"{{extension<{'|'.join(EXTENSIONS)}>}}"
+)
 
 
-class AnatCLDerivativesDataSink(DerivativesDataSink):
+class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
+    base_directory = Directory(desc="the derivatives folder (default: the working folder)")
+    in_file = InputMultiObject(File(exists=True), mandatory=True, desc="the file(s) to write")
+    source_file = traits.Str(mandatory=True, desc="the BIDS raw file the result comes from "
+                                                  "(its subject, session... name the output)")
+    desc = traits.Str(desc="the desc- entity")
+    space = traits.Str(desc="the space- entity")
+    suffix = traits.Enum(*SUFFIXES, mandatory=True, desc="the kind of file")
+    compress = traits.Either(None, traits.Bool, default=None, usedefault=True,
+                             desc="gzip (True), gunzip (False) or copy as is (None)")
+    meta_dict = traits.Dict(traits.Str, desc="metadata for a JSON sidecar beside the file")
+
+
+class _DerivativesSinkOutputSpec(TraitedSpec):
+    out_file = OutputMultiObject(File(exists=True), desc="the file(s) written")
+    out_meta = File(exists=True, desc="the JSON sidecar written (with meta_dict)")
+
+
+class AnatCLDerivativesDataSink(SimpleInterface):
     """Write ``sub-<label>[/ses-<label>]/anat/sub-<label>[_ses-<label>]..._desc-<desc>_<suffix>``.
 
-    A :class:`niworkflows.interfaces.bids.DerivativesDataSink` whose naming patterns
-    accept AnatCL's suffixes (``embedding``, ``regions``, ...) and extensions
-    (``.npy``, ``.json``, ``.tsv``), writing into ``base_directory`` atomically: each file
+    Files are named the way niworkflows' ``DerivativesDataSink`` names them (entities of
+    ``source_file``, then ``desc``/``space``/``suffix``, the input's extension) with
+    pybids' ``build_path``, and written into ``base_directory`` atomically: each file
     appears under its final name complete, or not at all (see the module docstring).
-    A write that fails (disk full, unwritable folder) raises :class:`AnatCLError`.
+    ``meta_dict`` is written as a JSON sidecar. A write that fails (disk full, unwritable
+    folder) raises :class:`AnatCLError`.
+
+    niworkflows' sink is not subclassed: importing ``niworkflows.interfaces.bids`` indexes
+    the TemplateFlow cache with pybids (``STANDARD_SPACES = tf.api.templates()``, 8-18 s),
+    which every command line and every MultiProc worker running a sink would pay, for
+    templates this package never uses.
     """
 
-    out_path_base = ""
-    _file_patterns = (
-        "sub-{subject}[/ses-{session}]/{datatype<anat>|anat}/sub-{subject}[_ses-{session}]"
-        "[_acq-{acquisition}][_ce-{ceagent}][_rec-{reconstruction}][_run-{run}]"
-        f"[_space-{{space}}][_desc-{{desc}}]_{{suffix<{'|'.join(SUFFIXES)}>}}"
-        "{extension<.npy|.json|.tsv>}",
-    )
+    input_spec = _DerivativesSinkInputSpec
+    output_spec = _DerivativesSinkOutputSpec
+    _always_run = True
 
     def _run_interface(self, runtime):
         base = Path(self.inputs.base_directory if isdefined(self.inputs.base_directory)
                     else runtime.cwd).absolute()
+        names = self._final_names()
         try:
             with staging_folder(base) as staging:
-                self.out_path_base = os.path.relpath(staging, base)
-                try:
-                    runtime = super()._run_interface(runtime)
-                finally:
-                    del self.out_path_base  # back to the class's "" (final names)
-                self._publish(staging, base)
+                staged = [copy_file(source, staging / name, self.inputs.compress)
+                          for source, name in zip(self.inputs.in_file, names)]
+                if isdefined(self.inputs.meta_dict) and len(names) == 1:
+                    sidecar = staging / f"{names[0].split('.', 1)[0]}.json"
+                    staged_meta = write_json_atomic(sidecar, self.inputs.meta_dict)
+                    self._results["out_meta"] = publish(staged_meta, staging, base)
+                self._results["out_file"] = [publish(path, staging, base) for path in staged]
         except OSError as error:
             detail = f"{error.strerror}: {error.filename}" if error.filename else error
             raise AnatCLError(
@@ -77,17 +109,69 @@ class AnatCLDerivativesDataSink(DerivativesDataSink):
             ) from error
         return runtime
 
-    def _publish(self, staging, base):
-        """Rename every staged file into its final place; point the outputs there."""
-        def publish(staged):
-            final = base / Path(staged).relative_to(staging)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, final)
-            return str(final)
+    def _final_names(self):
+        """The relative output path of each input file, built by pybids."""
+        from bids.layout import parse_file_entities
+        from bids.layout.writing import build_path
 
-        self._results["out_file"] = [publish(path) for path in self._results["out_file"]]
-        if "out_meta" in self._results:
-            self._results["out_meta"] = publish(self._results["out_meta"])
+        entities = parse_file_entities(self.inputs.source_file, config=["bids", "derivatives"])
+        entities.pop("extension", None)
+        for key in ("desc", "space", "suffix"):
+            if isdefined(getattr(self.inputs, key)):
+                entities[key] = getattr(self.inputs, key)
+        names = []
+        for in_file in self.inputs.in_file:
+            extension = output_extension(in_file, self.inputs.compress)
+            name = build_path({**entities, "extension": extension}, path_patterns=[FILE_PATTERN])
+            if not name:
+                raise AnatCLError(
+                    f"{in_file}: cannot name it as a BIDS derivative (entities {entities}, "
+                    f"extension {extension}); this sink writes suffixes {', '.join(SUFFIXES)} "
+                    f"with extensions {', '.join(EXTENSIONS)}")
+            names.append(name)
+        return names
+
+
+def output_extension(in_file, compress=None):
+    """The extension ``in_file`` is written with: its own, gzipped or gunzipped on request.
+
+    >>> output_extension("/w/map.nii", True), output_extension("/w/x.npy")
+    ('.nii.gz', '.npy')
+    """
+    extension = "".join(Path(in_file).suffixes)
+    if compress is None:
+        return extension
+    extension = extension.removesuffix(".gz")
+    return extension + ".gz" if compress else extension
+
+
+def copy_file(source, destination, compress=None):
+    """Copy ``source`` to ``destination`` (folders made), gzipping or gunzipping on request;
+    return ``destination``."""
+    import gzip
+
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    source_gz, destination_gz = str(source).endswith(".gz"), destination.name.endswith(".gz")
+    if source_gz == destination_gz:
+        shutil.copyfile(source, destination)
+        return destination
+    with (gzip.open if source_gz else open)(source, "rb") as reader, \
+            open(destination, "wb") as writer:
+        if destination_gz:  # no file name or time in the gzip header: same bytes every run
+            with gzip.GzipFile("", "wb", 9, writer, mtime=0) as packed:
+                shutil.copyfileobj(reader, packed)
+        else:
+            shutil.copyfileobj(reader, writer)
+    return destination
+
+
+def publish(staged, staging, base):
+    """Rename a staged file into its final place under ``base``; return the final path."""
+    final = Path(base) / Path(staged).relative_to(staging)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, final)
+    return str(final)
 
 
 @contextlib.contextmanager
