@@ -309,6 +309,28 @@ def read_column(participants_tsv, column):
     return [row[column] for row in rows]
 
 
+def target_values(participants_tsv, column):
+    """The values of ``column`` in ``participants_tsv`` and in the BIDS ``sessions.tsv``
+    files beside it (ages per visit live there); an error listing the columns if none has it.
+
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (root / "participants.tsv").write_text("participant_id\\tsex\\nsub-01\\tF\\n")
+    >>> (root / "sub-01").mkdir()
+    >>> _ = (root / "sub-01" / "sub-01_sessions.tsv").write_text(
+    ...     "session_id\\tage\\nses-1\\t70\\nses-2\\t72\\n")
+    >>> target_values(root / "participants.tsv", "age")
+    ['70', '72']
+    """
+    rows = read_tsv_rows(participants_tsv)
+    values = [row[column] for row in rows if column in row]
+    for path in sorted(Path(participants_tsv).parent.glob("sub-*/sub-*_sessions.tsv")):
+        values += [row[column] for row in read_tsv_rows(path) if column in row]
+    if not values:
+        return read_column(participants_tsv, column)  # its error lists the columns
+    return values
+
+
 def infer_task(target, values):
     """``brain_age`` for age, ``regression`` for numbers, else ``classification``.
 

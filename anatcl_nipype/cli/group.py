@@ -17,7 +17,7 @@ from pathlib import Path
 from anatcl_nipype.bids import bids_label, weights_desc
 from anatcl_nipype.cli.parser import EXIT_OK, UsageError
 from anatcl_nipype.errors import AnatCLError, PredictionError
-from anatcl_nipype.inputs import find_participants_tsv, infer_task, read_column
+from anatcl_nipype.inputs import find_participants_tsv, infer_task, target_values
 
 
 def read_probe_card(model):
@@ -47,7 +47,7 @@ def plan_group_level(options):
             raise AnatCLError(f"no participants.tsv in or above {options.cat12_dir}; pass "
                               "--participants")
         task = options.task or infer_task(options.target,
-                                          read_column(participants_tsv, options.target))
+                                          target_values(participants_tsv, options.target))
         features = options.features or "embeddings"
         return dict(target=options.target, task=task, features=features,
                     desc=_embeddings_desc(options, features), participants_tsv=participants_tsv)
@@ -143,12 +143,30 @@ def find_features(output_dir, desc, features):
     return embeddings, regional
 
 
+def of_sessions(paths, session_labels):
+    """The participant-level files of these sessions (all files when none are named).
+
+    >>> [p.name for p in of_sessions([Path("sub-1_ses-a_x.npy"), Path("sub-1_ses-b_x.npy")],
+    ...                              ["b"])]
+    ['sub-1_ses-b_x.npy']
+    """
+    if not session_labels:
+        return paths
+    wanted = {f"_ses-{label.removeprefix('ses-')}_" for label in session_labels}
+    return [path for path in paths if any(tag in path.name for tag in wanted)]
+
+
 def run_group_level(options):
     """Fit (or apply) a probe on the participant-level outputs; print what was written."""
+    if options.reports_only:
+        from anatcl_nipype.cli.participant import rebuild_report
+
+        return rebuild_report(options)
     output_dir = Path(options.output_dir).absolute()
     plan = plan_group_level(options)
     folds = _ensemble_folds(options)
-    embeddings, regional = find_features(output_dir, plan["desc"], plan["features"])
+    embeddings, regional = (of_sessions(paths, options.session_label) for paths in
+                            find_features(output_dir, plan["desc"], plan["features"]))
     from anatcl_nipype.cli.execution import RunReport, configure_nipype, run_workflow
     from anatcl_nipype.cli.report import write_report
     from anatcl_nipype.workflows.group import init_anatcl_group_wf, target_folder
@@ -164,6 +182,9 @@ def run_group_level(options):
         _set_fold_embeddings(workflow, options, output_dir, plan["features"], folds)
     else:
         workflow.inputs.inputnode.embeddings = [str(path) for path in embeddings]
+        if any("_ses-" in path.name for path in embeddings):  # one row per session
+            workflow.get_node("join_embeddings").inputs.participant_ids = [
+                path.name.split("_desc-")[0] for path in embeddings]
     if options.relevance_maps:
         _set_relevance_inputs(workflow, options)
     workflow.inputs.inputnode.regional_tsv = [str(path) for path in regional]

@@ -1,6 +1,7 @@
 """Read feature tables (encoder embeddings, regional measures) and join them.
 
-A feature table is a TSV whose first column is ``participant_id`` and whose other
+A feature table is a TSV whose first column is ``participant_id`` (then, in longitudinal
+studies, ``session_id``: a row per session, indexed ``sub-01_ses-2``) and whose other
 columns are numbers: the encoder writes ``participant_id, emb_000 .. emb_511``, the
 regional layer ``participant_id, <atlas>_<region>_<measure> ...``. Missing values
 are written ``n/a`` (BIDS) and read as NaN; the probes impute them inside each
@@ -26,6 +27,7 @@ from pathlib import Path
 from anatcl_nipype.errors import PredictionError
 
 ID_COLUMN = "participant_id"
+SESSION_COLUMN = "session_id"
 #: Cell values read as missing (BIDS writes ``n/a``).
 MISSING_VALUES = frozenset({"n/a", ""})
 
@@ -33,20 +35,31 @@ MISSING_VALUES = frozenset({"n/a", ""})
 def read_features_tsv(path):
     """Read a feature TSV into a float DataFrame indexed by ``participant_id``.
 
-    Raises :class:`PredictionError` when the first column is not ``participant_id``,
-    a participant or column appears twice, or a cell is neither a number nor ``n/a``.
+    A ``session_id`` second column makes the index ``<participant_id>_<session_id>`` (one
+    row per session). Raises :class:`PredictionError` when the first column is not
+    ``participant_id``, a participant (session) or column appears twice, or a cell is
+    neither a number nor ``n/a``.
 
     >>> import tempfile, pathlib
     >>> path = pathlib.Path(tempfile.mkdtemp()) / "features.tsv"
     >>> _ = path.write_text("participant_id\\temb_000\\temb_001\\nsub-01\\t0.5\\t-1e-3\\n")
     >>> read_features_tsv(path).to_numpy().tolist()
     [[0.5, -0.001]]
+    >>> _ = path.write_text("participant_id\\tsession_id\\temb_000\\nsub-01\\tses-2\\t0.5\\n")
+    >>> read_features_tsv(path).index.tolist()
+    ['sub-01_ses-2']
     """
     import pandas as pd
+
+    from anatcl_nipype.bids import scan_id
 
     path = Path(path)
     header, rows = _read_tsv_rows(path)
     _check_header(header, path)
+    if header[1] == SESSION_COLUMN:
+        rows = [[scan_id(row[0], row[1].strip() not in MISSING_VALUES and row[1]), *row[2:]]
+                for row in rows]
+        header = [header[0], *header[2:]]
     ids = [row[0] for row in rows]
     _refuse_duplicates(ids, f"{path}: participant_id", "keep one row per participant")
     values = [[_parse_number(cell, path, line, column) for cell, column in zip(row[1:], header[1:])]
@@ -84,6 +97,34 @@ def join_features(tables):
             "the tables describe the same subjects and write ids the same way (sub- prefix)")
     joined.index.name = ID_COLUMN
     return joined
+
+
+def with_session_column(in_tsv, out_tsv):
+    """``in_tsv`` with its ``sub-01_ses-2`` row ids split into ``participant_id`` and
+    ``session_id`` columns, written to ``out_tsv``; ``in_tsv`` itself when no row has a
+    session (single-session tables stay byte-identical). Returns the path to use.
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "a.tsv").write_text("participant_id\\tx\\nsub-01_ses-2\\t1\\nsub-02\\t3\\n")
+    >>> out = with_session_column(folder / "a.tsv", folder / "b.tsv")
+    >>> pathlib.Path(out).read_text().split("\\n")
+    ['participant_id\\tsession_id\\tx', 'sub-01\\tses-2\\t1', 'sub-02\\tn/a\\t3', '']
+    """
+    from anatcl_nipype.bids import split_scan_id
+    from anatcl_nipype.files import atomic_write
+
+    with open(in_tsv, newline="", encoding="utf-8-sig") as stream:
+        rows = list(csv.reader(stream, delimiter="\t"))
+    scans = [split_scan_id(row[0]) for row in rows[1:]]
+    if not rows or rows[0][0] != ID_COLUMN or not any(session for _, session in scans):
+        return str(in_tsv)
+    lines = [[ID_COLUMN, SESSION_COLUMN, *rows[0][1:]]]
+    lines += [[participant, session or "n/a", *row[1:]]
+              for (participant, session), row in zip(scans, rows[1:])]
+    with atomic_write(out_tsv) as tmp:
+        tmp.write_text("".join("\t".join(line) + "\n" for line in lines))
+    return str(out_tsv)
 
 
 def _read_tsv_rows(path):

@@ -3,7 +3,10 @@
 The file is tab-separated with a ``participant_id`` column; it may start with a UTF-8
 byte-order mark and use CRLF line endings (files saved by spreadsheet programs), and
 writes missing values as ``n/a``. Ids match with or without the ``sub-`` prefix, so
-``sub-01`` in the features finds ``01`` in the file and the other way round.
+``sub-01`` in the features finds ``01`` in the file and the other way round. Rows of
+sessions (``sub-01_ses-2``) take their participant's value, or, where ``participants.tsv``
+has none (``n/a`` or no such column), the session's row of the BIDS
+``sub-01/sub-01_sessions.tsv`` beside it (ages at each visit live there).
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "participants.tsv"
@@ -19,7 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from anatcl_nipype.errors import AnatCLError, PredictionError
-from anatcl_nipype.inputs import ID_COLUMN, MISSING_VALUES, read_tsv_rows
+from anatcl_nipype.bids import split_scan_id
+from anatcl_nipype.inputs import (ID_COLUMN, MISSING_VALUES, SESSION_COLUMN, read_tsv_rows,
+                                  sessions_tsv_of)
 from anatcl_nipype.prediction.probes import check_task
 
 
@@ -57,17 +62,20 @@ def load_labels(participants_tsv, column, participant_ids, task):
     check_task(task)
     path = Path(participants_tsv)
     rows = _read_participants(path)
-    _check_column(rows, column, path)
-    by_id = _index_by_subject(rows, path)
     participant_ids = list(participant_ids)
-    wanted = {_subject(pid): pid for pid in participant_ids}
+    sessions = _SessionTables(path, column)
+    _check_column(rows, column, path, any(split_scan_id(p)[1] for p in participant_ids))
+    by_id = _index_by_subject(rows, path)
+    wanted = {_scan(pid): pid for pid in participant_ids}
     if len(wanted) != len(participant_ids):
         raise PredictionError("participant_ids of the features repeat a subject "
                               "(with or without the sub- prefix); keep one row per subject")
     _refuse_missing_subjects(wanted, by_id, path)
     kept, values, dropped = [], [], []
-    for subject, pid in wanted.items():
-        cell = (by_id[subject][column] or "").strip()
+    for (subject, session), pid in wanted.items():
+        cell = (by_id[subject].get(column) or "").strip()
+        if session and cell in MISSING_VALUES:
+            cell = sessions.value(subject, session) or cell
         value = _parse_label(cell, task, path, pid, column)
         if value is None:
             dropped.append((pid, f"{column} is {cell or 'empty'}"))
@@ -84,6 +92,32 @@ def _subject(participant_id):
     return participant_id[4:] if participant_id.startswith("sub-") else participant_id
 
 
+def _scan(row_id):
+    """``(subject label, session id or None)`` of a feature row's id."""
+    participant_id, session = split_scan_id(str(row_id).strip())
+    return _subject(participant_id), session
+
+
+class _SessionTables:
+    """The ``column`` of each participant's BIDS ``sessions.tsv``, read once per file."""
+
+    def __init__(self, participants_tsv, column):
+        self.participants_tsv, self.column, self.tables = participants_tsv, column, {}
+
+    def value(self, subject, session):
+        if subject not in self.tables:
+            path = sessions_tsv_of(self.participants_tsv, f"sub-{subject}")
+            rows = _read_participants(path) if path else []
+            self.tables[subject] = {row.get(SESSION_COLUMN): row for row in rows}
+        return (self.tables[subject].get(session, {}).get(self.column) or "").strip() or None
+
+    def has_column(self):
+        """Whether any sessions.tsv beside participants.tsv has the column."""
+        folder = Path(self.participants_tsv).parent
+        return any(self.column in (read_tsv_rows(path)[0])
+                   for path in folder.glob("sub-*/sub-*_sessions.tsv"))
+
+
 def _read_participants(path):
     try:
         return read_tsv_rows(path)
@@ -91,12 +125,13 @@ def _read_participants(path):
         raise PredictionError(str(error)) from None
 
 
-def _check_column(rows, column, path):
+def _check_column(rows, column, path, with_sessions=False):
     available = [name for name in rows[0] if name is not None]
     if ID_COLUMN not in available:
         raise PredictionError(f"{path}: no {ID_COLUMN!r} column (columns: "
                               f"{', '.join(available)}); is the file tab-separated?")
-    if column not in available:
+    if column not in available and not (with_sessions and
+                                        _SessionTables(path, column).has_column()):
         raise PredictionError(f"{path}: no column {column!r}; available columns: "
                               f"{', '.join(available)}")
 
@@ -113,7 +148,7 @@ def _index_by_subject(rows, path):
 
 
 def _refuse_missing_subjects(wanted, by_id, path):
-    missing = [pid for subject, pid in wanted.items() if subject not in by_id]
+    missing = [pid for (subject, _), pid in wanted.items() if subject not in by_id]
     if missing:
         raise PredictionError(f"{path}: {len(missing)} participant(s) with features have no "
                               f"row: {', '.join(missing)}; add them to the file or drop "
@@ -121,7 +156,8 @@ def _refuse_missing_subjects(wanted, by_id, path):
 
 
 def _note_unused(by_id, wanted, path):
-    unused = [by_id[subject][ID_COLUMN] for subject in by_id if subject not in wanted]
+    subjects = {subject for subject, _ in wanted}
+    unused = [by_id[subject][ID_COLUMN] for subject in by_id if subject not in subjects]
     if not unused:
         return []
     return [f"{len(unused)} participant(s) in {path} have no features: {', '.join(unused)}"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from anatcl_nipype.files import write_json_atomic
-from anatcl_nipype.inputs import infer_task, read_column
+from anatcl_nipype.inputs import infer_task, read_column, target_values
 from anatcl_nipype.options import AUTO_TASK
 from anatcl_nipype.prediction.feature_source import (
     feature_kind,
@@ -42,7 +42,7 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
     from anatcl_nipype.prediction.validation import fit_final_probe
 
     if task == AUTO_TASK:
-        task = infer_task(target, read_column(participants_tsv, target))
+        task = infer_task(target, target_values(participants_tsv, target))
     features, dropped, empty_columns = read_features(feature_tables)
     source = feature_source(features, sidecar_paths(feature_tables, features_json))
     ids, y, groups, label_dropped, notes = _labels(participants_tsv, target, task,
@@ -57,7 +57,7 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
     card = {"task": task, "target": target, "n_train": len(X),
             "features": feature_kind(source["columns"]), "cv_metrics": result.summary,
             "validation": {"cv": cv, "n_repeats": n_repeats, "seed": seed,
-                           "group_column": group_column},
+                           "group_column": _grouped_by(group_column, groups)},
             "feature_source": source,
             # by name: the group folder holds them beside the card (the work folder's copies
             # are temporary)
@@ -145,13 +145,38 @@ def _labels(participants_tsv, target, task, group_column, participant_ids):
 
     labels = load_labels(participants_tsv, target, participant_ids, task)
     if group_column is None:
-        return labels.participant_ids, labels.labels, None, labels.dropped, labels.notes
+        return (labels.participant_ids, labels.labels, participant_groups(labels.participant_ids),
+                labels.dropped, labels.notes)
     groups = load_labels(participants_tsv, group_column, labels.participant_ids,
                          "classification")
     label_of = dict(zip(labels.participant_ids, labels.labels))
     y = np.array([label_of[pid] for pid in groups.participant_ids], dtype=labels.labels.dtype)
     return (groups.participant_ids, y, groups.labels, labels.dropped + groups.dropped,
             labels.notes)
+
+
+def _grouped_by(group_column, groups):
+    """The column the folds were grouped by: the user's, participant_id for sessions."""
+    if group_column is None and groups is not None:
+        return "participant_id"
+    return group_column
+
+
+def participant_groups(row_ids):
+    """With sessions (rows ``sub-01_ses-2``), each row's participant, so that no participant
+    is in both the training and the test folds; None when every row is its own participant.
+
+    >>> participant_groups(["sub-01_ses-1", "sub-01_ses-2", "sub-02_ses-1"]).tolist()
+    ['sub-01', 'sub-01', 'sub-02']
+    >>> participant_groups(["sub-01", "sub-02"]) is None
+    True
+    """
+    from anatcl_nipype.bids import split_scan_id
+
+    scans = [split_scan_id(row) for row in row_ids]
+    if not any(session for _, session in scans):
+        return None
+    return np.array([participant for participant, _ in scans])
 
 
 def _permutation_test(X, y, groups, task, n_permutations, seed, cv):

@@ -391,7 +391,30 @@ def _sink_results(workflow, output_dir, target, derivatives, subfolder=None):
             sink = pe.Node(GroupDerivativesSink(base_directory=str(Path(output_dir).absolute()),
                                                 folder=folder, out_name=out_name),
                            name=sink_name, run_without_submitting=True)
-            workflow.connect(workflow.get_node(node_name), field, sink, "in_file")
+            source, field = _with_session_column(workflow, workflow.get_node(node_name), field,
+                                                 out_name, sink_name)
+            workflow.connect(source, field, sink, "in_file")
+
+
+def _with_session_column(workflow, node, field, out_name, sink_name):
+    """Per-scan tables (``embeddings.tsv``, ``regional.tsv``, predictions) are written with
+    ``participant_id`` and ``session_id`` columns when the rows are sessions."""
+    if out_name not in ("embeddings.tsv", "regional.tsv", "predictions.tsv",
+                        "desc-applied_predictions.tsv"):
+        return node, field
+    split = pe.Node(niu.Function(function=_session_table, output_names=["out_tsv"]),
+                    name=f"{sink_name}_sessions", run_without_submitting=True)
+    split.inputs.out_name = out_name
+    workflow.connect(node, field, split, "in_tsv")
+    return split, "out_tsv"
+
+
+def _session_table(in_tsv, out_name):
+    from pathlib import Path
+
+    from anatcl_nipype.prediction.features import with_session_column
+
+    return with_session_column(in_tsv, Path.cwd() / out_name)
 
 
 def _description(task, target, features, model, cv, n_repeats, group_column, n_permutations):
