@@ -76,18 +76,22 @@ def _strict(value):
 
 
 def write_failures_tsv(path, failures):
-    r"""Write ``failed.tsv``: one ``(participant_id, path, reason)`` row per failure, atomically.
+    r"""Write ``failed.tsv`` atomically: one ``(participant_id, path, reason[, traceback])``
+    row per failure under the header ``participant_id path reason traceback``.
 
-    Tabs and newlines inside a field become spaces, so every failure stays one row.
+    Tabs and newlines inside a field become spaces, so every failure stays one row; pass a
+    traceback already encoded as one field
+    (:func:`anatcl_nipype.reports.collect.encode_traceback`). Rows without one leave it empty.
 
     >>> import tempfile, os
     >>> path = write_failures_tsv(os.path.join(tempfile.mkdtemp(), "failed.tsv"),
     ...                           [("sub-09", "/d/mwp1sub-09.nii", "empty map\n")])
-    >>> path.read_text().splitlines()[1]
-    'sub-09\t/d/mwp1sub-09.nii\tempty map '
+    >>> path.read_text().splitlines()
+    ['participant_id\tpath\treason\ttraceback', 'sub-09\t/d/mwp1sub-09.nii\tempty map \t']
     """
-    lines = ["participant_id\tpath\treason"]
-    lines += ["\t".join(str(field).replace("\t", " ").replace("\n", " ") for field in failure)
+    lines = ["participant_id\tpath\treason\ttraceback"]
+    lines += ["\t".join(str(field).replace("\t", " ").replace("\n", " ")
+                        for field in (*failure, "")[:4])
               for failure in failures]
     with atomic_write(path) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

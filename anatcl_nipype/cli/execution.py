@@ -1,6 +1,7 @@
 """Run a Nipype workflow for the command line: plugin, progress lines, failures with reasons."""
 
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,34 +12,80 @@ POLL_SECONDS = 0.2
 
 @dataclass
 class RunReport:
-    """What happened to each node that matters to a person: done and failed (with reasons)."""
+    """What happened to each node that matters to a person: done and failed (with reasons
+    and tracebacks), what is running now, and node time per kind of step."""
 
     total_subjects: int = 0
     done: list = field(default_factory=list)
     failed: dict = field(default_factory=dict)  # participant_id -> reason
+    tracebacks: dict = field(default_factory=dict)  # participant_id -> traceback text
+    running: dict = field(default_factory=dict)  # node's full name -> monotonic start
+    step_seconds: dict = field(default_factory=dict)  # kind of step -> summed node seconds
+    last_line: float = 0.0  # monotonic time of the last progress line printed
+
+    def finished(self):
+        """How many participants are finished, well or not."""
+        return len(set(self.done) | set(self.failed))
+
+    def describe_running(self):
+        """``running: sub-03 anatcl_encode, fit_probe`` (the heartbeat's detail)."""
+        from anatcl_nipype.workflows.base import scan_of_branch
+
+        names = [" ".join(filter(None, (scan_of_branch(name), name.rsplit(".", 1)[-1])))
+                 for name in sorted(self.running)]
+        return f"running: {', '.join(names[:4])}" + (" ..." if len(names) > 4 else "") \
+            if names else ""
+
+
+#: Kinds of step the summary times, by a word in the node's name (first match wins; sinks
+#: are the ``ds_*`` nodes).
+STEP_KINDS = (("encode", "encoding"), ("regional", "regional"), ("roi", "regional"),
+              ("relevance", "relevance maps"), ("probe", "probe"))
+
+
+def step_kind(node_name):
+    """The kind of step a node does, for the summary.
+
+    >>> step_kind("anatcl_encode"), step_kind("ds_embedding"), step_kind("bids_source")
+    ('encoding', 'sinks', 'other steps')
+    """
+    if node_name.startswith("ds_"):
+        return "sinks"
+    return next((kind for word, kind in STEP_KINDS if word in node_name), "other steps")
 
 
 class ProgressPrinter:
-    """Nipype status callback printing one line per finished or failed subject step."""
+    """Nipype status callback: one line per finished or failed participant, counting both
+    (``[3/5] sub-03 failed: <reason>``), and the running nodes and time per kind of step
+    in the report (for the heartbeat and the summary)."""
 
-    def __init__(self, report, watched=("anatcl_encode",), stream=sys.stdout):
+    def __init__(self, report, watched=("anatcl_encode",), stream=None):
         self.report = report
         self.watched = watched
-        self.stream = stream
+        self.stream = stream or sys.stdout
 
     def __call__(self, node, status):
-        if status not in ("end", "exception"):
+        if status == "start":
+            self.report.running[node.fullname] = time.monotonic()
             return
+        started = self.report.running.pop(node.fullname, None)
+        if started is not None:
+            kind = step_kind(node.name)
+            self.report.step_seconds[kind] = (self.report.step_seconds.get(kind, 0.0)
+                                              + time.monotonic() - started)
         participant = _participant_of(node)
         if status == "exception":
-            self.report.failed[participant or node.fullname] = _failure_reason(node)
-            print(f"  FAILED {participant or node.fullname}: "
-                  f"{self.report.failed[participant or node.fullname]}", file=self.stream)
-        elif node.name in self.watched and participant:
+            key = participant or node.fullname
+            self.report.tracebacks[key], self.report.failed[key] = _failure_of(node)
+            self._say(f"{key} failed: {self.report.failed[key]}", counted=bool(participant))
+        elif status == "end" and node.name in self.watched and participant:
             self.report.done.append(participant)
-            total = self.report.total_subjects or "?"
-            print(f"  [{len(self.report.done)}/{total}] {participant}: {node.name} done",
-                  file=self.stream, flush=True)
+            self._say(f"{participant}: {node.name} done")
+
+    def _say(self, text, counted=True):
+        counter = f"[{self.report.finished()}/{self.report.total_subjects or '?'}] "
+        print(f"  {counter if counted else ''}{text}", file=self.stream, flush=True)
+        self.report.last_line = time.monotonic()
 
 
 def _participant_of(node):
@@ -48,17 +95,17 @@ def _participant_of(node):
     return scan_of_branch(node.fullname)
 
 
-def _failure_reason(node):
-    """The last line of the node's traceback: the AnatCLError message where there is one."""
+def _failure_of(node):
+    """The node's traceback and its last line (the AnatCLError message where there is one)."""
     from nipype.utils.filemanip import loadpkl
 
     result_file = Path(node.output_dir()) / f"result_{node.name}.pklz"
     try:
-        traceback = loadpkl(result_file).runtime.traceback
+        traceback = str(loadpkl(result_file).runtime.traceback)
     except Exception:  # no result written: the node died before Nipype could record why
-        return "crashed; see the crash file in the work folder"
-    lines = [line.strip() for line in str(traceback).splitlines() if line.strip()]
-    return lines[-1].split(": ", 1)[-1] if lines else "crashed"
+        return "", "crashed; see the crash file in the work folder"
+    lines = [line.strip() for line in traceback.splitlines() if line.strip()]
+    return traceback, (lines[-1].split(": ", 1)[-1] if lines else "crashed")
 
 
 def configure_nipype(work_dir, verbose):
