@@ -48,16 +48,19 @@ def cat12_stem(path):
     """The name of the scan CAT12 ran on, from any of its outputs (prefix and extension off).
 
     Every output kind of one scan gives the same stem: images (``mwp1``, ``mwp2``, ``wm``,
-    ``p1`` ...), ``catROI_``/``catROIs_`` label files and the ``cat_`` report, with or
-    without ``.xml``.
+    ``p1`` ... in ``mri/``), ``catROI_``/``catROIs_`` label files and the ``cat_`` report,
+    with or without ``.xml``. Elsewhere only ``mwp1`` is taken off an image's name.
 
     >>> sorted({cat12_stem(n) for n in ("mri/mwp1IXI002-Guys-0828-T1.nii",
     ...         "mri/p1IXI002-Guys-0828-T1.nii", "label/catROIs_IXI002-Guys-0828-T1.xml",
     ...         "report/cat_IXI002-Guys-0828-T1", "mri/wmIXI002-Guys-0828-T1.nii.gz")})
     ['IXI002-Guys-0828-T1']
     """
-    name = _EXTENSIONS.sub("", PurePath(path).name)
-    for prefix in CAT12_TEXT_PREFIXES + CAT12_PREFIXES:
+    path = PurePath(path)
+    name = _EXTENSIONS.sub("", path.name)
+    # image prefixes only for images CAT12 wrote (in mri/): elsewhere "m" may begin a name
+    prefixes = CAT12_TEXT_PREFIXES + (CAT12_PREFIXES if path.parent.name == "mri" else ("mwp1",))
+    for prefix in prefixes:
         if name.startswith(prefix) and len(name) > len(prefix):
             return name[len(prefix):]
     return name

@@ -23,7 +23,7 @@ from nipype.interfaces.base import (
 )
 
 import anatcl_nipype
-from anatcl_nipype.bids import participant_id_from_path
+from anatcl_nipype.bids import participant_id_from_path, scan_id, session_id_from_path
 from anatcl_nipype.errors import AnatCLError, RegionalError
 from anatcl_nipype.files import sha256_file
 from anatcl_nipype.interfaces.encoder import EncoderOptionsInputSpec, make_encoder
@@ -49,9 +49,11 @@ class _RegionalTableOutputSpec(TraitedSpec):
 
 
 def _participant_id(inputs, path):
+    """The row label: the given one, else ``sub-<l>[_ses-<s>]`` from a CAT12 file's name
+    (the same for every CAT12 output kind of one scan)."""
     if isdefined(inputs.participant_id):
         return inputs.participant_id
-    return participant_id_from_path(path)
+    return scan_id(participant_id_from_path(path), session_id_from_path(path))
 
 
 def _provenance(interface, sources):
