@@ -70,6 +70,8 @@ class Options:
     omp_nthreads: int | None = None
     mem_gb: float | None = None
     wait_for_lock: bool = False
+    resample: bool = False
+    argv: list = field(default_factory=list)  # the command as typed (run records)
 
     def encoder_options(self):
         """The encoding options the workflows take (defaults where not given); ``--fold
@@ -80,7 +82,7 @@ class Options:
                     fold=FOLDS[0] if self.fold is None or ensemble else self.fold,
                     folds=FOLDS if ensemble else None,
                     precision=self.precision, device=self.device,
-                    force_precision=self.force_precision)
+                    force_precision=self.force_precision, resample=self.resample)
 
     def check_precision(self):
         """Refuse an explicit ``--precision bf16`` on a CPU without fast bf16 units, once,
@@ -95,7 +97,8 @@ class Options:
 def parse_options(argv):
     """``argv`` -> :class:`Options` (argparse exits with code 2 on bad usage)."""
     args = vars(build_parser().parse_args(argv))
-    return Options(**{f.name: args[f.name] for f in fields(Options) if f.name in args})
+    return Options(argv=list(argv),
+                   **{f.name: args[f.name] for f in fields(Options) if f.name in args})
 
 EPILOG = """\
 other commands:
@@ -188,7 +191,9 @@ def build_parser():
     parser.add_argument("cat12_dir", type=Path, help="folder CAT12 wrote into (plain or BIDS "
                         "derivatives layout)")
     parser.add_argument("output_dir", type=Path, help="BIDS derivatives folder to write")
-    parser.add_argument("analysis_level", choices=("participant", "group"))
+    parser.add_argument("analysis_level", choices=("participant", "group"),
+                        help="participant: encode each participant's map (and read its CAT12 "
+                             "ROI measures); group: fit or apply a probe on those outputs")
     parser.add_argument("--participant-label", nargs="+", metavar="LABEL",
                         help="only these participants (with or without sub-)")
     group = parser.add_argument_group("group level")
@@ -215,7 +220,17 @@ def build_parser():
     add_harmonization_options(parser)
     add_relevance_options(parser)
     add_run_control_options(parser)
+    add_input_map_options(parser)
     return parser
+
+
+def add_input_map_options(parser):
+    """How input maps off the CAT12 grid are treated."""
+    group = parser.add_argument_group("input maps")
+    group.add_argument("--resample", action="store_true",
+                       help="resample MNI-space maps on another grid onto the CAT12 1.5 mm grid "
+                            "(default: refuse them; embeddings of resampled maps differ from "
+                            "CAT12's own)")
 
 
 def add_selection_options(parser):

@@ -39,7 +39,7 @@ def init_anatcl_participant_wf(*, subjects, output_dir, name="anatcl_participant
 
 def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="global", fold=0,
                            precision="fp32", device="auto", use_gpu=False, omp_nthreads=1,
-                           folds=None, force_precision=False):
+                           folds=None, force_precision=False, resample=False):
     """Encode one subject's CAT12 map, read its CAT12 ROI measures, write BIDS derivatives.
 
     The regional branch runs when the subject has CAT12 ROI files or a report
@@ -57,6 +57,7 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
     workflow.__desc__ = encoding_wf.__desc__
     encode = encoding_wf.get_node("anatcl_encode")
     encode.inputs.force_precision = force_precision
+    encode.inputs.resample = resample  # maps on another MNI grid: resampled, not refused
     if folds:
         encode.inputs.folds = list(folds)
         fold = folds[0]  # the encoding workflow's outputnode carries the first fold
