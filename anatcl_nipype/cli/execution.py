@@ -123,18 +123,39 @@ def configure_nipype(work_dir, verbose):
 
 
 def run_workflow(workflow, options, report):
-    """Run ``workflow`` with the plugin the user chose; fill ``report``; return it."""
-    plugin = options.plugin or ("MultiProc" if options.nprocs > 1 else "Linear")
-    plugin_args = dict(options.plugin_args)
-    if plugin == "MultiProc":
-        plugin_args.setdefault("n_procs", options.nprocs)
-    plugin_args["status_callback"] = ProgressPrinter(report)
+    """Run ``workflow`` with the plugin the user chose; fill ``report``; return it.
+
+    The work folder is locked for the run (a second run refuses or waits); SIGINT/SIGTERM
+    raise :class:`~anatcl_nipype.cli.supervision.RunInterrupted` after the workers are
+    stopped and partial outputs removed; any other way the run ends early stops the
+    workers too.
+    """
+    from anatcl_nipype.cli.locking import work_dir_lock
+    from anatcl_nipype.cli.supervision import (
+        GuardedCallback, RunInterrupted, SchedulerError, first_crash_message, make_runner,
+        plugin_settings, remove_partial_outputs, signals_interrupt_run, stop_workers)
+
+    plugin, plugin_args = plugin_settings(options.plugin, options.plugin_args, options.nprocs,
+                                          options.mem_gb)
+    plugin_args["status_callback"] = GuardedCallback(ProgressPrinter(report))
     workflow.base_dir = str(Path(options.work_dir).absolute())
-    try:
-        workflow.run(plugin=plugin, plugin_args=plugin_args)
-    except RuntimeError:
-        if not report.failed:  # not a node failure: something else went wrong
+    workflow.config["execution"]["stop_on_first_crash"] = str(
+        options.stop_on_first_crash).lower()
+    with work_dir_lock(options.work_dir, wait=options.wait_for_lock), \
+            signals_interrupt_run():
+        runner = make_runner(plugin, plugin_args)
+        try:
+            workflow.run(plugin=runner, plugin_args=plugin_args)
+        except RunInterrupted:
+            stop_workers(runner)
+            remove_partial_outputs(options.output_dir)
             raise
+        except BaseException as error:
+            stop_workers(runner)
+            if not (isinstance(error, RuntimeError) and report.failed):
+                raise  # not a node failure: something else went wrong
+            if options.stop_on_first_crash:
+                raise SchedulerError(first_crash_message(report)) from None
     return report
 
 

@@ -1,7 +1,7 @@
 """One run per work folder: an exclusive ``fcntl`` lock on ``<work_dir>/anatcl-nipype.lock``.
 
 Two runs sharing a Nipype work folder corrupt each other's node folders. The first run holds
-the lock for its whole life; a second one refuses at once, naming the holder (pid, host,
+the lock for its whole life (re-entrant within one process); a second one refuses at once, naming the holder (pid, host,
 start time, command), or waits for it (``--wait-for-lock``). The kernel drops the lock when
 its process dies, so a lock file left by a killed run is simply taken over.
 
@@ -24,6 +24,7 @@ from pathlib import Path
 from anatcl_nipype.errors import AnatCLError
 
 LOCK_NAME = "anatcl-nipype.lock"
+_HELD = {}  # lock path -> holder record, for the locks this process holds
 
 
 class WorkDirLocked(AnatCLError):
@@ -38,6 +39,9 @@ def work_dir_lock(work_dir, wait=False, stream=sys.stderr):
     ``wait``: then print one line to ``stream`` and block until it is released.
     """
     path = Path(work_dir).absolute() / LOCK_NAME
+    if path in _HELD:  # this process holds it already (the command, then its run)
+        yield _HELD[path]
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -50,9 +54,11 @@ def work_dir_lock(work_dir, wait=False, stream=sys.stderr):
         holder = _holder_record()
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, (json.dumps(holder) + "\n").encode(), 0)
+        _HELD[path] = holder
         try:
             yield holder
         finally:
+            del _HELD[path]
             os.ftruncate(descriptor, 0)  # released cleanly: no holder left to report
     finally:
         os.close(descriptor)  # releases the lock

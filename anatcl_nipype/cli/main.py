@@ -3,13 +3,18 @@
 ``participant`` and ``group`` (:mod:`.participant`, :mod:`.group`) take an
 :class:`~anatcl_nipype.cli.parser.Options`; ``demo`` and ``weights`` parse their own
 arguments. Every error a user can cause ends in one line on stderr and exit code 1 (2 for
-bad usage, e.g. options contradicting a probe card), with the traceback only under ``-v``.
+bad usage, e.g. options contradicting a probe card), with the traceback only under ``-v``;
+an interrupted run (SIGINT/SIGTERM) prints one line and exits 130/143.
 """
 
+import signal
 import sys
 import traceback
 
+from anatcl_nipype.cli.locking import work_dir_lock
 from anatcl_nipype.cli.parser import EXIT_ERROR, EXIT_USAGE, UsageError, parse_options
+from anatcl_nipype.cli.paths import check_paths
+from anatcl_nipype.cli.supervision import INTERRUPTED_EXIT, INTERRUPTED_MESSAGE
 from anatcl_nipype.errors import AnatCLError
 
 
@@ -25,10 +30,9 @@ def main(argv=None):
         return _fail(error, verbose)
     except (OSError, RuntimeError) as error:
         return _fail(error, verbose, prefix=f"{type(error).__name__}: ")
-    except KeyboardInterrupt:
-        print("anatcl-nipype: interrupted; re-run with the same --work-dir to resume",
-              file=sys.stderr)
-        return EXIT_ERROR
+    except KeyboardInterrupt as interrupt:  # RunInterrupted (SIGINT/SIGTERM) or Ctrl-C
+        print(f"anatcl-nipype: {INTERRUPTED_MESSAGE}", file=sys.stderr)
+        return getattr(interrupt, "exit_code", INTERRUPTED_EXIT[signal.SIGINT])
 
 
 def _dispatch(argv):
@@ -41,17 +45,28 @@ def _dispatch(argv):
 
         return run_weights_command(argv[1:])
     options = parse_options(argv)
-    if options.analysis_level == "participant":
-        from anatcl_nipype.cli.participant import run_participant_level
+    check_paths(options)
+    with work_dir_lock(options.work_dir, wait=options.wait_for_lock):  # before any work
+        if options.analysis_level == "participant":
+            from anatcl_nipype.cli.participant import run_participant_level
 
-        return run_participant_level(options)
-    from anatcl_nipype.cli.group import run_group_level
+            return run_participant_level(options)
+        from anatcl_nipype.cli.group import run_group_level
 
-    return run_group_level(options)
+        return run_group_level(options)
 
 
 def _fail(error, verbose, prefix="", code=EXIT_ERROR):
     if verbose:
         traceback.print_exc()
-    print(f"anatcl-nipype: error: {prefix}{error}", file=sys.stderr)
+    print(f"anatcl-nipype: error: {prefix}{one_line(str(error))}", file=sys.stderr)
     return code
+
+
+def one_line(text):
+    r"""``text`` with line breaks and other control characters escaped (one line always).
+
+    >>> print(one_line("a\nb\tc"))
+    a\nb\tc
+    """
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -32,7 +32,8 @@ def run_participant_level(options):
     configure_nipype(options.work_dir, options.verbose)
     workflow = init_anatcl_participant_wf(
         subjects=[subject.as_inputs() for subject in subjects], output_dir=output_dir,
-        omp_nthreads=max(1, options.nprocs // max(1, min(options.nprocs, len(subjects)))),
+        omp_nthreads=options.omp_nthreads
+        or max(1, options.nprocs // max(1, min(options.nprocs, len(subjects)))),
         **options.encoder_options())
     folder = report_dir(output_dir)
     write_text_atomic(folder / "methods.md", workflow.visit_desc())

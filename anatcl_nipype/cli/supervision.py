@@ -18,6 +18,7 @@ import contextlib
 import functools
 import os
 import signal
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -86,8 +87,26 @@ def _supervised_multiproc():
                                      "from outside (e.g. out of memory) ends like this")
             return super()._get_result(taskid)
 
+        def _submit_job(self, node, updatehash=False):
+            from concurrent.futures import BrokenExecutor
+
+            try:
+                return super()._submit_job(node, updatehash=updatehash)
+            except BrokenExecutor as error:
+                raise SchedulerError(
+                    f"a worker process died ({error}); it was killed from outside, e.g. out "
+                    "of memory (try fewer --nprocs or --mem-gb); rerun with the same -w to "
+                    "resume") from None
+
     SupervisedMultiProcPlugin.__name__ = "MultiProcPlugin"  # Nipype names the plugin so
     return SupervisedMultiProcPlugin
+
+
+def first_crash_message(report):
+    """The error ending a ``--stop-on-first-crash`` run, naming the first failure."""
+    who, reason = next(iter(report.failed.items()))
+    return (f"stopped at the first crash (--stop-on-first-crash): {who}: {reason}; fix it "
+            "and rerun with the same -w to resume")
 
 
 class GuardedCallback:
@@ -112,6 +131,9 @@ def signals_interrupt_run():
     Processes forked inside the block inherit the handler; in them it restores the default
     action and re-sends the signal, so a worker told to stop does stop.
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python delivers signals to the main thread only: nothing to set up here
+        return
     owner = os.getpid()
 
     def handler(signum, frame):
