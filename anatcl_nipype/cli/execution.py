@@ -77,14 +77,15 @@ class ProgressPrinter:
         if status == "exception":
             key = participant or node.fullname
             self.report.tracebacks[key], self.report.failed[key] = _failure_of(node)
-            self._say(f"{key} failed: {self.report.failed[key]}", counted=bool(participant))
+            if participant:  # another step's failure is said once: in the summary or error
+                self._say(f"{key} failed: {self.report.failed[key]}")
         elif status == "end" and node.name in self.watched and participant:
             self.report.done.append(participant)
             self._say(f"{participant}: {node.name} done")
 
-    def _say(self, text, counted=True):
+    def _say(self, text):
         counter = f"[{self.report.finished()}/{self.report.total_subjects or '?'}] "
-        print(f"  {counter if counted else ''}{text}", file=self.stream, flush=True)
+        print(f"  {counter}{text}", file=self.stream, flush=True)
         self.report.last_line = time.monotonic()
 
 
