@@ -1,0 +1,80 @@
+"""The README's python snippets: each runs as written in the demo's folder, or says in its first
+line what it needs (and, for CAT12Segment, stops at once without it instead of hanging)."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+#: How a snippet that cannot run on the demo begins.
+NEEDS = "# Needs "
+#: Participants of the demo the snippets run on: the fewest that 5-fold stratified CV takes.
+DEMO_SUBJECTS = 10
+
+
+def python_snippets():
+    """Every ```python block of the README, in order."""
+    return re.findall(r"^```python\n(.*?)^```", README.read_text(), flags=re.S | re.M)
+
+
+def snippet_name(snippet):
+    """The snippet's first line that is code, for the test id."""
+    return next(line for line in snippet.splitlines()
+                if line.strip() and not line.startswith("#"))[:60]
+
+
+SNIPPETS = python_snippets()
+RUNNABLE = [s for s in SNIPPETS if not s.startswith(NEEDS)]
+
+
+def run_python(code, cwd, timeout):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def demo_folder(tmp_path_factory):
+    """``anatcl-nipype demo`` run once per session: the folder the README's snippets run in."""
+    folder = tmp_path_factory.mktemp("readme") / "demo_output"
+    done = subprocess.run([sys.executable, "-m", "anatcl_nipype", "demo", str(folder),
+                           "--n-subjects", str(DEMO_SUBJECTS)], capture_output=True, text=True,
+                          timeout=1800)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return folder
+
+
+def test_the_readme_snippets_are_found_and_compile():
+    assert len(SNIPPETS) >= 5 and len(RUNNABLE) >= 3
+    for snippet in SNIPPETS:
+        compile(snippet, snippet_name(snippet), "exec")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("snippet", RUNNABLE, ids=snippet_name)
+def test_snippet_runs_as_written_in_the_demo_folder(snippet, demo_folder):
+    done = run_python(snippet, demo_folder, timeout=900)
+    assert done.returncode == 0, f"{snippet}\n{done.stdout}\n{done.stderr}"
+
+
+def test_snippets_that_cannot_run_on_the_demo_say_what_they_need():
+    needing = [s for s in SNIPPETS if s.startswith(NEEDS)]
+    uses = {"CAT12Segment(": "MATLAB", "SLURM": "Slurm"}
+    for snippet in SNIPPETS:
+        for call, need in uses.items():
+            if call in snippet:
+                assert snippet in needing and need in snippet.splitlines()[0], snippet
+
+
+def test_the_cat12segment_snippet_stops_at_once_without_cat12(tmp_path):
+    snippet, = [s for s in SNIPPETS if "CAT12Segment(" in s]
+    done = run_python(snippet, tmp_path, timeout=120)  # it used to loop in MultiProc forever
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "CAT12Segment needs MATLAB with SPM12 and CAT12, or the CAT12 standalone: point Nipype "
+        "at it with SPMCommand.set_mlab_paths (see below)")
+    assert not (tmp_path / "work").exists()  # nothing ran
