@@ -50,9 +50,14 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
     X = features.loc[ids]
     harmonization = _harmonization_options(participants_tsv, ids, harmonize, site_column,
                                            covariate_columns, unseen_sites)
-    result = cross_validate_probe(X, y, task, cv=cv, n_repeats=n_repeats, groups=groups,
-                                  seed=seed, **harmonization)
+    say = _progress_line(f"probe {target!r}")
+    result = cross_validate_probe(
+        X, y, task, cv=cv, n_repeats=n_repeats, groups=groups, seed=seed, **harmonization,
+        progress=lambda done, total: say(f"cross-validation fold {done}/{total} done"))
+    if n_permutations:
+        say(f"permutation test ({n_permutations} permutations)")
     permutation = _permutation_test(X, y, groups, task, n_permutations, seed, cv)
+    say("final fit on all participants")
     model = fit_final_probe(X, y, task, groups=groups, seed=seed, **harmonization)
     card = {"task": task, "target": target, "n_train": len(X),
             "features": feature_kind(source["columns"]), "cv_metrics": result.summary,
@@ -81,6 +86,18 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
     )
 
 
+def _progress_line(name):
+    """A function printing ``  <name>: <text> (<seconds since the first call> s)`` at once
+    (the command line shows these lines as the fit's progress)."""
+    import time
+
+    start = time.monotonic()
+
+    def say(text):
+        print(f"  {name}: {text} ({time.monotonic() - start:.1f} s)", flush=True)
+    return say
+
+
 def _harmonization_options(participants_tsv, ids, harmonize, site_column, covariate_columns,
                            unseen_sites):
     """The harmonisation keywords of :func:`cross_validate_probe` for these participants."""
@@ -94,11 +111,11 @@ def _harmonization_options(participants_tsv, ids, harmonize, site_column, covari
 
 def harmonization_columns(participants_tsv, ids, site_column, covariate_columns):
     """``(sites, {covariate: values})`` of the participants ``ids``, from participants.tsv:
-    numeric covariates as numbers, others as text."""
+    numeric covariates as numbers, others as text; None without covariates."""
     sites = _column_values(participants_tsv, site_column, ids, "classification")
     covariates = {name: _column_values(participants_tsv, name, ids, _kind(participants_tsv, name))
                   for name in covariate_columns}
-    return sites, covariates
+    return sites, covariates or None
 
 
 def _kind(participants_tsv, column):
