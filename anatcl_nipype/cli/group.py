@@ -16,6 +16,7 @@ from pathlib import Path
 
 from anatcl_nipype.bids import bids_label, weights_desc
 from anatcl_nipype.cli.parser import EXIT_OK, UsageError
+from anatcl_nipype.cli.progress import Phases, finish_level, run_timed
 from anatcl_nipype.errors import AnatCLError, PredictionError
 from anatcl_nipype.inputs import find_participants_tsv, infer_task, target_values
 
@@ -163,13 +164,29 @@ def run_group_level(options):
 
         return rebuild_report(options)
     output_dir = Path(options.output_dir).absolute()
-    plan = plan_group_level(options)
-    folds = _ensemble_folds(options)
-    embeddings, regional = (of_sessions(paths, options.session_label) for paths in
-                            find_features(output_dir, plan["desc"], plan["features"]))
-    from anatcl_nipype.cli.execution import RunReport, configure_nipype, run_workflow
-    from anatcl_nipype.cli.report import write_report
-    from anatcl_nipype.workflows.group import init_anatcl_group_wf, target_folder
+    phases = Phases()
+    with phases("discovery"):
+        plan = plan_group_level(options)
+        folds = _ensemble_folds(options)
+        embeddings, regional = (of_sessions(paths, options.session_label) for paths in
+                                find_features(output_dir, plan["desc"], plan["features"]))
+    with phases("start-up"):
+        workflow = _build(options, plan, folds, output_dir, embeddings, regional)
+    phases.say(f"{'Applying' if options.model else 'Fitting'} a {plan['task']} probe for "
+               f"{plan['target']!r} on {plan['features']} features of "
+               f"{max(len(embeddings), len(regional))} participant(s)")
+    report = run_timed(workflow, options, phases, "probe")
+    if report.failed:
+        raise AnatCLError("; ".join(report.failed.values()))
+    _print_results(options, output_dir, plan, folds)
+    finish_level(options, "group", phases, plan["participants_tsv"])
+    return EXIT_OK
+
+
+def _build(options, plan, folds, output_dir, embeddings, regional):
+    """The group workflow with its inputs set."""
+    from anatcl_nipype.cli.execution import configure_nipype
+    from anatcl_nipype.workflows.group import init_anatcl_group_wf
 
     configure_nipype(options.work_dir, options.verbose)
     workflow = init_anatcl_group_wf(
@@ -190,12 +207,13 @@ def run_group_level(options):
     workflow.inputs.inputnode.regional_tsv = [str(path) for path in regional]
     if plan["participants_tsv"] is not None:
         workflow.inputs.inputnode.participants_tsv = str(plan["participants_tsv"])
-    print(f"{'Applying' if options.model else 'Fitting'} a {plan['task']} probe for "
-          f"{plan['target']!r} on {plan['features']} features of "
-          f"{max(len(embeddings), len(regional))} participant(s)")
-    report = run_workflow(workflow, options, RunReport())
-    if report.failed:
-        raise AnatCLError("; ".join(report.failed.values()))
+    return workflow
+
+
+def _print_results(options, output_dir, plan, folds):
+    """Where the group results are, with the cross-validated metrics."""
+    from anatcl_nipype.workflows.group import target_folder
+
     destination = output_dir / target_folder(plan["target"])
     if options.model:
         print(f"Applied {options.model} (predictions are in sample for participants it was "
@@ -211,8 +229,6 @@ def run_group_level(options):
     else:
         _print_metrics(destination / "metrics.tsv")
         print(f"Group results: {destination}")
-    print(f"Report: {write_report(output_dir, plan['participants_tsv'])}")
-    return EXIT_OK
 
 
 def _ensemble_folds(options):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from anatcl_nipype.cli.execution import prepare_output_dir, write_text_atomic
 from anatcl_nipype.cli.parser import EXIT_OK, EXIT_PARTIAL
+from anatcl_nipype.cli.progress import Phases, finish_level, run_timed
 from anatcl_nipype.inputs import discover_cat12, find_participants_tsv
 
 
@@ -18,15 +19,35 @@ def run_participant_level(options):
     if options.reports_only:
         return rebuild_report(options)
     options.check_precision()  # an explicit bf16 refused once, before any work
-    discovery = discover_cat12(options.cat12_dir, options.participant_label,
-                               options.session_label)
-    subjects = discovery.subjects
-    print("\n".join(discovery.describe()))
-    output_dir = prepare_output_dir(options.output_dir)
-    participants_tsv = find_participants_tsv(options.cat12_dir, options.participants)
-    ensure_weights(options)
-    from anatcl_nipype.cli.execution import RunReport, configure_nipype, run_workflow
-    from anatcl_nipype.cli.report import report_dir, write_report
+    phases = Phases()
+    with phases("discovery"):
+        discovery = discover_cat12(options.cat12_dir, options.participant_label,
+                                   options.session_label)
+        subjects = discovery.subjects
+        phases.say("\n".join(discovery.describe()))
+        output_dir = prepare_output_dir(options.output_dir)
+        participants_tsv = find_participants_tsv(options.cat12_dir, options.participants)
+    with phases("start-up"):
+        ensure_weights(options)
+        workflow, folder = _build(options, subjects, output_dir)
+    phases.say(f"Encoding {len(subjects)} participant(s) from {options.cat12_dir} into "
+               f"{output_dir}")
+    report = run_timed(workflow, options, phases, "encoding, regional and sinks",
+                       total_subjects=len(subjects))
+    failures = failures_by_scan(report.failed, subjects, discovery.unusable)
+    tracebacks = failures_by_scan(report.tracebacks, subjects)  # keyed like failures
+    write_failures(folder / "failed.tsv", failures,
+                   {scan: text for scan, (_, text) in tracebacks.items()})
+    code = _summarise(failures, output_dir, subjects)
+    finish_level(options, "participant", phases, participants_tsv)
+    return code
+
+
+def _build(options, subjects, output_dir):
+    """The participant workflow, its methods text (and graph); returns it and the report
+    folder."""
+    from anatcl_nipype.cli.execution import configure_nipype
+    from anatcl_nipype.cli.report import report_dir
     from anatcl_nipype.workflows.base import init_anatcl_participant_wf
 
     configure_nipype(options.work_dir, options.verbose)
@@ -40,13 +61,7 @@ def run_participant_level(options):
     if options.write_graph:
         draw_graph(workflow.get_node(workflow.list_node_names()[0].split(".")[0]),
                    folder / "graph.svg")
-    print(f"Encoding {len(subjects)} participant(s) from {options.cat12_dir} into {output_dir}")
-    report = run_workflow(workflow, options, RunReport(total_subjects=len(subjects)))
-    failures = failures_by_scan(report.failed, subjects, discovery.unusable)
-    write_failures(folder / "failed.tsv", failures)
-    code = _summarise(failures, output_dir, subjects)
-    print(f"Report: {write_report(output_dir, participants_tsv)}")
-    return code
+    return workflow, folder
 
 
 def ensure_weights(options):
@@ -120,11 +135,14 @@ def failures_by_scan(failed, subjects, unusable=()):
     return failures
 
 
-def write_failures(path, failures):
-    """``failed.tsv``: participant (and session), input map and reason of every failure."""
+def write_failures(path, failures, tracebacks=None):
+    """``failed.tsv``: participant (and session), input map, reason and traceback excerpt
+    (``tracebacks``: by scan id) of every failure."""
     from anatcl_nipype.files import write_failures_tsv
+    from anatcl_nipype.reports.collect import encode_traceback
 
-    write_failures_tsv(path, [(scan, source, reason)
+    tracebacks = tracebacks or {}
+    write_failures_tsv(path, [(scan, source, reason, encode_traceback(tracebacks.get(scan, "")))
                               for scan, (source, reason) in sorted(failures.items())])
 
 

@@ -32,6 +32,7 @@ class Phases:
         self.stream = stream or sys.stdout
         self.interval = interval
         self.seconds = {}
+        self.steps = {}  # kind of step -> summed node seconds (set after a workflow ran)
         self.started = datetime.now(timezone.utc)
         self.last_line = time.monotonic()
 
@@ -62,6 +63,12 @@ class Phases:
                 self.say(f"  {name}: still working ({time.monotonic() - start:.0f} s)"
                          + (f"; {detail}" if detail else ""))
 
+    def recorded(self):
+        """The phases and, after them, the summed node time of each kind of step
+        (``steps``, e.g. from the workflow run: they overlap when nodes run in parallel)."""
+        return {**self.seconds, **{f"node time: {kind}": seconds
+                                   for kind, seconds in self.steps.items()}}
+
     def summary(self):
         """``Elapsed: discovery 0.1 s, start-up 2.0 s, ...; total 9.3 s``.
 
@@ -71,4 +78,33 @@ class Phases:
         'Elapsed: discovery 0.1 s, encoding 61.0 s; total 61.1 s'
         """
         parts = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.seconds.items())
-        return f"Elapsed: {parts}; total {sum(self.seconds.values()):.1f} s"
+        text = f"Elapsed: {parts}; total {sum(self.seconds.values()):.1f} s"
+        if self.steps:
+            text += "\n  node time: " + ", ".join(f"{kind} {seconds:.1f} s"
+                                                  for kind, seconds in self.steps.items())
+        return text
+
+
+def run_timed(workflow, options, phases, phase, total_subjects=0):
+    """Run ``workflow`` (:func:`~anatcl_nipype.cli.execution.run_workflow`) as the phase
+    ``phase``, a line at least every few seconds naming the running nodes; keep the node
+    time per kind of step in ``phases.steps``; return the run's report."""
+    from anatcl_nipype.cli.execution import RunReport, run_workflow
+
+    report = RunReport(total_subjects=total_subjects)
+    with phases(phase, doing=report.describe_running, heard=lambda: report.last_line):
+        run_workflow(workflow, options, report)
+    phases.steps = dict(report.step_seconds)
+    return report
+
+
+def finish_level(options, level, phases, participants_tsv):
+    """The end of a level: record the run, write the report (timed), print the time per
+    phase."""
+    from anatcl_nipype.cli.report import record_level, write_report
+
+    record_level(options, level, phases)
+    with phases("report"):
+        page = write_report(options.output_dir, participants_tsv, work_dir=options.work_dir)
+    phases.say(f"Report: {page}")
+    phases.say(phases.summary())

@@ -13,7 +13,7 @@ from pathlib import Path
 from anatcl_nipype.reports import REPORT_DIR
 from anatcl_nipype.reports.run_record import record_run
 
-__all__ = ["REPORT_DIR", "record_run", "report_dir", "write_report"]
+__all__ = ["REPORT_DIR", "record_level", "record_run", "report_dir", "write_report"]
 
 
 def report_dir(output_dir):
@@ -33,3 +33,20 @@ def write_report(output_dir, participants_tsv=None, work_dir=None):
 
     report_dir(output_dir)
     return build_report(output_dir, participants_tsv, work_dir=work_dir)
+
+
+def record_level(options, level, phases):
+    """Record the run of ``level`` (``participant``/``group``) that ``phases`` timed
+    (:class:`~anatcl_nipype.cli.progress.Phases`): ``<output_dir>/anatcl/run-<level>.json``.
+
+    The command is the one typed (``options.argv``), else the one that runs the same level.
+    """
+    from datetime import datetime, timezone
+
+    from anatcl_nipype.cli.supervision import plugin_settings
+
+    argv = options.argv or [str(options.cat12_dir), str(options.output_dir), level]
+    plugin, plugin_args = plugin_settings(options.plugin, options.plugin_args, options.nprocs,
+                                          options.mem_gb)
+    return record_run(options.output_dir, level, argv, phases.started,
+                      datetime.now(timezone.utc), phases.recorded(), plugin, plugin_args)

@@ -98,7 +98,8 @@ def default_estimator(task, seed=0):
 
 def cross_validate_probe(X, y, task, cv=5, n_repeats=1, groups=None, seed=0, *,
                          participant_ids=None, estimator=None, return_estimators=False,
-                         harmonize=None, sites=None, covariates=None, unseen_sites="refuse"):
+                         harmonize=None, sites=None, covariates=None, unseen_sites="refuse",
+                         progress=None):
     """Cross-validate ``estimator`` (default: :func:`default_estimator`) on ``(X, y)``.
 
     ``X`` is an array or a DataFrame (its index gives the participant ids unless
@@ -106,7 +107,7 @@ def cross_validate_probe(X, y, task, cv=5, n_repeats=1, groups=None, seed=0, *,
     ``predict(X, age=...)``, as :class:`BrainAgeRegressor` does. ``harmonize``
     (``None`` or ``"combat"``), ``sites``, ``covariates`` and ``unseen_sites``: see
     :func:`harmonized_estimator`; for leave-site-out folds (``groups=sites``) pass
-    ``unseen_sites="estimate"``.
+    ``unseen_sites="estimate"``. ``progress(done, total)`` is called after each fold.
     """
     check_task(task)
     y = _check_inputs(X, y, task, cv, groups)
@@ -129,6 +130,8 @@ def cross_validate_probe(X, y, task, cv=5, n_repeats=1, groups=None, seed=0, *,
         predictions.append(_prediction_table(ids[test], fold_predictions, fold, repeat))
         if return_estimators:
             estimators.append(model)
+        if progress is not None:
+            progress(len(metrics), cv * n_repeats)
     return _collect(task, metrics, predictions, classes, estimators)
 
 
