@@ -64,9 +64,11 @@ def _fail(error, verbose, prefix="", code=EXIT_ERROR):
 
 
 def one_line(text):
-    r"""``text`` with line breaks and other control characters escaped (one line always).
+    r"""``text`` on one line: line breaks become spaces (with the indentation after them),
+    other control characters are escaped.
 
-    >>> print(one_line("a\nb\tc"))
-    a\nb\tc
+    >>> print(one_line("cannot read a\n  b.pth\tnow"))
+    cannot read a b.pth\tnow
     """
+    text = " ".join(line.strip() for line in text.splitlines())
     return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)

@@ -87,6 +87,13 @@ def _supervised_multiproc():
                                      "from outside (e.g. out of memory) ends like this")
             return super()._get_result(taskid)
 
+        def _prerun_check(self, graph):
+            try:
+                super()._prerun_check(graph)
+            except RuntimeError:
+                raise SchedulerError(resources_message(graph.nodes(), self.memory_gb,
+                                                       self.processors)) from None
+
         def _submit_job(self, node, updatehash=False):
             from concurrent.futures import BrokenExecutor
 
@@ -100,6 +107,17 @@ def _supervised_multiproc():
 
     SupervisedMultiProcPlugin.__name__ = "MultiProcPlugin"  # Nipype names the plugin so
     return SupervisedMultiProcPlugin
+
+
+def resources_message(nodes, memory_gb, processors):
+    """Why MultiProc refuses to start: the largest node against the limits given."""
+    nodes = list(nodes)
+    biggest = max(nodes, key=lambda node: (node.mem_gb, node.n_procs))
+    busiest = max(nodes, key=lambda node: node.n_procs)
+    return (f"a node needs more than this run allows: {biggest.fullname} needs "
+            f"{biggest.mem_gb:g} GB and {busiest.fullname} {busiest.n_procs} thread(s), the "
+            f"run allows {memory_gb:g} GB (--mem-gb) and {processors} process(es) "
+            "(--nprocs); raise --mem-gb or --nprocs, or lower --omp-nthreads")
 
 
 def first_crash_message(report):
