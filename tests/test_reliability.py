@@ -30,6 +30,7 @@ from anatcl_nipype.interfaces.encoder import AnatCLEncode, AnatCLEncodeBatch
 from anatcl_nipype.interfaces.regional import CAT12ROIMeasures
 from anatcl_nipype.prediction import cross_validate_probe, load_labels, save_probe
 from anatcl_nipype.prediction.probes import make_probe
+from anatcl_nipype.reports.collect import decode_traceback
 from conftest import brain_like_volume, write_map
 
 # --------------------------------------------------------------------------- bad inputs
@@ -290,8 +291,9 @@ def test_batch_node_skips_every_bad_map_and_encodes_the_others(cohort, random_we
     assert outputs.participant_ids == ["sub-01", "sub-02"]
     for participant, npy in zip(outputs.participant_ids, outputs.out_files):
         np.testing.assert_allclose(np.load(npy), reference_embeddings[participant], atol=1e-5)
-    assert open(outputs.failed_tsv).read().splitlines() == ["participant_id\tpath\treason"] + [
-        f"{participant}\t{path}\t{message}" for participant, (path, message) in bad.items()]
+    assert open(outputs.failed_tsv).read().splitlines() == [
+        "participant_id\tpath\treason\ttraceback"] + [  # a skipped map has no traceback
+        f"{participant}\t{path}\t{message}\t" for participant, (path, message) in bad.items()]
     sidecar = json.loads(open(outputs.out_json).read())
     assert [f["participant_id"] for f in sidecar["failed"]] == list(bad)
     assert sidecar["inputs"]["sub-20"] == str(bad["sub-20"][0])  # the loop, unresolved
@@ -327,9 +329,13 @@ def test_participant_level_lists_every_bad_participant_and_writes_the_others(
     for participant, (_, message) in expected.items():
         assert f"  {participant}: {message}\n" in out
     failed = (output / "anatcl" / "failed.tsv").read_text(encoding="utf-8").splitlines()
-    assert failed == ["participant_id\tpath\treason"] + [
-        f"{participant}\t{path}\t{message}"
+    rows = [line.split("\t") for line in failed]
+    assert rows[0] == ["participant_id", "path", "reason", "traceback"]
+    assert [row[:3] for row in rows[1:]] == [
+        [participant, str(path), message]
         for participant, (path, message) in sorted(expected.items())]
+    for row in rows[1:]:  # the node's traceback, its last line the reason
+        assert decode_traceback(row[3]).splitlines()[-1].endswith(row[2])
     for participant in cohort.subjects:
         anat = output / participant / "anat"
         np.testing.assert_allclose(np.load(anat / f"{participant}_desc-anatclCustom_embedding.npy"),
@@ -349,6 +355,7 @@ def test_participant_level_writes_nothing_under_final_names_for_bad_participants
                    "desc-cat12_regions.json", "desc-cat12_regions.tsv"]
     embedding_only = per_subject[:2]  # hostile XML: the embedding is fine, the regions are not
     expected = ["anatcl/failed.tsv", "anatcl/methods.md", "anatcl/report.html",
+                "anatcl/run-participant.json",
                 "dataset_description.json"]
     for participant, kinds in [*((s, per_subject) for s in cohort.subjects),
                                ("sub-31", embedding_only), ("sub-32", embedding_only)]:

@@ -56,9 +56,10 @@ class Phases:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - start
 
     def _beat(self, name, start, stop, doing, heard):
-        while not stop.wait(min(0.5, self.interval / 4)):
+        poll = min(0.5, self.interval / 4)
+        while not stop.wait(poll):
             last = max(self.last_line, heard() if heard else 0.0)
-            if time.monotonic() - last >= self.interval:
+            if time.monotonic() - last >= self.interval - poll:  # never more than interval
                 detail = doing() if doing else ""
                 self.say(f"  {name}: still working ({time.monotonic() - start:.0f} s)"
                          + (f"; {detail}" if detail else ""))
