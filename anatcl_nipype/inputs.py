@@ -172,9 +172,10 @@ def _is_gm_map(path):
 
 
 def _empty_folders(cat12_dir, maps):
-    """``(folder, why)`` for each subject folder (a child of the CAT12 folder, or of a
-    BIDS ``derivatives/CAT12*`` folder) that holds no map."""
-    roots = [cat12_dir, *sorted(cat12_dir.glob("derivatives/[Cc][Aa][Tt]12*"))]
+    """``(folder, why)`` for each subject folder (a child of the BIDS ``derivatives/CAT12*``
+    folders when there are some, the raw data's ``sub-*`` beside them being no concern;
+    else of the CAT12 folder) that holds no map."""
+    roots = sorted(cat12_dir.glob("derivatives/[Cc][Aa][Tt]12*")) or [cat12_dir]
     holders = {parent for path in maps for parent in path.parents}
     real_holders = {folder.resolve() for folder in holders}
     empty = []

@@ -67,6 +67,7 @@ def bids_sessions(cohort, tmp_path_factory):
         touch(root / subject / f"{subject}_sessions.tsv",
               f"session_id\tage\nses-1\t7{subject[-1]}\nses-2\t7{int(subject[-1]) + 2}\n")
     touch(root / "participants.tsv", "participant_id\tdiagnosis\nsub-01\tAD\nsub-02\tCN\n")
+    touch(root / "sub-01" / "anat" / "sub-01_T1w.nii")  # raw data beside: not a CAT12 folder
     return root
 
 
@@ -74,7 +75,7 @@ def test_bids_layout_gives_one_scan_per_session_with_its_files(bids_sessions):
     discovery = discover_cat12(bids_sessions)
     assert [s.scan_id for s in discovery.subjects] == [
         "sub-01_ses-1", "sub-01_ses-2", "sub-02_ses-1", "sub-02_ses-2"]
-    assert discovery.describe()[0] == "Found 4 grey-matter map(s) (mri/mwp1*.nii) for 4 scan(s)"
+    assert discovery.describe() == ["Found 4 grey-matter map(s) (mri/mwp1*.nii) for 4 scan(s)"]
     scan = discovery.subjects[1]
     anat = bids_sessions / "derivatives" / "CAT12.9" / "sub-01" / "ses-2" / "anat"
     assert scan.as_inputs() == {
@@ -239,7 +240,8 @@ def test_sessions_through_the_command(bids_sessions, random_weights, tmp_path):
                                       "-w", work)
     assert code == 0, err
     assert "Found 4 grey-matter map(s) (mri/mwp1*.nii) for 2 scan(s)" in stdout
-    assert "Done: 2 of 2 participant(s)" in stdout and "sub-02_ses-2: anatcl_encode done" in stdout
+    assert "Done: 2 of 2 scan(s) of 2 participant(s)" in stdout
+    assert "sub-02_ses-2: anatcl_encode done" in stdout
     anat = out / "sub-01" / "ses-2" / "anat"
     assert sorted(p.name for p in anat.iterdir()) == [
         "sub-01_ses-2_desc-anatclCustom_embedding.json",

@@ -30,7 +30,7 @@ def run_participant_level(options):
     with phases("start-up"):
         ensure_weights(options)
         workflow, folder = _build(options, subjects, output_dir)
-    phases.say(f"Encoding {len(subjects)} participant(s) from {options.cat12_dir} into "
+    phases.say(f"Encoding {_count(subjects)} from {options.cat12_dir} into "
                f"{output_dir}")
     report = run_timed(workflow, options, phases, "encoding, regional and sinks",
                        total_subjects=len(subjects))
@@ -146,9 +146,17 @@ def write_failures(path, failures, tracebacks=None):
                               for scan, (source, reason) in sorted(failures.items())])
 
 
+def _count(subjects):
+    """``12 participant(s)``, or with sessions ``24 scan(s) of 12 participant(s)``."""
+    participants = len({s.participant_id for s in subjects})
+    if all(s.session_id is None for s in subjects):
+        return f"{len(subjects)} participant(s)"
+    return f"{len(subjects)} scan(s) of {participants} participant(s)"
+
+
 def _summarise(failures, output_dir, subjects):
     done = [s for s in subjects if s.scan_id not in failures]
-    print(f"\nDone: {len(done)} of {len(subjects)} participant(s) written to {output_dir}")
+    print(f"\nDone: {len(done)} of {_count(subjects)} written to {output_dir}")
     if failures:
         print(f"Failed: {len(failures)}")
         for scan, (source, reason) in sorted(failures.items()):
