@@ -23,6 +23,8 @@ import numpy as np
 from anatcl_nipype.files import atomic_write, sha256_file
 from anatcl_nipype.reports import REPORT_DIR, qc
 from anatcl_nipype.reports.collect import collect_output_folder
+from anatcl_nipype.reports.studies import (ensemble_fragment, harmonization_fragment,
+                                           relevance_fragment)
 from anatcl_nipype.reports.fragments import (esc, figure_img, figure_svg, flags_list,
                                              key_values, sig3, table)
 
@@ -59,6 +61,9 @@ def build_report(output_dir, participants_tsv=None, work_dir=None):
             "pca": pca_fragment(folder),
             "prediction": prediction_fragment(folder),
             "applied": applied_fragment(folder),
+            "ensemble": ensemble_fragment(folder.targets),
+            "harmonization": harmonization_fragment(folder.targets),
+            "relevance": relevance_fragment(folder.targets),
             "methods": methods_fragment(methods),
             "run": run_fragment(folder),
             "graph": graph_fragment(folder),
