@@ -82,6 +82,9 @@ def test_a_pure_site_label_is_at_chance_after_combat(study, tmp_path):
     separability = harmonization["site_separability"]
     assert separability["before"] > 0.9 and separability["after"] < 0.6
     assert separability["chance"] == pytest.approx(1 / 3)
+    report = (out / "anatcl" / "report.html").read_text()
+    assert "sitelabel: site harmonisation" in report
+    assert "site separability before" in report and "siteA, siteB, siteC" in report
 
 
 def test_applying_a_harmonised_probe_refuses_an_unseen_site(study, tmp_path):
