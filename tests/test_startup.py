@@ -74,3 +74,35 @@ def test_a_gzipped_map_is_copied_byte_for_byte_under_its_own_extension(tmp_path)
                         source_file="sub-05/anat/sub-05_T1w.nii")
     assert outputs.out_file == str(tmp_path / "out/sub-05/anat/sub-05_space-CAT12_statmap.nii.gz")
     assert Path(outputs.out_file).read_bytes() == source.read_bytes()
+
+
+def _heavy_modules_here(out_file):
+    import sys
+
+    return [name for name in ("niworkflows.interfaces.bids", "templateflow")
+            if name in sys.modules]
+
+
+def test_a_multiproc_worker_running_a_sink_never_imports_templateflow(tmp_path):
+    source = tmp_path / "vector.npy"
+    np.save(source, np.ones(4, dtype=np.float32))
+    code = f"""
+from nipype.interfaces import utility as niu
+from nipype.pipeline import engine as pe
+from anatcl_nipype.interfaces.bids import AnatCLDerivativesDataSink
+from test_startup import _heavy_modules_here
+
+wf = pe.Workflow(name="wf", base_dir={str(tmp_path / 'work')!r})
+sink = pe.Node(AnatCLDerivativesDataSink(base_directory={str(tmp_path / 'out')!r},
+    in_file={str(source)!r}, suffix="embedding", source_file="sub-01/anat/sub-01_T1w.nii"),
+    name="ds_embedding")
+probe = pe.Node(niu.Function(function=_heavy_modules_here, output_names=["heavy"]),
+                name="probe")
+wf.connect(sink, "out_file", probe, "out_file")
+graph = wf.run(plugin="MultiProc", plugin_args={{"n_procs": 2}})
+print([n.result.outputs.heavy for n in graph.nodes() if n.name == "probe"][0])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).parent, check=True)
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "out/sub-01/anat/sub-01_embedding.npy").is_file()
