@@ -61,7 +61,7 @@ def cat12_stem(path):
     # image prefixes only for images CAT12 wrote (in mri/): elsewhere "m" may begin a name
     prefixes = CAT12_TEXT_PREFIXES + (CAT12_PREFIXES if path.parent.name == "mri" else ("mwp1",))
     for prefix in prefixes:
-        if name.startswith(prefix) and len(name) > len(prefix):
+        if name.startswith(prefix):
             return name[len(prefix):]
     return name
 
@@ -104,6 +104,16 @@ def participant_id_with_note(path):
                           "pass participant ids explicitly")
     return f"sub-{label}", (f"participant id {how} from the file name stem {stem}"
                             if how else None)
+
+
+def unnamed_id(path):
+    """A stable BIDS id standing for a file that gives no participant id (for ``failed.tsv``
+    and the report, beside the file's path).
+
+    >>> unnamed_id("/d/mri/mwp1_-_.nii")
+    'sub-unnamedh31628790'
+    """
+    return f"sub-unnamedh{_digest(Path(path).absolute())}"
 
 
 def session_id_from_path(path):

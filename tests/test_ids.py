@@ -8,7 +8,7 @@ import shutil
 import pytest
 from nipype.pipeline import engine as pe
 
-from anatcl_nipype.bids import participant_id_from_path, participant_id_with_note
+from anatcl_nipype.bids import participant_id_from_path, participant_id_with_note, unnamed_id
 from anatcl_nipype.cli.participant import failures_by_scan
 from anatcl_nipype.data.cohort import make_cat12_cohort
 from anatcl_nipype.errors import AnatCLError
@@ -120,7 +120,8 @@ def test_a_map_that_gives_no_id_is_a_failure_naming_the_file(tmp_path):
                                         "(no letters or digits in it); rename the scan (e.g. "
                                         "sub-01_T1w.nii) or pass participant ids explicitly")]
     failures = failures_by_scan({}, discovery.subjects, discovery.unusable)
-    assert failures == {"mwp1_-_.nii": (bad, discovery.unusable[0][1])}
+    assert failures == {unnamed_id(bad): (bad, discovery.unusable[0][1])}
+    assert BIDS_ID.match(unnamed_id(bad))
 
 
 def test_failures_keyed_by_node_names_are_traced_to_the_scan_and_its_map(tmp_path):

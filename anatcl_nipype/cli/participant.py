@@ -117,11 +117,12 @@ def rebuild_report(options):
 
 def failures_by_scan(failed, subjects, unusable=()):
     """``{scan id: (input path, reason)}`` from the run's failures (keyed by participant or
-    by a node's name) and the maps that gave no id (keyed by their file name).
+    by a node's name) and the maps that gave no id (keyed by :func:`unnamed_id`).
 
     A failure is traced to its scan through the branch's name, so ``failed.tsv`` and the
     summary name the participant (and session) and the input, never a node.
     """
+    from anatcl_nipype.bids import unnamed_id
     from anatcl_nipype.workflows.base import scan_of_branch, single_subject_wf_name
 
     branches = {scan_of_branch(single_subject_wf_name(s.as_inputs())): s for s in subjects}
@@ -131,7 +132,7 @@ def failures_by_scan(failed, subjects, unusable=()):
         scan, path = (subject.scan_id, subject.gm_modulated) if subject else (key, "")
         failures.setdefault(scan, (path, reason))
     for path, reason in unusable:
-        failures.setdefault(Path(path).name, (path, reason))
+        failures.setdefault(unnamed_id(path), (path, reason))
     return failures
 
 
