@@ -161,7 +161,8 @@ def _summarise(failures, output_dir, subjects):
     if failures:
         print(f"Failed: {len(failures)}")
         for scan, (source, reason) in sorted(failures.items()):
-            named = reason if str(source) in reason else f"{reason} (input: {source})"
+            # a reason that names no file gets the scan's input
+            named = reason if "/" in reason or not source else f"{reason} (input: {source})"
             print(f"  {scan}: {named}")
         return EXIT_PARTIAL
     return EXIT_OK
