@@ -14,6 +14,7 @@ Traceback (most recent call last):
 anatcl_nipype.errors.AnatCLError: 'a\\nb': the output folder's name holds a control character (line break, tab, ...); rename it or choose another
 """
 
+import os
 import unicodedata
 from pathlib import Path
 
@@ -34,9 +35,24 @@ def check_paths(options):
     if not cat12_dir.is_dir():
         raise AnatCLError(f"{cat12_dir}: a file, not a folder; pass the folder CAT12 wrote into")
     for role, path in (("output folder", options.output_dir), ("work folder", options.work_dir)):
-        if Path(path).exists() and not Path(path).is_dir():
-            raise AnatCLError(f"{Path(path).absolute()}: the {role} is a file; choose a folder")
+        check_creatable(Path(path).absolute(), role)
     check_output_outside_input(Path(options.output_dir), cat12_dir)
+
+
+def check_creatable(folder, role):
+    """``folder`` is a folder, or can be made: its nearest existing ancestor is a writable
+    folder (checked without creating anything)."""
+    if folder.exists():
+        if not folder.is_dir():
+            raise AnatCLError(f"{folder}: the {role} is a file; choose a folder")
+        return
+    ancestor = next(parent for parent in folder.parents if parent.exists())
+    if not ancestor.is_dir():
+        raise AnatCLError(f"{folder}: cannot create the {role} ({ancestor} is a file); "
+                          "choose another")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise AnatCLError(f"{folder}: cannot create the {role} ({ancestor} is not writable); "
+                          "choose another")
 
 
 def check_output_outside_input(output_dir, cat12_dir):

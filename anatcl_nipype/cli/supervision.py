@@ -7,7 +7,9 @@
 - Nipype's MultiProc records a node's result in a future's done-callback; when the future
   itself failed (a worker killed, e.g. out of memory, or a node that cannot be sent to a
   worker) that callback raises in a thread, nothing is recorded and the scheduler polls
-  forever. :class:`SupervisedMultiProcPlugin` reports such a node as failed instead.
+  forever. The supervised MultiProc (:func:`make_runner`) reports such a node as failed
+  instead, and a dead worker (a broken pool, which can run nothing more) ends the run with
+  :class:`SchedulerError`.
 - An exception in the status callback becomes :class:`SchedulerError`, naming the node.
 
 >>> plugin_settings("MultiProc", {}, nprocs=4, mem_gb=8)
@@ -71,21 +73,26 @@ def make_runner(plugin, plugin_args):
 def _supervised_multiproc():
     """Nipype's MultiProc where a failed worker future fails its node instead of hanging
     (built on first use: Nipype's plugins are not imported before a run)."""
+    from concurrent.futures import BrokenExecutor
+
     from nipype.pipeline.plugins.multiproc import MultiProcPlugin
 
     class SupervisedMultiProcPlugin(MultiProcPlugin):
+        broken_pool = None  # the BrokenExecutor once a worker died
+
         def _async_callback(self, future):
             if future.exception() is None:  # a failed future is reported by _get_result
                 super()._async_callback(future)
 
         def _get_result(self, taskid):
             future = self._task_obj.get(taskid)
-            if future is not None and future.done() and future.exception() is not None:
-                error = future.exception()
-                raise SchedulerError(f"the worker running this node failed "
-                                     f"({type(error).__name__}: {error}); a worker killed "
-                                     "from outside (e.g. out of memory) ends like this")
-            return super()._get_result(taskid)
+            if future is None or not future.done() or future.exception() is None:
+                return super()._get_result(taskid)
+            error = future.exception()
+            if isinstance(error, BrokenExecutor):
+                self.broken_pool = error
+            return {"result": None, "taskid": taskid, "traceback": [  # lines, as Nipype's
+                f"the worker running this node failed ({type(error).__name__}: {error})\n"]}
 
         def _prerun_check(self, graph):
             try:
@@ -94,16 +101,16 @@ def _supervised_multiproc():
                 raise SchedulerError(resources_message(graph.nodes(), self.memory_gb,
                                                        self.processors)) from None
 
-        def _submit_job(self, node, updatehash=False):
-            from concurrent.futures import BrokenExecutor
-
-            try:
-                return super()._submit_job(node, updatehash=updatehash)
-            except BrokenExecutor as error:
-                raise SchedulerError(
-                    f"a worker process died ({error}); it was killed from outside, e.g. out "
-                    "of memory (try fewer --nprocs or --mem-gb); rerun with the same -w to "
-                    "resume") from None
+        def _send_procs_to_workers(self, *args, **kwargs):
+            if self.broken_pool is None:
+                try:
+                    return super()._send_procs_to_workers(*args, **kwargs)
+                except BrokenExecutor as error:
+                    self.broken_pool = error
+            raise SchedulerError(
+                f"a worker process died ({self.broken_pool}); it was killed from outside, e.g. "
+                "out of memory (try fewer --nprocs or --mem-gb); rerun with the same -w to "
+                "resume")
 
     SupervisedMultiProcPlugin.__name__ = "MultiProcPlugin"  # Nipype names the plugin so
     return SupervisedMultiProcPlugin
@@ -207,14 +214,18 @@ def descendants(pid):
 
 
 def remove_partial_outputs(output_dir):
-    """Delete the temporary files of atomic writes cut short inside ``output_dir``.
-
-    Only names :func:`anatcl_nipype.files.atomic_write` makes (``.<name>.<random>.tmp``)
-    are touched; nothing outside ``output_dir``.
+    """Delete what interrupted writes left inside ``output_dir``: the temporary files of
+    :func:`anatcl_nipype.files.atomic_write` (``.<name>.<random>.tmp``) and the staging
+    folders of derivatives sinks no living process holds. Nothing outside ``output_dir``.
     """
+    from anatcl_nipype.interfaces.bids import STAGING_DIR, remove_stale_staging
+
     removed = []
     if output_dir is None or not Path(output_dir).is_dir():
         return removed
+    remove_stale_staging(Path(output_dir) / STAGING_DIR)
+    with contextlib.suppress(OSError):
+        (Path(output_dir) / STAGING_DIR).rmdir()  # only when empty
     for leftover in Path(output_dir).rglob(".*.tmp"):
         if leftover.is_file() and not leftover.is_symlink():
             leftover.unlink(missing_ok=True)
