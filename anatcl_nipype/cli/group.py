@@ -157,6 +157,12 @@ def of_sessions(paths, session_labels):
     return [path for path in paths if any(tag in path.name for tag in wanted)]
 
 
+def _sessions_group(paths):
+    """``participant_id`` when the files are sessions (folds then keep each participant's
+    sessions together, and the methods say so), else None."""
+    return "participant_id" if any("_ses-" in Path(path).name for path in paths) else None
+
+
 def run_group_level(options):
     """Fit (or apply) a probe on the participant-level outputs; print what was written."""
     if options.reports_only:
@@ -192,7 +198,8 @@ def _build(options, plan, folds, output_dir, embeddings, regional):
     workflow = init_anatcl_group_wf(
         target=plan["target"], task=plan["task"], features=plan["features"],
         model=Path(options.model).absolute() if options.model else None, cv=options.cv,
-        n_repeats=options.n_repeats, group_column=options.group_column,
+        n_repeats=options.n_repeats,
+        group_column=options.group_column or _sessions_group(embeddings or regional),
         output_dir=output_dir, name=f"anatcl_group_{bids_label(plan['target'])}_wf",
         folds=folds, omp_nthreads=options.nprocs, **_study_options(options))
     if folds:
