@@ -98,3 +98,26 @@ def test_the_command_line_refuses_a_busy_work_folder_before_any_work(tmp_path):
     assert done.stderr.startswith("anatcl-nipype: error: ") and len(done.stderr.splitlines()) == 1
     assert f"this work folder is in use by pid {holder.pid}" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_processes_left_by_a_dead_holder_are_named_as_holding_the_lock(tmp_path):
+    """A run killed alone (its workers still running) still holds the folder: they write."""
+    spawner = subprocess.run(
+        [sys.executable, "-c", "import os, sys, time\n"
+         "from anatcl_nipype.cli.locking import work_dir_lock\n"
+         "with work_dir_lock(sys.argv[1]):\n"
+         "    child = os.fork()  # as MultiProc's workers are\n"
+         "    if child == 0:\n"
+         "        os.close(1)\n"
+         "        time.sleep(600)\n"
+         "    print(child, flush=True)\n"
+         "    os._exit(0)\n", str(tmp_path / "work")],
+        stdout=subprocess.PIPE, text=True, timeout=60)
+    orphan = int(spawner.stdout.split()[0])
+    try:
+        with pytest.raises(WorkDirLocked, match=r"in use by pid \d+ on host .*, which has ended "
+                           r"while processes it started still run and hold the folder"):
+            with work_dir_lock(tmp_path / "work"):
+                pass
+    finally:
+        os.kill(orphan, 9)

@@ -69,13 +69,28 @@ def _acquire(descriptor, path, wait, stream):
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return
     except BlockingIOError:
-        holder = describe_holder(read_holder(descriptor))
+        record = read_holder(descriptor)
+        holder = describe_holder(record) + _orphans_hint(record)
     if not wait:
         raise WorkDirLocked(f"{path.parent}: this work folder is in use by {holder}; wait for "
                             "that run to finish, choose another -w, or pass --wait-for-lock")
     print(f"anatcl-nipype: waiting for the work folder {path.parent}, in use by {holder}",
           file=stream, flush=True)
     fcntl.flock(descriptor, fcntl.LOCK_EX)
+
+
+def _orphans_hint(record):
+    """When the recorded holder is gone, the lock is held by processes it started."""
+    if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
+        return ""
+    try:
+        os.kill(record["pid"], 0)
+        return ""
+    except ProcessLookupError:
+        return (", which has ended while processes it started still run and hold the folder "
+                "(stop them)")
+    except PermissionError:
+        return ""
 
 
 def _note_stale(previous, stream):
