@@ -403,7 +403,7 @@ def _with_session_column(workflow, node, field, out_name, sink_name):
                         "desc-applied_predictions.tsv"):
         return node, field
     split = pe.Node(niu.Function(function=_session_table, output_names=["out_tsv"]),
-                    name=f"{sink_name}_sessions", run_without_submitting=True)
+                    name=f"sessions_{sink_name}", run_without_submitting=True)
     split.inputs.out_name = out_name
     workflow.connect(node, field, split, "in_tsv")
     return split, "out_tsv"
