@@ -33,9 +33,31 @@ def demo(tmp_path_factory):
 
 
 def test_demo_says_its_data_and_weights_are_synthetic(demo):
-    _, out = demo
+    root, out = demo
     assert "SYNTHETIC" in out and "SEEDED RANDOM weights" in out
     assert "[24/24]" in out and "Done: 24 of 24 participant(s)" in out
+    sidecar = json.loads((root / "derivatives" / "sub-01" / "anat" /
+                          "sub-01_desc-anatclCustom_embedding.json").read_text())
+    assert sidecar["weights"]["random"] is True
+
+
+def test_demo_says_which_features_carry_its_scores(demo):
+    root, out = demo
+    lines = out[out.index("What carries the scores"):].splitlines()
+    assert "both = the 512 embedding dimensions from SEEDED RANDOM weights + the CAT12 " \
+           "regional measures" in lines[0]
+    scores = {line.split()[0]: line for line in lines if line.startswith("  ")}
+    alone = {}
+    for target, metric in (("diagnosis", "balanced_accuracy"), ("age", "mae")):
+        metrics = {row["fold"]: row for row in
+                   read_tsv(root / "derivatives" / "group" / f"target-{target}" / "metrics.tsv")}
+        both = float(metrics["mean"][metric])
+        assert f"{metric}: both {both:.3f}; embeddings alone " in scores[target]
+        alone[target] = float(scores[target].rsplit(" ", 1)[1])
+    # the planted age effect is regional: the embeddings alone miss much of it
+    assert alone["age"] > 2 * float(scores["age"].split("both ")[1].split(";")[0])
+    assert 0.5 <= alone["diagnosis"] <= 1.0
+    assert "the scores show that the pipeline works, not what AnatCL can do" in " ".join(lines)
 
 
 def test_demo_participant_outputs(demo):
@@ -65,6 +87,12 @@ def test_demo_group_outputs(demo, target, metric):
     card = json.loads((group / "probe.json").read_text())
     assert card["target"] == target and card["n_train"] == 24
     summary = json.loads((group / "summary.json").read_text())
+    # provenance names files as the group folder holds them, never the work folder's
+    assert card["model_file"] == "probe.skops"
+    for record in (card, summary):
+        assert record["feature_tables"] == ["embeddings.tsv", "regional.tsv"]
+        assert all((group / name).is_file() for name in record["feature_tables"])
+    assert "work" not in json.dumps(card)
     # CAT12 writes the medial wall of aparc_DK40 as NaN: no value, no feature
     assert "aparc_DK40_lunknown_thickness" in summary["dropped_columns"]
     assert "aparc_DK40_lunknown_thickness" not in card["feature_source"]["columns"]
@@ -112,3 +140,30 @@ def test_missing_target_column_lists_the_columns(demo, tmp_path):
                                  "handedness", "-w", tmp_path / "work")
     assert code == 1
     assert "no column 'handedness'; columns are participant_id, age, sex, site" in err
+
+
+def test_a_failed_apply_is_said_once(demo, tmp_path):
+    root, _ = demo
+    folder = root / "derivatives" / "group" / "target-diagnosis"
+    probe = tmp_path / "probe.skops"
+    probe.write_bytes(folder.joinpath("probe.skops").read_bytes() + b"changed")
+    (tmp_path / "probe.json").write_bytes(folder.joinpath("probe.json").read_bytes())
+    code, out, err = anatcl_nipype(root / "cat12", root / "derivatives", "group", "--model",
+                                   probe, "-w", tmp_path / "work")
+    assert code == 1
+    assert (out + err).count("SHA-256") == 1 and err.startswith("anatcl-nipype: error: ")
+
+
+def test_running_the_demo_again_reuses_its_cohort_checkpoint_and_results(demo):
+    root, first = demo
+    embedding = root / "derivatives" / "sub-01" / "anat" / "sub-01_desc-anatclCustom_embedding.npy"
+    before = embedding.read_bytes(), embedding.stat().st_mtime_ns
+    checkpoint = (root / "random-weights-seed0.pth").stat().st_mtime_ns
+    code, out, err = anatcl_nipype("demo", root, "--n-subjects", "24")
+    assert code == 0, out + err
+    assert f"Reusing the synthetic cohort in {root / 'cat12'} (24 participants, seed 0)" in out
+    assert f"Reusing the seeded random checkpoint {root / 'random-weights-seed0.pth'}" in out
+    assert (root / "random-weights-seed0.pth").stat().st_mtime_ns == checkpoint
+    assert (embedding.read_bytes(), embedding.stat().st_mtime_ns) == before  # not recomputed
+    assert "finished: its results are reused" in out
+    assert out[out.index("What carries the scores"):] == first[first.index("What carries"):]
