@@ -14,7 +14,7 @@ import csv
 import json
 from pathlib import Path
 
-from anatcl_nipype.bids import bids_label, weights_desc
+from anatcl_nipype.bids import bids_label, bounded_label, weights_desc
 from anatcl_nipype.cli.parser import EXIT_OK, UsageError
 from anatcl_nipype.cli.progress import Phases, finish_level, run_timed
 from anatcl_nipype.errors import AnatCLError, PredictionError
@@ -200,7 +200,8 @@ def _build(options, plan, folds, output_dir, embeddings, regional):
         model=Path(options.model).absolute() if options.model else None, cv=options.cv,
         n_repeats=options.n_repeats,
         group_column=options.group_column or _sessions_group(embeddings or regional),
-        output_dir=output_dir, name=f"anatcl_group_{bids_label(plan['target'])}_wf",
+        output_dir=output_dir,
+        name=f"anatcl_group_{bounded_label(bids_label(plan['target']))}_wf",
         folds=folds, omp_nthreads=options.nprocs, **_study_options(options))
     if folds:
         _set_fold_embeddings(workflow, options, output_dir, plan["features"], folds)
