@@ -180,6 +180,8 @@ def _empty_folders(cat12_dir, maps):
     real_holders = {folder.resolve() for folder in holders}
     empty = []
     for root in roots:
+        if (root / "mri").is_dir():  # one subject's folder: label/, report/ are not subjects
+            continue
         for folder in sorted(p for p in root.iterdir() if not p.name.startswith(".")):
             if folder.is_symlink() and not folder.exists():
                 empty.append((folder, "a broken symbolic link"))

@@ -5,6 +5,7 @@ import pytest
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.inputs import (
     bids_label,
+    discover_cat12,
     find_cat12_subjects,
     find_participants_tsv,
     infer_task,
@@ -64,3 +65,12 @@ def test_participants_tsv_is_found_up_to_three_folders_above(tmp_path):
 def test_one_sanitiser_for_labels_and_targets():
     assert bids_label("MMSE score (baseline)") == "MMSEscorebaseline"
     assert bids_label("sub_01-a") == "sub01a" and bids_label("") == "x"
+
+
+def test_one_subject_folder_reports_no_empty_folders(tmp_path):
+    touch(tmp_path / "mri" / "mwp1sub-01_T1w.nii")
+    touch(tmp_path / "label" / "catROI_sub-01_T1w.xml")
+    touch(tmp_path / "report" / "cat_sub-01_T1w.xml")
+    discovery = discover_cat12(tmp_path)
+    assert discovery.describe() == ["Found 1 grey-matter map(s) (mri/mwp1*.nii) for 1 scan(s)"]
+    assert discovery.subjects[0].label_roi == tmp_path / "label" / "catROI_sub-01_T1w.xml"
