@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from anatcl_nipype.files import write_json_atomic
-from anatcl_nipype.inputs import infer_task, read_column, target_values
+from anatcl_nipype.inputs import infer_task, target_values
 from anatcl_nipype.options import AUTO_TASK
 from anatcl_nipype.prediction.feature_source import (
     feature_kind,
@@ -121,7 +121,7 @@ def harmonization_columns(participants_tsv, ids, site_column, covariate_columns)
 def _kind(participants_tsv, column):
     """``regression`` for a numeric column (a linear covariate), else ``classification``."""
     try:
-        [float(v) for v in read_column(participants_tsv, column) if v not in ("n/a", "")]
+        [float(v) for v in target_values(participants_tsv, column) if v not in ("n/a", "")]
     except ValueError:
         return "classification"
     return "regression"
