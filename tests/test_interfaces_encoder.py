@@ -87,3 +87,54 @@ def test_batch_raise_mode_and_duplicate_ids(random_weights, cat12_maps, tmp_path
                  name="twice", base_dir=str(tmp_path / "work"))
     with pytest.raises(Exception, match="several maps belong to sub-01; pass participant_ids"):
         twice.run()
+
+
+def test_fold_ensemble_writes_one_embedding_and_sidecar_per_fold(cat12_maps, tmp_path,
+                                                                 monkeypatch):
+    from anatcl_nipype.encoder import write_random_checkpoint
+    from anatcl_nipype.encoder.weights import cached_weights_path
+
+    monkeypatch.setenv("ANATCL_NIPYPE_HOME", str(tmp_path / "home"))
+    for fold in (1, 3):
+        path = cached_weights_path("global", fold)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_random_checkpoint(path, seed=20 + fold)
+    node = Node(AnatCLEncode(in_file=cat12_maps[0], folds=[1, 3]), name="encode",
+                base_dir=str(tmp_path / "work"))
+    outputs = node.run().outputs
+    assert [p.rsplit("_", 1)[1] for p in outputs.out_files] == ["anatclFold1.npy",
+                                                               "anatclFold3.npy"]
+    assert outputs.fold_labels == [1, 3] and outputs.out_file == outputs.out_files[0]
+    for fold, npy, sidecar in zip((1, 3), outputs.out_files, outputs.out_jsons):
+        provenance = json.loads(open(sidecar).read())
+        assert provenance["weights"]["fold"] == fold
+        assert provenance["input"]["sha256"] == sha256_file(cat12_maps[0])
+        alone = AnatCLEncoder(fold=fold).encode([cat12_maps[0]])[0]
+        assert np.array_equal(np.load(npy), alone)
+
+
+def test_batch_refuses_a_fold_ensemble(random_weights, cat12_maps, tmp_path):
+    node = Node(AnatCLEncodeBatch(in_files=cat12_maps[:1], folds=[0, 1]), name="batch",
+                base_dir=str(tmp_path))
+    with pytest.raises(Exception, match="one AnatCLEncodeBatch per fold"):
+        node.run()
+
+
+def test_explicit_bf16_is_refused_once_before_any_work_on_a_cpu_without_bf16_units(
+        monkeypatch, tmp_path):
+    from anatcl_nipype.cli.parser import parse_options
+    from anatcl_nipype.encoder.precision import CPUFeatures, PrecisionRefused
+
+    avx2_only = CPUFeatures("Test CPU", "AuthenticAMD", "x86_64", avx2=True, avx512=False,
+                            avx512_bf16=False, amx=False)
+    monkeypatch.setattr(CPUFeatures, "of_this_machine", classmethod(lambda cls: avx2_only))
+    options = parse_options([str(tmp_path), str(tmp_path / "out"), "participant",
+                             "--precision", "bf16"])
+    with pytest.raises(PrecisionRefused, match="Test CPU, AVX2 only"):
+        options.check_precision()
+    forced = parse_options([str(tmp_path), str(tmp_path / "out"), "participant",
+                            "--precision", "bf16", "--force-precision"])
+    forced.check_precision()  # runs anyway when forced
+    assert forced.encoder_options()["force_precision"] is True
+    assert parse_options([str(tmp_path), "o", "participant", "--fold", "all"]
+                         ).encoder_options()["folds"] == (0, 1, 2, 3, 4)
