@@ -103,6 +103,7 @@ def test_participant_level_prints_every_phase_counts_failures_and_records_the_ru
     for subject in ("sub-01", "sub-02"):
         (cat12 / subject / "mri").mkdir(parents=True)
         (cat12 / subject / "mri" / f"mwp1{subject}_T1w.nii").symlink_to(cohort.gm_map(subject))
+    (cat12 / "sub-09" / "mri").mkdir(parents=True)
     write_map(cat12 / "sub-09" / "mri" / "mwp1sub-09_T1w.nii", np.zeros((121, 145, 121)))
     output = tmp_path / "out"
     done = subprocess.run(
@@ -112,8 +113,8 @@ def test_participant_level_prints_every_phase_counts_failures_and_records_the_ru
     out = done.stdout
     counted = [line for line in out.splitlines() if line.startswith("  [")]
     assert sorted(line[:8] for line in counted) == ["  [1/3] ", "  [2/3] ", "  [3/3] "]
-    assert any(line.endswith("sub-09 failed: the map is empty (all voxels are 0)")
-               for line in counted)
+    assert any("] sub-09 failed: " in line and
+               line.endswith(": the map is empty (all voxels are 0)") for line in counted)
     summary = next(line for line in out.splitlines() if line.startswith("Elapsed: "))
     assert [part.split(" ")[0] for part in summary[9:].split(", ")][:3] == [
         "discovery", "start-up", "encoding"]

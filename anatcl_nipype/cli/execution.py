@@ -85,7 +85,8 @@ class ProgressPrinter:
 
     def _say(self, text):
         counter = f"[{self.report.finished()}/{self.report.total_subjects or '?'}] "
-        print(f"  {counter}{text}", file=self.stream, flush=True)
+        self.stream.write(f"  {counter}{text}\n")  # one write: never split by the heartbeat
+        self.stream.flush()
         self.report.last_line = time.monotonic()
 
 
