@@ -10,6 +10,7 @@ commands alternating so that a busy machine slows them alike.
 """
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -65,7 +66,8 @@ def main():
     reference = statistics.median(times['python -c "import nipype"'])
     lines = ["## Start-up", "",
              "`benchmarks/startup.py`: each command in a fresh process, median of "
-             f"{args.repeats} alternating runs after one warm-up.", "", machine_line(), "",
+             f"{args.repeats} alternating runs after one warm-up; load average at the end "
+             f"{os.getloadavg()[0]:.1f} (only the ratios compare).", "", machine_line(), "",
              "| command | median time | time / import nipype | last line printed |",
              "|---|---|---|---|"]
     for name, values in times.items():
