@@ -178,7 +178,7 @@ def test_fit_probe_outputs(study):
     assert sorted({p["participant_id"] for p in predictions}) == labelled
 
     card = json.loads(open(outputs.model_card).read())
-    assert outputs.model.endswith("diagnosis_probe.skops")
+    assert outputs.model.endswith("/probe.skops")
     assert card["task"] == "classification" and card["target"] == "diagnosis"
     assert card["classes"] == ["AD", "CN"] and card["n_train"] == 38
     assert card["feature_source"] == {

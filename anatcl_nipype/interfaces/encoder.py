@@ -35,7 +35,7 @@ class EncoderOptionsInputSpec(BaseInterfaceInputSpec):
     """The encoder options every interface that runs the network shares (public base spec).
 
     >>> sorted(EncoderOptionsInputSpec().copyable_trait_names())[:4]
-    ['descriptor', 'device', 'fold', 'num_threads']
+    ['descriptor', 'device', 'fold', 'folds']
     """
 
     weights = File(exists=True, desc="AnatCL checkpoint; without it the released weights of "
