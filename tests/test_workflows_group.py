@@ -137,6 +137,33 @@ def test_extra_probe_options_pass_through_to_fit_probe(model_file):
         init_anatcl_group_wf(target="age", harmonise="combat")
 
 
+def test_harmonisation_options_reach_the_probe():
+    wf = init_anatcl_group_wf(target="age", harmonize="combat", site_column="scanner",
+                              covariate_columns=["sex"], unseen_sites="estimate")
+    inputs = wf.get_node("fit_probe").interface.inputs
+    assert (inputs.harmonize, inputs.site_column, inputs.covariate_columns,
+            inputs.unseen_sites) == ("combat", "scanner", ["sex"], "estimate")
+
+
+def test_relevance_node_explains_the_fitted_probe(tmp_path):
+    wf = init_anatcl_group_wf(target="age", output_dir=tmp_path, relevance_maps=True,
+                              relevance_options={"steps": 4, "atlas": None})
+    relevance = wf.get_node("relevance_maps")
+    assert relevance.interface.inputs.steps == 4
+    edges = {(u.name, v.name): d["connect"] for u, v, d in wf._graph.edges(data=True)}
+    assert ("model", "model") in edges[("fit_probe", "relevance_maps")]
+    assert ("gm_maps", "in_files") in edges[("inputnode", "relevance_maps")]
+    sinks = {n: wf.get_node(n).inputs.out_name for n in wf.list_node_names()
+             if n.startswith("ds_relevance")}
+    assert sinks == {"ds_relevance_map": "desc-relevance_statmap.nii.gz",
+                     "ds_relevance_json": "desc-relevance_statmap.json"}  # no atlas, no table
+    assert "relevance_maps" not in init_anatcl_group_wf(target="age").list_node_names()
+    for options, why in (({"features": "both"}, "fitted on both features"),
+                         ({"harmonize": "combat"}, "has a ComBat step")):
+        with pytest.raises(AnatCLError, match=why):
+            init_anatcl_group_wf(target="age", relevance_maps=True, **options)
+
+
 def test_bad_options_are_refused(model_file):
     with pytest.raises(AnatCLError, match="mode='apply' needs model="):
         init_anatcl_prediction_wf(task="brain_age", target="age", mode="apply")

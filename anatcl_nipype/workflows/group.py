@@ -274,7 +274,8 @@ def _add_relevance(workflow, inputnode, probe, options, omp_nthreads):
     """The ProbeRelevanceMaps node explaining the fitted probe on the inputnode's maps."""
     from anatcl_nipype.interfaces.relevance import ProbeRelevanceMaps
 
-    relevance = pe.Node(ProbeRelevanceMaps(**{"steps": RELEVANCE_STEPS, **options}),
+    given = {name: value for name, value in options.items() if value is not None}
+    relevance = pe.Node(ProbeRelevanceMaps(**{"steps": RELEVANCE_STEPS, **given}),
                         name="relevance_maps", mem_gb=1.5, n_procs=omp_nthreads)
     relevance.inputs.num_threads = omp_nthreads
     workflow.connect([(probe, relevance, [("model", "model")]),
