@@ -256,7 +256,7 @@ def test_stop_on_first_crash(tmp_path, stop):
     options = Options(cat12_dir=tmp_path, output_dir=tmp_path / "out", nprocs=2,
                       plugin_args={"n_procs": 1}, work_dir=tmp_path / "work",
                       stop_on_first_crash=stop)
-    report = RunReport()
+    report, bystander = RunReport(), subprocess.Popen(["sleep", "600"])  # not the run's
     if stop:
         with pytest.raises(SchedulerError, match=r"^stopped at the first crash "
                            r"\(--stop-on-first-crash\): toy_wf\.step\d: .*step \d cannot "
@@ -266,6 +266,9 @@ def test_stop_on_first_crash(tmp_path, stop):
     else:
         run_workflow(toy_workflow(tmp_path, 4, fail), options, report)
         assert len(report.failed) == 4
+    assert bystander.poll() is None  # stopping the run's workers spared it
+    bystander.kill()
+    bystander.wait()
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Run a Nipype workflow for the command line: plugin, progress lines, failures with reasons."""
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -134,8 +135,9 @@ def run_workflow(workflow, options, report):
     """
     from anatcl_nipype.cli.locking import work_dir_lock
     from anatcl_nipype.cli.supervision import (
-        GuardedCallback, RunInterrupted, SchedulerError, first_crash_message, make_runner,
-        plugin_settings, remove_partial_outputs, signals_interrupt_run, stop_workers)
+        GuardedCallback, RunInterrupted, SchedulerError, descendants, first_crash_message,
+        make_runner, plugin_settings, remove_partial_outputs, signals_interrupt_run,
+        stop_workers)
 
     plugin, plugin_args = plugin_settings(options.plugin, options.plugin_args, options.nprocs,
                                           options.mem_gb)
@@ -145,15 +147,16 @@ def run_workflow(workflow, options, report):
         options.stop_on_first_crash).lower()
     with work_dir_lock(options.work_dir, wait=options.wait_for_lock), \
             signals_interrupt_run():
+        spared = descendants(os.getpid())  # not started by this run: left alone
         runner = make_runner(plugin, plugin_args)
         try:
             workflow.run(plugin=runner, plugin_args=plugin_args)
         except RunInterrupted:
-            stop_workers(runner)
+            stop_workers(runner, spared)
             remove_partial_outputs(options.output_dir)
             raise
         except BaseException as error:
-            stop_workers(runner)
+            stop_workers(runner, spared)
             if not (isinstance(error, RuntimeError) and report.failed):
                 raise  # not a node failure: something else went wrong
             if options.stop_on_first_crash:

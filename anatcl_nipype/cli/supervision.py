@@ -178,12 +178,13 @@ def signals_interrupt_run():
             signal.signal(name, action)
 
 
-def stop_workers(runner, grace=WORKER_GRACE_SECONDS):
-    """Stop every process this one started (SIGTERM, then SIGKILL after ``grace`` s)."""
+def stop_workers(runner, spared=(), grace=WORKER_GRACE_SECONDS):
+    """Stop the processes this one started during the run: every descendant not in
+    ``spared`` (those that were there before it; SIGTERM, then SIGKILL after ``grace`` s)."""
     pool = getattr(runner, "pool", None)
     if pool is not None:
         pool.shutdown(wait=False, cancel_futures=True)
-    children = descendants(os.getpid())
+    children = [pid for pid in descendants(os.getpid()) if pid not in set(spared)]
     for pid in children:
         _send(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
