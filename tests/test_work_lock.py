@@ -121,3 +121,20 @@ def test_processes_left_by_a_dead_holder_are_named_as_holding_the_lock(tmp_path)
                 pass
     finally:
         os.kill(orphan, 9)
+
+
+def test_a_run_waiting_for_the_lock_can_be_interrupted(tmp_path):
+    (tmp_path / "cat12").mkdir()
+    holder = start_holder(tmp_path / "work")
+    try:
+        waiter = subprocess.Popen([sys.executable, "-m", "anatcl_nipype", tmp_path / "cat12",
+                                   tmp_path / "out", "participant", "-w", tmp_path / "work",
+                                   "--wait-for-lock"], stderr=subprocess.PIPE, text=True)
+        assert waiter.stderr.readline().startswith("anatcl-nipype: waiting for the work folder")
+        waiter.terminate()
+        _, rest = waiter.communicate(timeout=60)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert waiter.returncode == 143
+    assert rest == "anatcl-nipype: interrupted; rerun with the same -w to resume\n"

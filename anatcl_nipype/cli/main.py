@@ -14,7 +14,8 @@ import traceback
 from anatcl_nipype.cli.locking import work_dir_lock
 from anatcl_nipype.cli.parser import EXIT_ERROR, EXIT_USAGE, UsageError, parse_options
 from anatcl_nipype.cli.paths import check_paths
-from anatcl_nipype.cli.supervision import INTERRUPTED_EXIT, INTERRUPTED_MESSAGE
+from anatcl_nipype.cli.supervision import (
+    INTERRUPTED_EXIT, INTERRUPTED_MESSAGE, signals_interrupt_run)
 from anatcl_nipype.errors import AnatCLError
 
 
@@ -46,7 +47,8 @@ def _dispatch(argv):
         return run_weights_command(argv[1:])
     options = parse_options(argv)
     check_paths(options)
-    with work_dir_lock(options.work_dir, wait=options.wait_for_lock):  # before any work
+    with signals_interrupt_run(), \
+            work_dir_lock(options.work_dir, wait=options.wait_for_lock):  # before any work
         if options.analysis_level == "participant":
             from anatcl_nipype.cli.participant import run_participant_level
 
