@@ -31,9 +31,10 @@ def commands(folder):
     (cohort / "sub-01" / "mri" / "mwp1sub-01_T1w.nii").write_bytes(b"")
     return {
         'python -c "import nipype"': [sys.executable, "-c", "import nipype"],
-        "missing CAT12 folder": [cli, str(folder / "missing"), str(folder / "out"), "participant"],
+        "missing CAT12 folder": [cli, str(folder / "missing"), str(folder / "out"), "participant",
+                                 "-w", str(folder / "work")],
         "unknown --participant-label": [cli, str(cohort), str(folder / "out"), "participant",
-                                        "--participant-label", "99"],
+                                        "--participant-label", "99", "-w", str(folder / "work")],
         "--help": [cli, "--help"],
         "import our derivatives sink (what a worker running one pays)":
             [sys.executable, "-c", "import anatcl_nipype.interfaces.bids"],
