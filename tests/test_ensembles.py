@@ -124,3 +124,44 @@ def test_ensemble_options_that_cannot_work_are_refused(tmp_path):
 def test_one_fold_is_no_ensemble():
     wf = init_anatcl_group_wf(target="age", folds=[3])
     assert "fit_probe" in wf.list_node_names() and "combine_folds" not in wf.list_node_names()
+
+
+@pytest.mark.slow
+def test_fold_all_through_the_command_line(tmp_path, monkeypatch):
+    """Seeded random checkpoints as the released folds in the cache; six participants."""
+    import subprocess
+    import sys
+
+    from anatcl_nipype.data import make_cat12_cohort
+    from anatcl_nipype.encoder import write_random_checkpoint
+    from anatcl_nipype.encoder.weights import cached_weights_path
+
+    monkeypatch.setenv("ANATCL_NIPYPE_HOME", str(tmp_path / "home"))
+    for fold in range(5):
+        path = cached_weights_path("global", fold)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_random_checkpoint(path, seed=30 + fold)
+    cohort = make_cat12_cohort(tmp_path / "cat12", n_subjects=6, seed=2)
+
+    def run(*args):
+        done = subprocess.run([sys.executable, "-m", "anatcl_nipype", cohort.root,
+                               tmp_path / "out", *args, "-w", tmp_path / "work"],
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    run("participant", "--fold", "all")
+    anat = tmp_path / "out" / "sub-01" / "anat"
+    for fold in range(5):
+        sidecar = json.loads((anat / f"sub-01_desc-anatclGlobalFold{fold}_embedding.json"
+                              ).read_text())
+        assert sidecar["weights"]["fold"] == fold
+    out = run("group", "--fold", "all", "--target", "age", "--task", "regression", "--cv", "2")
+    assert "Encoder fold 4: Cross-validated mae" in out
+    assert "Ensemble (mean of the folds' out-of-fold predictions): Cross-validated mae" in out
+    target = tmp_path / "out" / "group" / "target-age"
+    assert sorted(p.name for p in target.iterdir()) == [
+        "desc-ensemble_metrics.tsv", "desc-ensemble_predictions.tsv",
+        "desc-ensemble_summary.json", "desc-folds_metrics.tsv",
+        "fold-0", "fold-1", "fold-2", "fold-3", "fold-4"]
+    assert "age: fold ensemble" in (tmp_path / "out" / "anatcl" / "report.html").read_text()
