@@ -313,3 +313,19 @@ def test_apply_probe_refuses_another_target(study):
         str(study / "embeddings.tsv"), str(study / "regional.tsv")]), study / "work",
         name="apply_other_target")
     assert f"{fitted.model} was fitted for target 'diagnosis', not 'age'" in message
+
+
+def test_harmonised_brain_age_probe_is_saved_and_applied_with_its_sites(study):
+    fitted = fit(study, task="brain_age", target="age", cv=4, harmonize="combat")
+    card = json.loads(open(fitted.model_card).read())
+    assert card["harmonization"]["sites"] == ["site1", "site2", "site3", "site4"]
+    assert card["harmonization"]["method"] == "combat"
+    features = [str(study / "embeddings.tsv"), str(study / "regional.tsv")]
+    message = crash_message(run_node, ApplyProbe(model=fitted.model, features=features),
+                            study / "work", name="apply_without_sites")
+    assert "fitted with ComBat site harmonisation: pass participants_tsv" in message
+    applied = run_node(ApplyProbe(model=fitted.model, features=features,
+                                  participants_tsv=str(study / "participants.tsv")),
+                       study / "work", name="apply_with_sites")
+    rows = read_tsv(applied.predictions_tsv)
+    assert len(rows) == 39 and {"predicted", "predicted_corrected", "brain_age_gap"} <= set(rows[0])
