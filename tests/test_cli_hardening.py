@@ -152,6 +152,7 @@ WORKFLOW = """
 
     def workflow(n=6, killed=-1):
         wf = pe.Workflow(name="toy_wf", base_dir=str(Path(sys.argv[1]) / "work"))
+        wf.config["execution"]["crashdump_dir"] = str(Path(sys.argv[1]) / "crashes")
         for x in range(n):
             node = pe.Node(Function(input_names=["x", "killed"], output_names=["y"],
                                     function=step), name=f"step{x}")
@@ -202,6 +203,7 @@ def test_a_worker_killed_from_outside_ends_the_run_with_a_clear_error(tmp_path):
 # ------------------------------------------------------------------------ run-control options
 def toy_workflow(tmp_path, n, function, mem_gb=0.2):
     wf = pe.Workflow(name="toy_wf", base_dir=str(tmp_path / "work"))
+    wf.config["execution"]["crashdump_dir"] = str(tmp_path / "crashes")
     for x in range(n):
         node = pe.Node(Function(input_names=["x"], output_names=["y"], function=function),
                        name=f"step{x}", mem_gb=mem_gb)
