@@ -19,13 +19,6 @@ from datetime import datetime, timezone
 HEARTBEAT_SECONDS = 5.0
 
 
-def write_line(stream, text):
-    """Write ``text`` and its newline in one call, flushed: lines printed by the heartbeat
-    thread and the scheduler's callback never interleave (``print`` writes the end apart)."""
-    stream.write(f"{text}\n")
-    stream.flush()
-
-
 class Phases:
     """The phases of one run, in order, with their elapsed seconds.
 
@@ -45,7 +38,8 @@ class Phases:
 
     def say(self, text):
         """Print ``text`` now (flushed) and restart the silence clock."""
-        write_line(self.stream, text)
+        self.stream.write(f"{text}\n")  # one write: lines of two threads never interleave
+        self.stream.flush()
         self.last_line = time.monotonic()
 
     @contextlib.contextmanager
