@@ -20,8 +20,8 @@ from anatcl_nipype.files import write_json_atomic
 from anatcl_nipype.options import DESCRIPTORS, FOLDS
 
 #: The demo's own options that the participant and group levels take as they are.
-SHARED_OPTIONS = ("weights", "descriptor", "fold", "precision", "device", "nprocs", "plugin",
-                  "plugin_args", "work_dir", "verbose")
+SHARED_OPTIONS = ("weights", "descriptor", "fold", "precision", "force_precision", "device",
+                  "nprocs", "plugin", "plugin_args", "work_dir", "verbose")
 
 BANNER = "=" * 78
 #: The demo's seeded random checkpoint, in its output folder.
