@@ -48,7 +48,8 @@ FIT_DERIVATIVES = (
 )
 #: A fold ensemble's combined results, beside the per-fold ``fold-<k>/`` folders.
 ENSEMBLE_DERIVATIVES = (
-    ("combine_folds", "predictions_tsv", "desc-ensemble_predictions.tsv", "ds_ensemble_predictions"),
+    ("combine_folds", "predictions_tsv", "desc-ensemble_predictions.tsv",
+     "ds_ensemble_predictions"),
     ("combine_folds", "metrics_tsv", "desc-ensemble_metrics.tsv", "ds_ensemble_metrics"),
     ("combine_folds", "folds_tsv", "desc-folds_metrics.tsv", "ds_folds_metrics"),
     ("combine_folds", "out_json", "desc-ensemble_summary.json", "ds_ensemble_summary"),
@@ -198,6 +199,8 @@ def init_anatcl_group_wf(*, target, task=AUTO_TASK, features="embeddings", model
     workflow = Workflow(name=name)
     workflow.__desc__ = _description(task, target, features, model, cv, n_repeats,
                                      group_column, n_permutations)
+    if model is None and probe_options.get("harmonize", "none") != "none":
+        workflow.__desc__ += _harmonization_text(probe_options)
     relevance_fields = list(RELEVANCE_INPUTS) if relevance_maps else []
     inputnode = pe.Node(niu.IdentityInterface(
         fields=["embeddings", "embeddings_json", "regional_tsv", "participants_tsv",
@@ -291,6 +294,8 @@ def _init_fold_ensemble_wf(*, target, task, features, cv, group_column, n_repeat
     workflow.__desc__ = _description(task, target, features, None, cv, n_repeats,
                                      group_column, n_permutations) + _ENSEMBLE_TEXT.format(
         n=len(folds), folds=", ".join(map(str, folds)))
+    if probe_options.get("harmonize", "none") != "none":
+        workflow.__desc__ += _harmonization_text(probe_options)
     per_fold = [f"{kind}_fold{fold}" for fold in folds for kind in ("embeddings",
                                                                       "embeddings_json")]
     inputnode = pe.Node(niu.IdentityInterface(
@@ -346,7 +351,17 @@ def _init_fold_ensemble_wf(*, target, task, features, cv, group_column, n_repeat
     return workflow
 
 
-_ENSEMBLE_TEXT = """This was done separately for the embeddings of each of the {n} AnatCL encoder folds
+def _harmonization_text(options):
+    """The methods sentence on ComBat site harmonisation."""
+    covariates = options.get("covariate_columns") or []
+    protected = f", protecting the effects of {', '.join(covariates)}," if covariates else ""
+    return (f"Site effects (participants.tsv column '{options.get('site_column', 'site')}') "
+            f"were removed with ComBat (neuroCombat; Fortin et al., 2018){protected} fitted "
+            "on the training folds only and applied to the test fold, before the probe.\n")
+
+
+_ENSEMBLE_TEXT = """\
+This was done separately for the embeddings of each of the {n} AnatCL encoder folds
 ({folds}), with the same cross-validation splits; results are reported for each fold and
 as their mean and standard deviation, and for the ensemble whose prediction is the mean
 of the per-fold probes' out-of-fold predictions (class probabilities for a categorical
