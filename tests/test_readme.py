@@ -12,8 +12,9 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: How a snippet that cannot run on the demo begins.
 NEEDS = "# Needs "
-#: Participants of the demo the snippets run on: the fewest that 5-fold stratified CV takes.
-DEMO_SUBJECTS = 10
+#: Participants of the demo the snippets run on: the fewest its probes take (7 per class for
+#: 5-fold CV with the inner search of the penalty).
+DEMO_SUBJECTS = 14
 
 
 def python_snippets():
