@@ -142,3 +142,35 @@ def test_methods_boilerplate_cites_anatcl():
     text = wf.visit_desc()
     assert "Barbano" in text and "doi:10.1016/j.patrec.2025.11.028" in text
     assert "descriptor 'local', fold 3" in text
+
+
+def test_folds_reach_the_encoder_and_the_outputnode_lists_each_fold(cat12_maps, tmp_path,
+                                                                     monkeypatch):
+    from anatcl_nipype.encoder import write_random_checkpoint
+    from anatcl_nipype.encoder.weights import cached_weights_path
+
+    monkeypatch.setenv("ANATCL_NIPYPE_HOME", str(tmp_path / "home"))
+    for fold in (0, 2):  # seeded random checkpoints standing in for released folds 0 and 2
+        cached_weights_path("global", fold).parent.mkdir(parents=True, exist_ok=True)
+        write_random_checkpoint(cached_weights_path("global", fold), seed=10 + fold)
+    wf = init_anatcl_encoding_wf(folds=(0, 2), force_precision=True)
+    assert wf.get_node("anatcl_encode").inputs.folds == [0, 2]
+    assert wf.get_node("anatcl_encode").inputs.force_precision is True
+    wf.inputs.inputnode.gm_modulated = str(cat12_maps[0])
+    parent = Workflow(name="parent", base_dir=str(tmp_path / "work"))
+    fields = ["embedding", "embeddings", "embeddings_json"]
+    consumer = Node(niu.Function(function=_outputs_as_given, input_names=fields,
+                                 output_names=["outputs"]), name="consumer")
+    parent.connect([(wf, consumer, [(f"outputnode.{field}", field) for field in fields])])
+    graph = parent.run()
+    embedding, embeddings, sidecars = next(
+        n for n in graph.nodes() if n.name == "consumer").result.outputs.outputs
+    assert len(embeddings) == 2 and len(sidecars) == 2 and embedding == embeddings[0]
+    for path, sidecar, fold in zip(embeddings, sidecars, (0, 2)):
+        alone = AnatCLEncoder(fold=fold).encode([cat12_maps[0]])[0]
+        assert np.array_equal(np.load(path), alone)
+        assert json.loads(Path(sidecar).read_text())["weights"]["fold"] == fold
+
+
+def _outputs_as_given(embedding, embeddings, embeddings_json):
+    return embedding, embeddings, embeddings_json

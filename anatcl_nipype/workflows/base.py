@@ -53,14 +53,11 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
     inputnode.inputs.gm_modulated = str(subject["gm_modulated"])
     encoding_wf = init_anatcl_encoding_wf(weights=weights, descriptor=descriptor, fold=fold,
                                           precision=precision, device=device, use_gpu=use_gpu,
-                                          omp_nthreads=omp_nthreads)
+                                          omp_nthreads=omp_nthreads, folds=folds,
+                                          force_precision=force_precision, resample=resample)
     workflow.__desc__ = encoding_wf.__desc__
-    encode = encoding_wf.get_node("anatcl_encode")
-    encode.inputs.force_precision = force_precision
-    encode.inputs.resample = resample  # maps on another MNI grid: resampled, not refused
     if folds:
-        encode.inputs.folds = list(folds)
-        fold = folds[0]  # the encoding workflow's outputnode carries the first fold
+        fold = folds[0]  # the encoding workflow's ``embedding`` is the first fold's
     inputnode.inputs.source_file = bids_source_for(subject["participant_id"],
                                                    subject.get("session_id"),
                                                    subject["gm_modulated"])
@@ -101,8 +98,8 @@ def _add_fold_derivatives(workflow, inputnode, encoding_wf, index, fold, output_
                                                 fold=fold, id_note=id_note,
                                                 name=f"anatcl_derivatives_fold{fold}_wf")
     workflow.connect([
-        (encoding_wf, pick, [("anatcl_encode.out_files", "inlist")]),
-        (encoding_wf, pick_json, [("anatcl_encode.out_jsons", "inlist")]),
+        (encoding_wf, pick, [("outputnode.embeddings", "inlist")]),
+        (encoding_wf, pick_json, [("outputnode.embeddings_json", "inlist")]),
         (inputnode, derivatives_wf, [("source_file", "inputnode.source_file")]),
         (pick, derivatives_wf, [("out", "inputnode.embedding")]),
         (pick_json, derivatives_wf, [("out", "inputnode.embedding_json")]),

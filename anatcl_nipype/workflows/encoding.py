@@ -5,7 +5,7 @@ machines without a GPU.
 
 >>> wf = init_anatcl_encoding_wf(descriptor="local", fold=1)
 >>> sorted(wf.get_node("outputnode").outputs.copyable_trait_names())
-['embedding', 'embedding_json']
+['embedding', 'embedding_json', 'embeddings', 'embeddings_json']
 """
 
 from nipype.interfaces import utility as niu
@@ -51,8 +51,14 @@ anatcl-nipype, was used as the participant's embedding.
 
 def init_anatcl_encoding_wf(*, weights=None, descriptor="global", fold=0, precision="fp32",
                             device="auto", use_gpu=False, use_head=False, omp_nthreads=1,
+                            folds=None, force_precision=False, resample=False,
                             name="anatcl_encoding_wf"):
     """Embed one participant's CAT12 ``mwp1`` map with AnatCL.
+
+    ``folds`` (released weights, e.g. ``(0, 1, 2, 3, 4)``): the map is read once and
+    encoded by every fold's model; ``embedding`` is then the first fold's.
+    ``force_precision`` runs the ``precision`` asked for even where it is slow;
+    ``resample`` resamples maps on another MNI grid onto CAT12's instead of refusing them.
 
     Inputs
     ------
@@ -65,6 +71,12 @@ def init_anatcl_encoding_wf(*, weights=None, descriptor="global", fold=0, precis
         ``.npy`` float32 vector of 512 values (128 with ``use_head``).
     embedding_json
         Provenance sidecar: weights identity and hash, precision, input hash.
+    embeddings, embeddings_json
+        One embedding and sidecar per fold, in the order of ``folds`` (one each without).
+
+    >>> wf = init_anatcl_encoding_wf(folds=(0, 3))
+    >>> wf.get_node("anatcl_encode").inputs.folds
+    [0, 3]
 
     Iterate the inputnode (or use it inside a per-subject workflow) for many subjects:
     under MultiProc each worker process loads the network once and reuses it.
@@ -72,16 +84,20 @@ def init_anatcl_encoding_wf(*, weights=None, descriptor="global", fold=0, precis
     workflow = Workflow(name=name)
     workflow.__desc__ = encoding_description(weights, descriptor, fold, precision)
     inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated"]), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=["embedding", "embedding_json"]),
-                         name="outputnode")
+    outputnode = pe.Node(niu.IdentityInterface(
+        fields=["embedding", "embedding_json", "embeddings", "embeddings_json"]),
+        name="outputnode")
     encode = pe.Node(
-        AnatCLEncode(**encode_node_options(weights, descriptor, fold, precision, device,
-                                        use_gpu, use_head)),
+        AnatCLEncode(force_precision=force_precision, resample=resample,
+                     folds=list(folds) if folds else None,
+                     **encode_node_options(weights, descriptor, fold, precision, device,
+                                           use_gpu, use_head)),
         name="anatcl_encode", n_procs=omp_nthreads, mem_gb=ENCODE_MEM_GB,
     )
     workflow.connect([
         (inputnode, encode, [("gm_modulated", "in_file")]),
-        (encode, outputnode, [("out_file", "embedding"), ("out_json", "embedding_json")]),
+        (encode, outputnode, [("out_file", "embedding"), ("out_json", "embedding_json"),
+                              ("out_files", "embeddings"), ("out_jsons", "embeddings_json")]),
     ])
     return workflow
 
