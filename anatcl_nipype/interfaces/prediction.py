@@ -26,7 +26,8 @@ from nipype.interfaces.base import (
 )
 
 import anatcl_nipype
-from anatcl_nipype.bids import bids_label, participant_id_from_path
+from anatcl_nipype.bids import (bids_label, participant_id_from_path, scan_id,
+                                 session_id_from_path)
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.files import write_json_atomic
 from anatcl_nipype.options import AUTO_TASK, TASKS
@@ -56,8 +57,9 @@ class JoinEmbeddingsInputSpec(BaseInterfaceInputSpec):
                                      "Connect them in workflows: Nipype removes outputs that "
                                      "no node uses")
     participant_ids = traits.List(traits.Str(),
-                                  desc="one id per embedding; default: sub-<label> from the "
-                                       "sidecar's input path, else from the file name")
+                                  desc="one id per embedding; default: sub-<label> (with "
+                                       "_ses-<label> for sessions) from the sidecar's input "
+                                       "path, else from the file name")
 
 
 class JoinEmbeddingsOutputSpec(TraitedSpec):
@@ -135,7 +137,7 @@ class JoinEmbeddings(SimpleInterface):
         if isdefined(self.inputs.participant_ids):
             ids = list(self.inputs.participant_ids)
         else:
-            ids = [participant_id_from_path((sidecar.get("input") or {}).get("path", path))
+            ids = [_scan_id_of((sidecar.get("input") or {}).get("path", path))
                    for path, sidecar in zip(in_files, sidecars)]
         if len(ids) != len(in_files):
             raise PredictionError(f"{len(ids)} participant_ids for {len(in_files)} "
@@ -145,6 +147,11 @@ class JoinEmbeddings(SimpleInterface):
             raise PredictionError(f"several embeddings belong to {', '.join(repeated)}; pass "
                                   "participant_ids (e.g. sub-01_ses-1) to tell them apart")
         return ids
+
+
+def _scan_id_of(path):
+    """``sub-01`` or, for a session's map, ``sub-01_ses-2``: one row per scan."""
+    return scan_id(participant_id_from_path(path), session_id_from_path(path))
 
 
 def _load_vectors(in_files):
