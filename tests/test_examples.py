@@ -56,3 +56,28 @@ def test_group_study_runs_with_multiproc(cohort, random_weights, tmp_path):
     assert "emb_511" in columns and "synthetic_lMedialTemporal_Vgm" in columns
     # the planted 20% medial-temporal atrophy is recovered from embeddings + regions
     assert card["cv_metrics"]["balanced_accuracy"]["mean"] >= 0.75
+
+
+def test_fmriprep_style_parent_keeps_sessions_apart(random_weights, tmp_path):
+    from conftest import write_map
+
+    maps = {("01", "bl"): "sub-01_ses-bl/mri/mwp1sub-01_ses-bl_T1w.nii",
+            ("01", "m12"): "sub-01_ses-m12/mri/mwp1sub-01_ses-m12_T1w.nii",
+            ("02", "1"): "sub-02/ses-1/mri/mwp1scan.nii",  # sessions as folders only
+            ("02", "2"): "sub-02/ses-2/mri/mwp1scan.nii"}
+    for seed, relative in enumerate(maps.values()):
+        (tmp_path / "cat12" / relative).parent.mkdir(parents=True)
+        write_map(tmp_path / "cat12" / relative, seed=seed)
+    out = tmp_path / "derivatives"
+    wf = load_example("fmriprep_style_parent").main([
+        str(tmp_path / "cat12"), str(out), "--weights", str(random_weights),
+        "--work-dir", str(tmp_path / "work"), "--nprocs", "2"])
+    assert sorted(n for n in wf.list_node_names() if n.endswith("anatcl_encode")) == [
+        f"single_subject_{s}_ses_{t}_wf.anatcl_encoding_wf.anatcl_encode" for s, t in maps]
+    embeddings = {}
+    for subject, session in maps:
+        stem = out / f"sub-{subject}" / f"ses-{session}" / "anat" / f"sub-{subject}_ses-{session}"
+        assert Path(f"{stem}_desc-totalgm_features.tsv").is_file()
+        embeddings[subject, session] = np.load(f"{stem}_desc-anatclCustom_embedding.npy")
+    assert len(list(out.rglob("*_embedding.npy"))) == 4
+    assert not np.allclose(embeddings["02", "1"], embeddings["02", "2"])  # not overwritten

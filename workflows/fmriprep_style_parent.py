@@ -3,8 +3,8 @@
 
 The parent has its own nodes (here: total grey-matter volume from each CAT12 map, sunk as
 a BIDS derivative), and reuses ``init_anatcl_encoding_wf`` and
-``init_anatcl_derivatives_wf`` next to them, one branch per participant, as fMRIPrep's
-``init_single_subject_wf`` does::
+``init_anatcl_derivatives_wf`` next to them, one branch per scan (participant, and
+session where there are sessions), as fMRIPrep's ``init_single_subject_wf`` does::
 
     python workflows/fmriprep_style_parent.py /data/cat12 /data/derivatives/study --nprocs 2
 """
@@ -17,7 +17,9 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from anatcl_nipype.graphs import draw_workflow_graph
-from anatcl_nipype.inputs import bids_source_from_cat12, find_cat12_subjects
+from anatcl_nipype.bids import bids_source_for
+from anatcl_nipype.inputs import find_cat12_subjects
+from anatcl_nipype.workflows.base import single_subject_wf_name
 from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
 from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf
 
@@ -38,26 +40,33 @@ def total_gm_volume(gm_modulated):
 
 
 def init_single_subject_wf(subject, output_dir, weights=None):
-    """One participant: the parent's own node + AnatCL encoding + both sinks."""
+    """One scan: the parent's own node + AnatCL encoding + both sinks.
+
+    Branches are named, and derivatives named after, the participant and session, so two
+    sessions of one participant neither share a branch nor overwrite each other's files.
+    """
     from anatcl_nipype.interfaces.bids import AnatCLDerivativesDataSink
 
-    label = subject["participant_id"].removeprefix("sub-")
-    wf = Workflow(name=f"single_subject_{label}_wf")
-    inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated"]), name="inputnode")
+    wf = Workflow(name=single_subject_wf_name(subject))
+    inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated", "source_file"]),
+                        name="inputnode")
     inputnode.inputs.gm_modulated = str(subject["gm_modulated"])
+    inputnode.inputs.source_file = bids_source_for(subject["participant_id"],
+                                                   subject.get("session_id"),
+                                                   subject["gm_modulated"])
     gm_volume = pe.Node(niu.Function(function=total_gm_volume, output_names=["out_file"]),
                         name="gm_volume")
     ds_gm_volume = pe.Node(AnatCLDerivativesDataSink(
-        base_directory=str(output_dir), desc="totalgm", suffix="features",
-        source_file=bids_source_from_cat12(subject["gm_modulated"])),
+        base_directory=str(output_dir), desc="totalgm", suffix="features"),
         name="ds_gm_volume", run_without_submitting=True)
     encoding_wf = init_anatcl_encoding_wf(weights=weights)
     derivatives_wf = init_anatcl_derivatives_wf(output_dir=output_dir, weights=weights)
     wf.connect([
         (inputnode, gm_volume, [("gm_modulated", "gm_modulated")]),
         (gm_volume, ds_gm_volume, [("out_file", "in_file")]),
+        (inputnode, ds_gm_volume, [("source_file", "source_file")]),
         (inputnode, encoding_wf, [("gm_modulated", "inputnode.gm_modulated")]),
-        (inputnode, derivatives_wf, [("gm_modulated", "inputnode.source_file")]),
+        (inputnode, derivatives_wf, [("source_file", "inputnode.source_file")]),
         (encoding_wf, derivatives_wf, [("outputnode.embedding", "inputnode.embedding"),
                                        ("outputnode.embedding_json", "inputnode.embedding_json")]),
     ])
@@ -65,7 +74,7 @@ def init_single_subject_wf(subject, output_dir, weights=None):
 
 
 def build(cat12_dir, output_dir, work_dir, weights=None):
-    """The study workflow: one single-subject branch per CAT12 participant."""
+    """The study workflow: one single-subject branch per CAT12 scan."""
     study = Workflow(name="study_wf", base_dir=str(work_dir))
     for subject in find_cat12_subjects(cat12_dir):
         study.add_nodes([init_single_subject_wf(subject.as_inputs(), Path(output_dir).absolute(),
