@@ -1,4 +1,6 @@
-"""Write AnatCL results as BIDS derivatives (niworkflows' DerivativesDataSink).
+"""Write AnatCL results as BIDS derivatives with the package's own sink,
+:class:`~anatcl_nipype.interfaces.bids.AnatCLDerivativesDataSink` (names built by
+pybids' ``build_path``, files written atomically).
 
 >>> wf = init_anatcl_derivatives_wf(output_dir="/tmp/derivatives", descriptor="global", fold=0)
 >>> wf.get_node("ds_embedding").interface.inputs.desc
