@@ -18,9 +18,11 @@ import pytest
 
 from anatcl_nipype.cli.report import record_run, report_dir, write_report
 from anatcl_nipype.reports import qc
-from anatcl_nipype.reports.collect import (collect_output_folder, decode_traceback,
-                                           encode_traceback)
-from anatcl_nipype.reports.methods import methods_paragraphs, weights_sentence
+from anatcl_nipype.reports.collect import (TargetResults, collect_output_folder,
+                                           decode_traceback, encode_traceback)
+from anatcl_nipype.reports.methods import (ensemble_paragraph, harmonization_paragraph,
+                                           methods_markdown, methods_paragraphs,
+                                           probe_paragraph, weights_sentence)
 
 SCREENSHOTS = Path(__file__).parent / "_screenshots"
 SHIFTED, OUTLIER, FAILED = "sub-03", "sub-05", "sub-08"
@@ -252,6 +254,69 @@ def test_methods_have_one_paragraph_per_step(outputs):
     assert "age_probe.skops" in text and "ef" * 32 in text  # the applied probe
     assert "CAT12's total intracranial volume" in text  # the CAT12 reports were read
     assert text.count("Region-wise") == 0  # no regional tables were written here
+
+
+HARMONIZATION = {"method": "combat", "site_column": "site", "covariates": ["age", "sex"],
+                 "unseen_sites": None, "sites": ["s1", "s2", "s3"], "site_separability": None}
+CV_SUMMARY = {"target": "age", "task": "brain_age", "n_train": 30,
+              "cv_metrics": {"mae": {"mean": 5.123, "sd": 0.5}},
+              "validation": {"cv": 5, "n_repeats": 1, "seed": 0, "group_column": "site"}}
+
+
+def test_combat_grouped_search_and_ensemble_have_a_paragraph_each_only_when_they_ran(
+        tmp_path, outputs):
+    cohort, out = outputs
+    plain = collect_output_folder(out, cohort.participants_tsv)
+    plain_text = " ".join(methods_paragraphs(plain))
+    assert "ComBat" not in plain_text and "fold ensemble" not in plain_text
+    assert "by efficient leave-one-out" in plain_text  # the age probe: no groups
+    assert "by an inner 5-fold GroupKFold" in plain_text  # the diagnosis probe: by site
+
+    for k in (0, 1):
+        (tmp_path / f"fold-{k}").mkdir()
+        (tmp_path / f"fold-{k}" / "probe.json").write_text(json.dumps(
+            {**CV_SUMMARY, "harmonization": HARMONIZATION}))
+    (tmp_path / "desc-ensemble_metrics.tsv").write_text("fold\tmae\n0\t5.0\n")
+    target = TargetResults(name="age", folder=tmp_path)
+    plain.targets = [target]
+    paragraphs = methods_paragraphs(plain)
+    assert len(paragraphs) == len(set(paragraphs))
+    combat = [p for p in paragraphs if "ComBat" in p]
+    ensemble = [p for p in paragraphs if "fold ensemble" in p]
+    assert combat == [harmonization_paragraph(target)] and ensemble == [
+        ensemble_paragraph(target)]
+    assert "neuroCombat" in combat[0] and "age, sex" in combat[0]
+    assert "inside each training fold" in combat[0] and "3 site(s)" in combat[0]
+    assert "2 released AnatCL encoder folds (0, 1)" in ensemble[0]
+    probe = probe_paragraph(target)  # one paragraph, from the first fold's card
+    assert [p for p in paragraphs if p.startswith("A linear probe")] == [probe]
+    assert "by an inner 5-fold GroupKFold cross-validation" in probe
+    assert "5-fold GroupKFold cross-validation keeping every value of 'site'" in probe
+    markdown = methods_markdown(plain)
+    assert "Fortin JP" in markdown and "@article{fortin2018combat," in markdown
+
+
+def test_two_sessions_and_a_placeholder_failure_are_counted_as_scans(tmp_path, outputs):
+    from anatcl_nipype.reports.assemble import build_report
+
+    cohort, _ = outputs
+    out = tmp_path / "out"
+    rng = np.random.default_rng(3)
+    subjects = list(cohort.subjects)[:3]
+    for subject in subjects:
+        for session in ("1", "2"):
+            label = f"{subject}_ses-{session}"
+            write_embedding(out / subject / f"ses-{session}" / "anat", label,
+                            rng.normal(size=512), cohort.gm_map(subject))
+    folder = report_dir(out)
+    (folder / "failed.tsv").write_text("participant_id\tpath\treason\ttraceback\n"
+                                       "n/a\t\tno map found\t\n")
+    html = build_report(out, cohort.participants_tsv).read_text()
+    assert "6 scans of 3 participants" in html  # encoded
+    assert "1 participant</b>failed" in html.replace("\n", "")
+    for subject in subjects:
+        assert f'id="{subject}_ses-1"' in html and f'id="{subject}_ses-2"' in html
+    assert 'id="n/a"' in html and "no map found" in html
 
 
 @pytest.mark.slow

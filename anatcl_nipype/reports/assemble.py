@@ -22,7 +22,7 @@ import numpy as np
 
 from anatcl_nipype.files import atomic_write, sha256_file
 from anatcl_nipype.reports import REPORT_DIR, qc
-from anatcl_nipype.reports.collect import collect_output_folder
+from anatcl_nipype.reports.collect import collect_output_folder, scans_of
 from anatcl_nipype.reports.studies import (ensemble_fragment, harmonization_fragment,
                                            relevance_fragment)
 from anatcl_nipype.reports.fragments import (esc, figure_img, figure_svg, flags_list,
@@ -99,14 +99,19 @@ def _write(path, text):
     path.write_text(text, encoding="utf-8")
 
 
-def _entities(label):
-    parts = dict(part.split("-", 1) for part in label.split("_"))
-    return parts["sub"], parts.get("ses")
+def _subject(label):
+    """The subject label of ``sub-<l>[_ses-<s>]``; a label that is not ``sub-`` (a placeholder
+    in failed.tsv) made into one, so that it still gets its reportlet."""
+    first = label.split("_")[0]
+    if first.startswith("sub-") and len(first) > 4:
+        return first[4:]
+    return "".join(c for c in label if c.isalnum()) or "unknown"
 
 
 def _participant_reportlet(reportlets, label):
-    subject, _ = _entities(label)
-    return reportlets / f"sub-{subject}" / "figures" / f"{label}_desc-participant_T1w.html"
+    name = label if label.startswith("sub-") else f"sub-{_subject(label)}"
+    return (reportlets / f"sub-{_subject(label)}" / "figures"
+            / f"{name}_desc-participant_T1w.html")
 
 
 def _assemble(reportlets, report_folder, titles):
@@ -134,8 +139,8 @@ def _assemble(reportlets, report_folder, titles):
 
 
 def _participant_spec(label, title):
-    subject, session = _entities(label)
-    query = {"datatype": "figures", "desc": "participant", "subject": subject}
+    query = {"datatype": "figures", "desc": "participant", "subject": _subject(label)}
+    session = next((part[4:] for part in label.split("_")[1:] if part.startswith("ses-")), "")
     if session:
         query["session"] = session
     return {"bids": query, "name": label, "title": title}
@@ -317,9 +322,9 @@ def _provenance_pairs(participant):
 
 def summary_fragment(folder, flagged):
     """The summary box: participants done, failed, flagged; each target's headline metric."""
-    tiles = [("participants encoded", len(folder.encoded), False),
-             ("failed", len(folder.failed), bool(folder.failed)),
-             ("flagged by QC", len(flagged), bool(flagged))]
+    tiles = [("encoded", scans_of(p.label for p in folder.encoded), False),
+             ("failed", scans_of(p.label for p in folder.failed), bool(folder.failed)),
+             ("flagged by QC", scans_of(flagged), bool(flagged))]
     for target in folder.targets:
         metrics = (target.summary or target.card).get("cv_metrics", {})
         key, name = HEADLINE.get(target.task, ("", ""))

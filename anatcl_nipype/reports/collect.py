@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from anatcl_nipype.errors import AnatCLError
+from anatcl_nipype.inputs import read_tsv_rows
 from anatcl_nipype.reports import REPORT_DIR
 from anatcl_nipype.reports.run_record import read_run_records
 
@@ -89,6 +91,24 @@ class OutputFolder:
         return [p for p in self.participants if p.failure is not None]
 
 
+def scans_of(labels):
+    """How many participants ``labels`` (``sub-<l>[_ses-<s>]``) are, in words; with several
+    sessions of a participant, how many scans of how many participants. A label that is not
+    ``sub-<l>`` (a placeholder in failed.tsv) counts as its own participant.
+
+    >>> scans_of(["sub-01_ses-1", "sub-01_ses-2", "sub-02_ses-1"])
+    '3 scans of 2 participants'
+    >>> scans_of(["sub-01", "unknown"]), scans_of(["sub-01_ses-1"])
+    ('2 participants', '1 participant')
+    """
+    labels = list(labels)
+    subjects = {label.split("_ses-")[0] for label in labels}
+    people = f"{len(subjects)} participant{'' if len(subjects) == 1 else 's'}"
+    if len(subjects) == len(labels):
+        return people
+    return f"{len(labels)} scan{'' if len(labels) == 1 else 's'} of {people}"
+
+
 def encode_traceback(text, max_lines=TRACEBACK_LINES):
     """The last ``max_lines`` lines of ``text`` as one ``failed.tsv`` field."""
     lines = str(text).rstrip("\n").splitlines()[-max_lines:]
@@ -108,11 +128,11 @@ def decode_traceback(field_text):
 
 
 def read_tsv(path):
-    """Rows of a TSV file as dicts (empty when absent or unreadable)."""
+    """Rows of an optional TSV output (failed.tsv, metrics.tsv, ...) as dicts, read by the
+    package's one reader; empty when absent, without rows or unreadable."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as stream:
-            return list(csv.DictReader(stream, delimiter="\t"))
-    except (OSError, csv.Error, UnicodeDecodeError):
+        return read_tsv_rows(path)
+    except (AnatCLError, OSError, csv.Error, UnicodeDecodeError):
         return []
 
 
@@ -129,7 +149,7 @@ def collect_output_folder(output_dir, participants_tsv=None):
     """Read ``output_dir`` into an :class:`OutputFolder`."""
     root = Path(output_dir)
     report = root / REPORT_DIR
-    info = {row.get("participant_id"): row for row in read_tsv(participants_tsv)} \
+    info = {row.get("participant_id"): row for row in read_tsv_rows(participants_tsv)} \
         if participants_tsv else {}
     participants = _participants(root, report / "failed.tsv", info)
     graph = report / "graph.svg"
@@ -196,7 +216,6 @@ def cat12_report_path(participant, root):
 
 
 def _attach_cat12(participant, root):
-    from anatcl_nipype.errors import AnatCLError
     from anatcl_nipype.regional.cat12_xml import read_cat12_report
 
     path = cat12_report_path(participant, root)

@@ -15,6 +15,7 @@ import re
 from collections import Counter
 
 from anatcl_nipype.reports.collect import read_json
+from anatcl_nipype.reports.studies import probe_cards
 
 #: Reference of each citable step: (text in the list, BibTeX key in data/references.bib).
 REFERENCES = {
@@ -50,6 +51,11 @@ REFERENCES = {
         "Neuroinformatics 8:14, 2014. doi:10.3389/fninf.2014.00014 (nilearn, which draws the "
         "report's brain figures).",
         "abraham2014nilearn"),
+    'combat': (
+        "Fortin JP, et al. Harmonization of cortical thickness measurements across scanners "
+        "and sites. NeuroImage 167:104-120, 2018. doi:10.1016/j.neuroimage.2017.11.024 "
+        "(ComBat, as implemented in neuroCombat).",
+        "fortin2018combat"),
 }
 
 _TASK_PHRASES = {"classification": "classify participants by {}", "regression": "predict {}",
@@ -155,11 +161,12 @@ def probe_paragraph(target):
     """One fitted probe (``group/target-<name>``), or None when none was fitted."""
     from anatcl_nipype.prediction.probes import DEFAULT_ALPHAS, DEFAULT_CS, DEFAULT_INNER_CV
 
-    summary = target.summary or target.card
+    summary = target.summary or target.card or next(iter(probe_cards(target)), ({}, ""))[0]
     if not summary or not summary.get("cv_metrics"):
         return None
     task = target.task or "regression"
     validation = summary.get("validation", {})
+    groups = validation.get("group_column")
     n = summary.get("n_train", "the")
     features = {"embeddings": "embedding", "both": "embedding and regional"}.get(
         summary.get("features"), summary.get("features") or "embedding")
@@ -167,20 +174,24 @@ def probe_paragraph(target):
         grid = target.card.get("penalty_grid") or DEFAULT_CS
         model = (f"an L2-penalised logistic regression with balanced class weights, its "
                  f"inverse penalty C chosen among {len(grid)} values ({_g(min(grid))} to "
-                 f"{_g(max(grid))}) by an inner stratified {DEFAULT_INNER_CV}-fold "
-                 "cross-validation on the log-loss")
+                 f"{_g(max(grid))}) by an inner "
+                 + (f"{DEFAULT_INNER_CV}-fold GroupKFold" if groups else
+                    f"stratified {DEFAULT_INNER_CV}-fold")
+                 + " cross-validation on the log-loss")
         splitter = "stratified"
     else:
         grid = target.card.get("penalty_grid") or DEFAULT_ALPHAS
         model = (f"a ridge regression, its penalty chosen among {len(grid)} values "
-                 f"({_g(min(grid))} to {_g(max(grid))}) by efficient leave-one-out "
-                 "cross-validation")
+                 f"({_g(min(grid))} to {_g(max(grid))}) by "
+                 + (f"an inner {DEFAULT_INNER_CV}-fold GroupKFold" if groups else
+                    "efficient leave-one-out") + " cross-validation")
         splitter = ""
-    groups = validation.get("group_column")
     scheme = (f"{validation.get('cv', 5)}-fold GroupKFold cross-validation keeping every "
               f"value of '{groups}' in one fold" if groups else
               f"{splitter + ' ' if splitter else ''}{validation.get('cv', 5)}-fold "
               f"cross-validation")
+    if groups:
+        model += f", its inner splits grouped by '{groups}' too"
     repeats = validation.get("n_repeats", 1)
     text = (f"A linear probe on the frozen {features} features of {n} participant(s) was fitted "
             f"to {_TASK_PHRASES.get(task, 'predict {}').format(summary.get('target', target.name))}"
@@ -204,13 +215,45 @@ def probe_paragraph(target):
                  f"{permutation.get('metric', 'score')}.")
     else:
         text += " No permutation test was run."
-    harmonisation = summary.get("harmonisation") or summary.get("harmonization")
-    if harmonisation:
-        text += f" Features were harmonised before fitting ({_describe(harmonisation)})."
     if target.card.get("model_sha256"):
         text += (f" The fitted probe was saved with skops [skops] (sha256 "
                  f"{target.card['model_sha256']}).")
     return text
+
+
+def harmonization_paragraph(target):
+    """ComBat site harmonisation of a probe's features, or None when it did not run."""
+    harmonization = next((card["harmonization"] for card, _ in probe_cards(target)
+                          if card.get("harmonization")), None)
+    if not harmonization:
+        return None
+    sites = harmonization.get("sites") or []
+    covariates = harmonization.get("covariates") or []
+    protected = (f"protecting the covariate(s) {', '.join(covariates)}" if covariates
+                 else "with no protected covariate")
+    text = (f"Before the probe for {target.name} was fitted, the features were harmonised "
+            f"across the {len(sites)} site(s) of the column "
+            f"'{harmonization.get('site_column', 'site')}' with ComBat [ComBat] (the "
+            f"neuroCombat package; empirical Bayes location and scale adjustment), {protected}. "
+            "ComBat was fitted inside each training fold only and applied to that fold's test "
+            "participants, so no test participant informed the site effects.")
+    if harmonization.get("unseen_sites"):
+        text += (f" Participants of sites unseen in training were handled as "
+                 f"'{harmonization['unseen_sites']}'.")
+    return text
+
+
+def ensemble_paragraph(target):
+    """A fold ensemble (``fold-<k>/`` and ``desc-ensemble_*``), or None when none was fitted."""
+    folds = sorted(path.name.split("-", 1)[1] for path in target.folder.glob("fold-*")
+                   if path.is_dir())
+    if not folds or not any(target.folder.glob("desc-ensemble_*")):
+        return None
+    return (f"For {target.name}, one probe was fitted on the embeddings of each of the "
+            f"{len(folds)} released AnatCL encoder folds ({', '.join(folds)}), all "
+            "cross-validated with the same splits; the fold ensemble's prediction is the mean "
+            "of the per-fold probes' out-of-fold predictions, and its metrics are reported "
+            "beside each fold's (desc-ensemble_metrics.tsv, desc-folds_metrics.tsv).")
 
 
 def applied_paragraph(target, applied):
@@ -222,12 +265,6 @@ def applied_paragraph(target, applied):
     return (f"A previously fitted probe for {target.name}, {name} (sha256 {sha}), was loaded "
             "with skops [skops] and applied, unchanged, to "
             f"{len(applied.rows)} participant(s); its predictions were not cross-validated here.")
-
-
-def _describe(value):
-    if isinstance(value, dict):
-        return ", ".join(f"{k}: {v}" for k, v in value.items() if not isinstance(v, (dict, list)))
-    return str(value)
 
 
 def _g(value):
@@ -244,7 +281,8 @@ def methods_paragraphs(folder):
                   cat12_quality_paragraph(folder.participants),
                   qc_paragraph(sum(1 for p in folder.participants if p.gm_map is not None))]
     for target in folder.targets:
-        paragraphs.append(probe_paragraph(target))
+        paragraphs += [harmonization_paragraph(target), probe_paragraph(target),
+                       ensemble_paragraph(target)]
         paragraphs += [applied_paragraph(target, applied) for applied in target.applied]
     unique = []
     for paragraph in paragraphs:
@@ -257,7 +295,7 @@ def cited(paragraphs):
     """Keys of :data:`REFERENCES` cited (``[Name]``) in the paragraphs, in citation order."""
     tags = {"anatcl": "[AnatCL]", "nipype": "[Nipype]", "nipreps": "[NiPreps]",
             "sklearn": "[scikit-learn]", "cat12": "[CAT12]", "skops": "[skops]",
-            "nilearn": "[nilearn]"}
+            "nilearn": "[nilearn]", "combat": "[ComBat]"}
     text = " ".join(paragraphs)
     return sorted((key for key, tag in tags.items() if tag in text),
                   key=lambda key: text.index(tags[key]))

@@ -27,6 +27,8 @@ import functools
 
 import numpy as np
 
+from anatcl_nipype.files import atomic_write
+
 #: Mean grey-matter density of a typical mwp1 map lies well inside this range.
 TYPICAL_MEAN_GM = (0.05, 0.6)
 #: Modulated GM density is about 0-1; a maximum above this means a wrong input image.
@@ -45,13 +47,41 @@ _GRADES = ((90, "A"), (80, "B"), (70, "C"), (60, "D"), (50, "E"))
 
 @functools.lru_cache(maxsize=1)
 def template_prior():
-    """nilearn's MNI152 GM prior on the encoder's cropped 121x128x121 grid (read-only)."""
+    """nilearn's MNI152 GM prior on the encoder's cropped 121x128x121 grid (read-only).
+
+    Resampling the template costs about a second (more on a busy machine), so it is done
+    once per machine and nilearn version and kept in :func:`prior_cache_path`.
+    """
+    path = prior_cache_path()
+    try:
+        prior = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        prior = _resampled_prior()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as tmp, open(tmp, "wb") as stream:
+            np.save(stream, prior)
+    prior.setflags(write=False)
+    return prior
+
+
+def prior_cache_path():
+    """``<home>/reports/mni152-gm-prior_nilearn-<version>.npy``, where the prior is kept.
+
+    >>> prior_cache_path().name.startswith("mni152-gm-prior_nilearn-")
+    True
+    """
+    from importlib.metadata import version
+
+    from anatcl_nipype.encoder.weights import home_dir
+
+    return home_dir() / "reports" / f"mni152-gm-prior_nilearn-{version('nilearn')}.npy"
+
+
+def _resampled_prior():
     from anatcl_nipype.data.cohort import load_gm_template
     from anatcl_nipype.encoder.volumes import crop_to_anatcl
 
-    prior = np.ascontiguousarray(crop_to_anatcl(np.asarray(load_gm_template())))
-    prior.setflags(write=False)
-    return prior
+    return np.ascontiguousarray(crop_to_anatcl(np.asarray(load_gm_template())), np.float32)
 
 
 @functools.lru_cache(maxsize=1)

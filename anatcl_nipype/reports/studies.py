@@ -43,7 +43,7 @@ def harmonization_fragment(targets):
     recognises the site before and after (cross-validated balanced accuracy)."""
     parts = []
     for target in targets:
-        for card, where in _cards(target):
+        for card, where in probe_cards(target):
             harmonization = card.get("harmonization")
             if not harmonization:
                 continue
@@ -102,7 +102,7 @@ def glass_brain_uri(statmap):
     return png_data_uri(figure)  # not pyplot's: nothing to close
 
 
-def _cards(target):
+def probe_cards(target):
     """The probe cards of a target: its own, else each encoder fold's."""
     if target.card:
         return [(target.card, "")]

@@ -1,0 +1,88 @@
+"""The report's time per participant (target, issue 15: at most 0.2 s).
+
+A synthetic cohort of ``--n`` participants gets the participant level's outputs (an
+embedding and its sidecar each; no group outputs), then ``build_report`` runs, each time in
+a fresh Python process (so nothing is cached in memory), three ways:
+
+- **cold**: an empty package home (the MNI GM prior is resampled and cached) and no
+  work folder (every participant's figure and checks computed);
+- **prior cached**: the home of the cold run, still no work folder;
+- **warm**: the prior cached and a work folder whose figure cache an earlier run filled.
+
+Reported: the seconds ``build_report`` takes (imports excluded), divided by ``--n``, and
+their ratio to the cold run (same run, so the shared machine's load affects all alike).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/report.py --n 24 --write
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from results import machine_line, write_section
+
+TIMED = ("import time, sys; from anatcl_nipype.reports.assemble import build_report; "
+         "start = time.perf_counter(); build_report(sys.argv[1], sys.argv[2], "
+         "sys.argv[3] or None); print(time.perf_counter() - start)")
+
+
+def make_outputs(root, n):
+    """Participant outputs of ``n`` synthetic participants under ``root/out``."""
+    from anatcl_nipype.data import make_cat12_cohort
+
+    cohort = make_cat12_cohort(root / "cat12", n_subjects=n, seed=3)
+    rng = np.random.default_rng(0)
+    for subject in cohort.subjects:
+        anat = root / "out" / subject / "anat"
+        anat.mkdir(parents=True)
+        stem = anat / f"{subject}_desc-anatclCustom_embedding"
+        np.save(stem.with_suffix(".npy"), rng.normal(size=512).astype(np.float32))
+        stem.with_suffix(".json").write_text(json.dumps(
+            {"input": {"path": str(cohort.gm_map(subject))}, "precision": "fp32",
+             "weights": {"random": True, "run_id": "random-seed0"}}))
+    return root / "out", cohort.participants_tsv
+
+
+def timed_report(out, participants_tsv, home, work_dir=""):
+    """Seconds ``build_report`` takes in a fresh process with package home ``home``."""
+    env = {**os.environ, "ANATCL_NIPYPE_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", TIMED, str(out), str(participants_tsv),
+                           str(work_dir)], env=env, capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=24)
+    parser.add_argument("--write", action="store_true", help="update benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        out, tsv = make_outputs(root, args.n)
+        cold = timed_report(out, tsv, root / "home")
+        prior_cached = timed_report(out, tsv, root / "home")
+        timed_report(out, tsv, root / "home", root / "work")  # fills the figure cache
+        warm = timed_report(out, tsv, root / "home", root / "work")
+    rows = [("cold (no prior cache, no work folder)", cold),
+            ("prior cached, no work folder", prior_cached),
+            ("prior and figures cached (work folder)", warm)]
+    lines = [machine_line(), "",
+             f"`build_report` on {args.n} participants, each run in a fresh process "
+             "(`benchmarks/report.py`; imports excluded). Target: at most 0.2 s per "
+             "participant.", "",
+             "| run | total | per participant | ratio to cold |", "|---|---|---|---|"]
+    lines += [f"| {name} | {seconds:.2f} s | {seconds / args.n:.3f} s | {seconds / cold:.2f}x |"
+              for name, seconds in rows]
+    print("\n".join(lines))
+    if args.write:
+        write_section("\n".join(["## Report", "", *lines]))
+
+
+if __name__ == "__main__":
+    main()
