@@ -68,7 +68,8 @@ def test_one_bad_participant_gives_exit_code_3_and_is_listed(cohort, random_weig
     assert "Done: 2 of 3 participant(s)" in out
     assert "sub-09: " in out and "the map is empty (all voxels are 0)" in out
     failed = (tmp_path / "out" / "anatcl" / "failed.tsv").read_text().splitlines()
-    assert failed[1].startswith("sub-09\t") and failed[1].endswith("the map is empty (all voxels are 0)")
+    assert failed[1].startswith("sub-09\t")
+    assert failed[1].split("\t")[2].endswith("the map is empty (all voxels are 0)")
     assert (tmp_path / "out" / "sub-01" / "anat").is_dir() and not (tmp_path / "out" / "sub-09").exists()
     assert "Traceback" not in out + err
 
@@ -116,6 +117,7 @@ def test_weights_list_shows_cache_and_urls(tmp_path):
                            "--descriptor", "local", "--fold", "2"], capture_output=True, text=True,
                           env={"ANATCL_NIPYPE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
-    assert f"cache: {tmp_path / 'weights'}" in done.stdout
-    assert "local  fold 2  not downloaded" in done.stdout
+    assert f"Weights cache: {tmp_path / 'weights'}" in done.stdout
+    assert "local fold 2: not present" in done.stdout
+    assert f"place at: {tmp_path / 'weights' / 'anatcl-local-fold2.pth'}" in done.stdout
     assert "_local_lambd1.0_fold2_splits5_trial0/weights.pth" in done.stdout

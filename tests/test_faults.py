@@ -22,15 +22,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from nipype import Node
-from niworkflows.interfaces import bids as niworkflows_bids
-from niworkflows.interfaces.bids import DerivativesDataSink
 
 from anatcl_nipype.data import make_cat12_cohort
 from anatcl_nipype.encoder.embedding_files import read_embeddings_tsv, save_embedding
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import write_json_atomic
+from anatcl_nipype.interfaces import bids as sink_module
 from anatcl_nipype.interfaces.bids import STAGING_DIR, AnatCLDerivativesDataSink
 from anatcl_nipype.interfaces.encoder import AnatCLEncodeBatch
+from anatcl_nipype.reports.collect import decode_traceback
 
 BAD = "sub-07"
 #: What the truncated map of BAD gives (its path first).
@@ -105,9 +105,13 @@ def test_one_failing_subject_of_ten_through_the_command(ten, reference):
     assert "Done: 9 of 10 participant(s)" in out and "Failed: 1\n" in out
     assert f"  {BAD}: {reason}\n" in out
     failed = (output / "anatcl" / "failed.tsv").read_text().splitlines()
-    assert failed == ["participant_id\tpath\treason", f"{BAD}\t{truncated}\t{reason}"]
+    rows = [line.split("\t") for line in failed]
+    assert rows[0] == ["participant_id", "path", "reason", "traceback"]
+    assert rows[1][:3] == [BAD, str(truncated), reason] and len(rows) == 2
+    assert decode_traceback(rows[1][3]).splitlines()[-1].endswith(reason)
     report = (output / "anatcl" / "report.html").read_text()
-    assert f"<tr><td>{BAD}</td><td>{truncated}</td><td>{html.escape(reason)}</td></tr>" in report
+    failure = f'<p class="flag">Failed: {html.escape(reason)}</p>'
+    assert report.count(failure) == 1 and report.index(f'id="{BAD}"') < report.index(failure)
     good = [s for s in cohort.subjects if s != BAD]
     assert sorted(p.name for p in output.glob("sub-*")) == good
     for subject in good:
@@ -131,7 +135,8 @@ def test_one_failing_subject_of_ten_in_a_batch_node(ten, reference, random_weigh
                          for s in good])
     np.testing.assert_allclose(table, expected, atol=1e-5)  # batched == one at a time
     assert open(outputs.failed_tsv).read().splitlines() == [
-        "participant_id\tpath\treason", f"{BAD}\t{truncated}\t{truncated}: {TRUNCATED}"]
+        "participant_id\tpath\treason\ttraceback",
+        f"{BAD}\t{truncated}\t{truncated}: {TRUNCATED}\t"]
 
 
 # --------------------------------------------------------------------------- a killed run
@@ -200,7 +205,8 @@ def _vector_file(path, value):
 
 def _full_disk_after(size):
     """A copy function that writes ``size`` bytes of the file, then finds the disk full."""
-    def copy(src, dst):
+    def copy(src, dst, compress=None):
+        Path(dst).parent.mkdir(parents=True, exist_ok=True)
         with open(src, "rb") as source, open(dst, "wb") as target:
             target.write(source.read(size))
         raise OSError(errno.ENOSPC, NO_SPACE, str(dst))
@@ -222,7 +228,7 @@ def test_crash_during_copy_leaves_the_final_path_absent_or_as_it_was(tmp_path, m
     base = tmp_path / "out"
     first = _vector_file(tmp_path / "node1" / "vector.npy", 1.0)
     second = _vector_file(tmp_path / "node2" / "vector.npy", 2.0)
-    monkeypatch.setattr(niworkflows_bids, "_copy_any", _full_disk_after(100))
+    monkeypatch.setattr(sink_module, "copy_file", _full_disk_after(100))
     with pytest.raises(AnatCLError) as error:  # nothing there yet: stays absent
         _sink(base, first)
     assert str(error.value).startswith(
@@ -232,23 +238,11 @@ def test_crash_during_copy_leaves_the_final_path_absent_or_as_it_was(tmp_path, m
     assert all_files(base) == []
     monkeypatch.undo()
     _sink(base, first)
-    monkeypatch.setattr(niworkflows_bids, "_copy_any", _full_disk_after(100))
+    monkeypatch.setattr(sink_module, "copy_file", _full_disk_after(100))
     with pytest.raises(AnatCLError):  # a complete file there: stays as it was
         _sink(base, second)
     assert (base / FINAL).read_bytes() == first.read_bytes()
     assert all_files(base) == [FINAL]
-
-
-def test_niworkflows_sink_alone_would_leave_a_partial_file(tmp_path, monkeypatch):
-    """Why the sink stages: the plain DerivativesDataSink copies onto the final name."""
-    class CopyingSink(AnatCLDerivativesDataSink):
-        _run_interface = DerivativesDataSink._run_interface
-
-    source = _vector_file(tmp_path / "node" / "vector.npy", 1.0)
-    monkeypatch.setattr(niworkflows_bids, "_copy_any", _full_disk_after(100))
-    with pytest.raises(OSError):
-        _sink(tmp_path / "out", source, CopyingSink)
-    assert (tmp_path / "out" / FINAL).stat().st_size == 100
 
 
 def test_staging_left_by_a_killed_sink_is_removed_and_a_live_one_kept(tmp_path):
@@ -306,14 +300,16 @@ def test_full_disk_in_atomic_writes_keeps_what_was_there(tmp_path, monkeypatch):
 # tests must run everywhere without skips.
 FULL_DISK_COMMAND = """\
 import errno, sys
-from niworkflows.interfaces import bids
+from pathlib import Path
+from anatcl_nipype.interfaces import bids
 
-def full_disk(src, dst):
+def full_disk(src, dst, compress=None):
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)
     with open(src, "rb") as source, open(dst, "wb") as target:
         target.write(source.read(64))
     raise OSError(errno.ENOSPC, "No space left on device", str(dst))
 
-bids._copy_any = full_disk  # every copy into the derivatives folder finds the disk full
+bids.copy_file = full_disk  # every copy into the derivatives folder finds the disk full
 from anatcl_nipype.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """

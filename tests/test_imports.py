@@ -79,9 +79,10 @@ def test_command_line_checks_before_heavy_imports(tmp_path):
         "import sys\n"
         "from anatcl_nipype.cli.main import main\n"
         f"code = main([{str(tmp_path / 'nothing')!r}, {str(tmp_path / 'out')!r}, 'participant'])\n"
-        f"code2 = main([{str(tmp_path)!r}, {str(tmp_path / 'out')!r}, 'group'])\n"
+        f"code2 = main([{str(tmp_path / 'cat12')!r}, {str(tmp_path / 'out')!r}, 'group'])\n"
         "print(code, code2, sorted(m for m in ('torch', 'sklearn', 'niworkflows', 'nipype')"
         " if m in sys.modules))\n")
+    (tmp_path / "cat12").mkdir()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "1 1 []"

@@ -69,7 +69,7 @@ def test_batch_table_files_and_failures(random_weights, cat12_maps, tmp_path):
     np.testing.assert_allclose(table, expected, atol=1e-5)
     np.testing.assert_array_equal(np.stack([np.load(f) for f in outputs.out_files]), table)
     failed = open(outputs.failed_tsv).read().splitlines()
-    assert failed[0] == "participant_id\tpath\treason"
+    assert failed[0] == "participant_id\tpath\treason\ttraceback"
     assert failed[1].startswith(f"sub-09\t{bad}\t") and "not on the CAT12 1.5 mm MNI grid" in failed[1]
     sidecar = json.loads(open(outputs.out_json).read())
     assert sidecar["failed"][0]["participant_id"] == "sub-09"
