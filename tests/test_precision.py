@@ -85,10 +85,11 @@ def test_auto_measures_bf16_on_cpus_it_does_not_know(bf16, cosine, mode):
 
 @pytest.mark.parametrize("cpu, message", [
     (ZEN3, "bf16 on this CPU is emulated, ~100x slower than fp32; use precision='auto' or 'fp32' "
-           "(this CPU: AMD EPYC 7B13, AVX2 only, no bf16 units; force_precision=True runs it anyway)"),
+           "(--precision auto|fp32) (this CPU: AMD EPYC 7B13, AVX2 only, no bf16 units; "
+           "force_precision=True or --force-precision runs it anyway)"),
     (SKYLAKE, "bf16 on this CPU is emulated, slower than fp32; use precision='auto' or 'fp32'"),
     (XEON_BF16_NO_AMX, "bf16 on this CPU is slower than fp32; use precision='auto' or 'fp32' "
-                       "(this CPU (Intel Xeon Platinum 8373C, AVX512-BF16, no AMX) has AVX512-BF16 "
+                       "(--precision auto|fp32) (this CPU (Intel Xeon Platinum 8373C, AVX512-BF16, no AMX) has AVX512-BF16 "
                        "but no AMX"),
 ])
 def test_explicit_bf16_is_refused_without_fast_units_unless_forced(cpu, message):

@@ -38,7 +38,8 @@ from conftest import brain_like_volume, write_map
 OFF_GRID = ("not on the CAT12 1.5 mm MNI grid (shape {shape}, voxel size {zooms} mm; expected "
             "shape (121, 145, 121) with affine diag(-1.5, 1.5, 1.5) and origin (90, -126, -72))."
             " Pass CAT12's mwp1 map; a native-space p1 map is not AnatCL input. For an MNI-space"
-            " map on another grid, resample explicitly (resample=True).")
+            " map on another grid, resample it explicitly: --resample on the command line,"
+            " resample=True in Python.")
 NOT_NIFTI = "cannot read it as NIfTI ({}); check the file is a complete .nii/.nii.gz"
 
 

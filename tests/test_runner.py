@@ -104,7 +104,7 @@ def test_provenance_names_weights_precision_and_preprocessing(random_weights):
 @pytest.mark.skipif(cpu_has_fast_bf16(), reason="checks the refusal where bf16 units are absent")
 def test_bf16_is_refused_where_it_is_slower_than_fp32(random_weights):
     with pytest.raises(PrecisionRefused, match=r"^bf16 on this CPU is (emulated, )?(~100x )?slower than "
-                                               r"fp32; use precision='auto' or 'fp32' \(.*force_precision=True"):
+                                               r"fp32; use precision='auto' or 'fp32' .*force_precision=True"):
         AnatCLEncoder(weights=random_weights, precision="bf16")
 
 

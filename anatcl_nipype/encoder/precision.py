@@ -202,7 +202,8 @@ def _refusal(speed, why, cpu):
     else:
         head = "bf16 on this CPU is slower than fp32"
     detail = f"this CPU: {cpu.describe()}" if speed == "emulated" else why
-    return f"{head}; use precision='auto' or 'fp32' ({detail}; force_precision=True runs it anyway)"
+    return (f"{head}; use precision='auto' or 'fp32' (--precision auto|fp32) ({detail}; "
+            "force_precision=True or --force-precision runs it anyway)")
 
 
 def _choose_fp32_layout(cpu, bf16_why, measure):

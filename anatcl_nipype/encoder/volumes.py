@@ -100,8 +100,9 @@ def check_volume_values(volume, source="array"):
     """Refuse NaN/inf voxels and empty (all-zero) maps."""
     finite = np.isfinite(volume)
     if not finite.all():
-        raise VolumeError(f"{source}: {int((~finite).sum())} voxels are NaN or infinite; "
-                          "re-run CAT12 or fix the map")
+        count = int((~finite).sum())
+        raise VolumeError(f"{source}: {count} voxel{' is' if count == 1 else 's are'} NaN or "
+                          "infinite; re-run CAT12 or fix the map")
     if not volume.any():
         raise VolumeError(f"{source}: the map is empty (all voxels are 0)")
     peak = float(volume.max())
@@ -304,7 +305,8 @@ def _off_grid_message(shape, header, path):
         f"{path}: not on the CAT12 1.5 mm MNI grid (shape {shape}, voxel size {zooms} mm; "
         f"expected shape {CAT12_SHAPE} with affine diag(-1.5, 1.5, 1.5) and origin "
         "(90, -126, -72)). Pass CAT12's mwp1 map; a native-space p1 map is not AnatCL input. "
-        "For an MNI-space map on another grid, resample explicitly (resample=True)."
+        "For an MNI-space map on another grid, resample it explicitly: --resample on the "
+        "command line, resample=True in Python."
     )
 
 
