@@ -138,3 +138,12 @@ def test_a_run_waiting_for_the_lock_can_be_interrupted(tmp_path):
         holder.wait()
     assert waiter.returncode == 143
     assert rest == "anatcl-nipype: interrupted; rerun with the same -w to resume\n"
+
+
+def test_an_input_error_leaves_no_work_folder_behind(tmp_path):
+    (tmp_path / "cat12").mkdir()
+    done = subprocess.run([sys.executable, "-m", "anatcl_nipype", str(tmp_path / "cat12"),
+                           str(tmp_path / "out"), "participant", "-w", str(tmp_path / "work")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1 and "no CAT12 grey-matter maps" in done.stderr
+    assert not (tmp_path / "work").exists()

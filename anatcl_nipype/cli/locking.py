@@ -42,6 +42,7 @@ def work_dir_lock(work_dir, wait=False, stream=sys.stderr):
     if path in _HELD:  # this process holds it already (the command, then its run)
         yield _HELD[path]
         return
+    created = not path.parent.exists()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -60,8 +61,17 @@ def work_dir_lock(work_dir, wait=False, stream=sys.stderr):
         finally:
             del _HELD[path]
             os.ftruncate(descriptor, 0)  # released cleanly: no holder left to report
+            if created:
+                _remove_if_unused(path)
     finally:
         os.close(descriptor)  # releases the lock
+
+
+def _remove_if_unused(path):
+    """Remove a work folder this run created but never used (e.g. an input error ended it)."""
+    if [entry.name for entry in path.parent.iterdir()] == [LOCK_NAME]:
+        path.unlink()
+        path.parent.rmdir()
 
 
 def _acquire(descriptor, path, wait, stream):
