@@ -206,6 +206,26 @@ def test_shifted_map_is_flagged_and_a_correct_one_is_not():
     assert any("overlap (Dice)" in flag for flag in shifted["flags"])
 
 
+def test_the_prior_is_resampled_once_per_machine_and_read_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANATCL_NIPYPE_HOME", str(tmp_path))
+    qc.template_prior.cache_clear()
+    try:
+        computed = qc.template_prior()
+        cached = qc.prior_cache_path()
+        assert cached.parent == tmp_path / "reports" and cached.is_file()
+        assert [p.name for p in cached.parent.iterdir()] == [cached.name]  # no temp left
+        np.save(cached, np.full((2, 2, 2), 0.5, np.float32))  # what is there is what is read
+        qc.template_prior.cache_clear()
+        assert qc.template_prior().shape == (2, 2, 2)
+        cached.write_bytes(b"not a numpy file")  # a damaged cache is recomputed
+        qc.template_prior.cache_clear()
+        np.testing.assert_array_equal(qc.template_prior(), computed)
+        assert computed.shape == (121, 128, 121) and not computed.flags.writeable
+    finally:
+        qc.template_prior.cache_clear()
+        qc._smoothed_prior.cache_clear()
+
+
 def test_odd_intensities_and_poor_cat12_grade_are_flagged():
     normal = np.full((10, 10, 10), 0.3, np.float32)
     assert qc.intensity_flags(normal) == []

@@ -29,7 +29,7 @@ from anatcl_nipype.reports.fragments import (esc, figure_img, figure_svg, flags_
                                              key_values, sig3, table)
 
 #: Bumped when a participant's cached figure or checks would come out differently.
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 PCA_COLUMNS = ("diagnosis", "site", "sex")
 #: Headline metric of each task, shown in the summary box.
 HEADLINE = {"classification": ("balanced_accuracy", "balanced accuracy"),
@@ -245,8 +245,9 @@ def participant_fragment(participant, checks, outlier_z):
 
         figure = figure_img(
             checks["figure"], f"{participant.label}: grey-matter map with the MNI GM prior",
-            f"Cropped grey-matter map (121x128x121, as the encoder sees it) at x={CUT_COORDS[0]}, "
-            f"y={CUT_COORDS[1]}, z={CUT_COORDS[2]} mm; red: contour of the MNI152 GM prior at "
+            f"Cropped grey-matter map (121x128x121 as the encoder sees it, drawn at 3 mm) at "
+            f"x={CUT_COORDS[0]}, y={CUT_COORDS[1]}, z={CUT_COORDS[2]} mm; red: contour of the "
+            "MNI152 GM prior at "
             f"{PRIOR_CONTOUR_LEVEL}. A misregistered map does not follow the contour.",
             width=576)
     facts = [flags_list(flags), key_values(_qc_pairs(checks, outlier_z) +
