@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -49,6 +50,12 @@ def test_group_level_writes_the_relevance_map_region_table_and_report(encoded, r
     assert sidecar["method"] == "integrated_gradients" and sidecar["steps"] == 1
     # two maps: the group-mean baseline differs from each (one map alone is its own baseline)
     assert sidecar["participants"] == ["sub-01", "sub-02"]
+    for subject in ("sub-01", "sub-02"):  # each participant's map, as a BIDS derivative
+        stem = out / subject / "anat" / f"{subject}_desc-relevanceAge_statmap"
+        own = nib.load(f"{stem}.nii.gz")
+        assert own.shape == CAT12_SHAPE and np.abs(own.get_fdata()).max() > 0
+        assert json.loads(Path(f"{stem}.json").read_text())["method"] == "integrated_gradients"
+    assert len(list(out.glob("sub-*/anat/*_statmap.nii.gz"))) == 2  # only those explained
     regions = (target / "desc-relevance_regions.tsv").read_text().splitlines()
     assert regions[0].split("\t") == ["region", "index", "mean_relevance", "rank"]
     assert len(regions) == 1 + 34 and regions[1].split("\t")[3] == "1"

@@ -169,7 +169,9 @@ def init_anatcl_group_wf(*, target, task=AUTO_TASK, features="embeddings", model
     node explains the fitted probe on the inputnode's ``gm_maps`` (with
     ``participant_ids`` and, for a custom checkpoint, ``weights``); it writes
     ``desc-relevance_statmap.nii.gz``/``.json`` and, with an ``atlas`` in
-    ``relevance_options``, ``desc-relevance_regions.tsv``/``.json``. ``relevance_options``
+    ``relevance_options``, ``desc-relevance_regions.tsv``/``.json``; each participant's
+    map goes to ``sub-<l>[/ses-<s>]/anat/..._desc-relevance<Target>_statmap.nii.gz``/``.json``
+    (:func:`relevance_desc`). ``relevance_options``
     go to that node (``steps``, ``method``, ``baseline``, ``descriptor``, ``fold``,
     ``atlas``, ``label_table``). Cost: integrated gradients with ``steps`` = 20 runs 21
     forward and 20 backward passes per map (about 3.5 min and 1.1 GiB per map on a CPU).
@@ -241,6 +243,7 @@ def init_anatcl_group_wf(*, target, task=AUTO_TASK, features="embeddings", model
             _sink_results(workflow, output_dir, target, [
                 d for d in RELEVANCE_DERIVATIVES
                 if "regions" not in d[2] or (relevance_options or {}).get("atlas")])
+            _sink_participant_relevance(workflow, output_dir, target)
     return workflow
 
 
@@ -285,6 +288,47 @@ def _add_relevance(workflow, inputnode, probe, options, omp_nthreads):
                       (inputnode, relevance, [("gm_maps", "in_files"),
                                               ("participant_ids", "participant_ids"),
                                               ("weights", "weights")])])
+
+
+def relevance_desc(target):
+    """The ``desc`` of a participant's relevance map: one per target, so maps explaining
+    different targets never overwrite each other.
+
+    >>> relevance_desc("age"), relevance_desc("MMSE score")
+    ('relevanceAge', 'relevanceMMSEscore')
+    """
+    label = bids_label(target)
+    return f"relevance{label[0].upper()}{label[1:]}"
+
+
+def _sink_participant_relevance(workflow, output_dir, target):
+    """Each participant's relevance map and sidecar as a BIDS derivative:
+    ``sub-<l>[/ses-<s>]/anat/sub-<l>[_ses-<s>]_desc-relevance<Target>_statmap.nii.gz``."""
+    relevance = workflow.get_node("relevance_maps")
+    # One node looping over the maps, not a MapNode: Nipype gives MapNodes the plugin's
+    # arguments, and a status callback holding a stream (the command line's) cannot be pickled.
+    sink = pe.Node(niu.Function(function=_sink_participant_maps, output_names=["out_files"]),
+                   name="ds_participant_relevance", run_without_submitting=True)
+    sink.inputs.base_directory = str(Path(output_dir).absolute())
+    sink.inputs.desc = relevance_desc(target)
+    workflow.connect([(relevance, sink, [("out_files", "maps"), ("out_jsons", "sidecars"),
+                                         ("participant_ids", "participant_ids")]),
+                      (workflow.get_node("inputnode"), sink, [("gm_maps", "gm_maps")])])
+
+
+def _sink_participant_maps(maps, sidecars, participant_ids, gm_maps, base_directory, desc):
+    """Write each map and sidecar with the BIDS sink, named after its scan's T1w."""
+    from anatcl_nipype.bids import bids_source_for, split_scan_id
+    from anatcl_nipype.interfaces.bids import AnatCLDerivativesDataSink
+
+    gm_maps = [gm_maps] if isinstance(gm_maps, str) else list(gm_maps)
+    written = []
+    for image, sidecar, scan, path in zip(maps, sidecars, participant_ids, gm_maps):
+        sink = AnatCLDerivativesDataSink(
+            base_directory=base_directory, in_file=[image, sidecar], desc=desc,
+            suffix="statmap", source_file=bids_source_for(*split_scan_id(scan), path))
+        written.extend(sink.run().outputs.out_file)
+    return written
 
 
 def _init_fold_ensemble_wf(*, target, task, features, cv, group_column, n_repeats, seed,
