@@ -337,6 +337,8 @@ def test_two_sessions_and_a_placeholder_failure_are_counted_as_scans(tmp_path, o
     for subject in subjects:
         assert f'id="{subject}_ses-1"' in html and f'id="{subject}_ses-2"' in html
     assert 'id="n/a"' in html and "no map found" in html
+    methods = (report_dir(out) / "methods.md").read_text()
+    assert "map of each of the 6 scans of 3 participants, written by CAT12" in methods
 
 
 @pytest.mark.slow

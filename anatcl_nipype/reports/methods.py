@@ -14,7 +14,7 @@ each with its BibTeX entry. The same text is written to ``methods.md``.
 import re
 from collections import Counter
 
-from anatcl_nipype.reports.collect import read_json
+from anatcl_nipype.reports.collect import read_json, scans_of
 from anatcl_nipype.reports.studies import probe_cards
 
 #: Reference of each citable step: (text in the list, BibTeX key in data/references.bib).
@@ -91,8 +91,9 @@ def encoding_paragraph(participants):
     first = sidecars[0]
     software = first.get("software", {})
     preprocessing = first.get("preprocessing", {})
-    text = (f"The modulated, normalised grey-matter map of each of {len(sidecars)} "
-            "participant(s), written by CAT12 on the 1.5 mm MNI grid (121x145x121 voxels), "
+    scans = scans_of(p.label for p in participants if p.embedding is not None)
+    text = (f"The modulated, normalised grey-matter map of each of the {scans}, "
+            "written by CAT12 on the 1.5 mm MNI grid (121x145x121 voxels), "
             f"was centre-cropped ({preprocessing.get('crop', 'to 121x128x121 voxels')}) and "
             "passed, with its intensities as CAT12 wrote them, through the AnatCL encoder "
             "[AnatCL] with " + weights_sentence(weights) + ". "
