@@ -186,11 +186,19 @@ def _empty_folders(cat12_dir, maps):
             if folder.is_symlink() and not folder.exists():
                 empty.append((folder, "a broken symbolic link"))
             elif folder.is_dir() and folder not in holders and folder not in roots \
-                    and folder.name != "derivatives":
+                    and folder.name != "derivatives" and _may_be_a_subject(folder):
                 empty.append((folder, "the same folder as another one (a symbolic link), "
                                       "read once" if folder.resolve() in real_holders
                               else _why_no_map(folder)))
     return empty
+
+
+def _may_be_a_subject(folder):
+    """A ``sub-*`` folder, an empty one, or one holding CAT12's output folders; not a folder
+    of other files (e.g. an atlas beside the subjects)."""
+    files = list(_walk_files(folder))
+    return folder.name.startswith("sub-") or not files or any(
+        path.parent.name in ("mri", "label", "report", "surf") for path in files)
 
 
 def _why_no_map(folder):

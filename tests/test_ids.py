@@ -181,6 +181,7 @@ def test_symlinked_folders_are_followed_once_and_empty_ones_explained(tmp_path):
     (cat12 / "broken").symlink_to(tmp_path / "absent")
     touch(cat12 / "s4" / "mri" / "p1sub-04_T1w.nii")
     (cat12 / "s5").mkdir()
+    touch(cat12 / "atlas" / "atlas-synthetic_dseg.nii.gz")  # not a subject: not reported
     discovery = discover_cat12(cat12)
     assert [s.participant_id for s in discovery.subjects] == ["sub-01", "sub-02", "sub-03"]
     assert discovery.subjects[2].gm_modulated == cat12 / "s3" / "mri" / "mwp1sub-03_T1w.nii"
