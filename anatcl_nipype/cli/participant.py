@@ -8,7 +8,7 @@ text, ``failed.tsv`` and the report.
 import sys
 from pathlib import Path
 
-from anatcl_nipype.cli.execution import prepare_output_dir, write_text_atomic
+from anatcl_nipype.cli.execution import prepare_output_dir
 from anatcl_nipype.cli.parser import EXIT_OK, EXIT_PARTIAL
 from anatcl_nipype.cli.progress import Phases, finish_level, run_timed
 from anatcl_nipype.inputs import discover_cat12, find_participants_tsv
@@ -44,8 +44,7 @@ def run_participant_level(options):
 
 
 def _build(options, subjects, output_dir):
-    """The participant workflow, its methods text (and graph); returns it and the report
-    folder."""
+    """The participant workflow (and its graph); returns it and the report folder."""
     from anatcl_nipype.cli.execution import configure_nipype
     from anatcl_nipype.cli.report import report_dir
     from anatcl_nipype.workflows.base import init_anatcl_participant_wf
@@ -56,8 +55,7 @@ def _build(options, subjects, output_dir):
         omp_nthreads=options.omp_nthreads
         or max(1, options.nprocs // max(1, min(options.nprocs, len(subjects)))),
         **options.encoder_options())
-    folder = report_dir(output_dir)
-    write_text_atomic(folder / "methods.md", workflow.visit_desc())
+    folder = report_dir(output_dir)  # methods.md is the report's, written with it at the end
     if options.write_graph:
         draw_graph(workflow.get_node(workflow.list_node_names()[0].split(".")[0]),
                    folder / "graph.svg")
