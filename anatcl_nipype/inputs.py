@@ -29,7 +29,7 @@ from pathlib import Path
 from anatcl_nipype.bids import (  # noqa: F401 (bids_label, bids_source_from_cat12: public here)
     bids_label,
     bids_source_from_cat12,
-    participant_id_from_path,
+    cat12_stem,
     participant_id_with_note,
     scan_id,
     session_id_from_path,
@@ -217,10 +217,7 @@ def _subject_of(mwp1):
 
 
 def _beside(mwp1, folder, prefix):
-    name = mwp1.name.removeprefix("mwp1")
-    for extension in (".nii.gz", ".nii"):
-        name = name.removesuffix(extension)
-    candidate = mwp1.parent.parent / folder / f"{prefix}{name}.xml"
+    candidate = mwp1.parent.parent / folder / f"{prefix}{cat12_stem(mwp1)}.xml"
     return candidate if candidate.is_file() else None
 
 
@@ -261,7 +258,8 @@ def find_participants_tsv(cat12_dir, participants=None):
     """
     if participants:
         if not Path(participants).is_file():
-            raise AnatCLError(f"{participants}: no such participants.tsv")
+            raise AnatCLError(f"{participants}: no such participants.tsv; pass an existing file "
+                              "with --participants")
         return Path(participants).absolute()
     folder = Path(cat12_dir).absolute()
     for candidate in [folder, *folder.parents][:4]:

@@ -12,6 +12,7 @@ otherwise the work folder (Nipype's cache) spares the encoding.
 
 import argparse
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -128,8 +129,8 @@ def run_demo(argv):
     scores = previous_scores(record, run_key, results)
     code = EXIT_OK
     if scores is None:
-        options = Options(cat12_dir=cat12_dir, output_dir=results, write_graph=True,
-                          participants=participants_tsv,
+        options = Options(cat12_dir=cat12_dir, output_dir=results, participants=participants_tsv,
+                          write_graph=shutil.which("dot") is not None,  # drawn where graphviz is
                           **{name: getattr(args, name) for name in SHARED_OPTIONS})
         code = run_participant_level(options)
         for target, _ in DEMO_TARGETS:

@@ -166,23 +166,15 @@ def run_workflow(workflow, options, report):
 
 def prepare_output_dir(output_dir):
     """Create ``output_dir`` and check it is writable, before any work starts."""
-    import os
-
     from anatcl_nipype.errors import AnatCLError
 
     output_dir = Path(output_dir).absolute()
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise AnatCLError(f"{output_dir}: cannot create the output folder ({error.strerror})") from None
+        raise AnatCLError(f"{output_dir}: cannot create the output folder ({error.strerror}); "
+                          "choose another") from None
     if not os.access(output_dir, os.W_OK | os.X_OK):
         raise AnatCLError(f"{output_dir}: the output folder is not writable; choose another")
     return output_dir
 
-
-def write_text_atomic(path, text):
-    """Write ``text`` to ``path`` atomically."""
-    from anatcl_nipype.files import atomic_write
-
-    with atomic_write(path) as tmp:
-        tmp.write_text(text)

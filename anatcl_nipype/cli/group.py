@@ -27,10 +27,15 @@ def read_probe_card(model):
     if not Path(model).is_file():
         raise AnatCLError(f"{model}: no such probe file; pass the .skops file a fit saved")
     try:
-        return json.loads(card.read_text())
+        content = json.loads(card.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise AnatCLError(f"{card}: cannot read the probe's card ({error}); keep the .json "
                           "a fit saved beside the .skops file") from None
+    if not (isinstance(content, dict) and {"target", "task"} <= content.keys()
+            and isinstance(content.get("feature_source"), dict)):
+        raise AnatCLError(f"{card}: not a probe card (it needs target, task and feature_source); "
+                          "restore the .json a fit saved beside the .skops file")
+    return content
 
 
 def plan_group_level(options):
@@ -123,7 +128,9 @@ def _card_desc(card, options):
     if _weights_given(options):
         encoder = options.encoder_options()
         return weights_desc(encoder["descriptor"], encoder["fold"], options.weights)
-    weights = card.get("feature_source", {}).get("weights") or {}
+    from anatcl_nipype.prediction.applying import card_weights
+
+    weights = card_weights(card) or {}
     return weights_desc(weights.get("descriptor"), weights.get("fold"))
 
 
@@ -202,7 +209,8 @@ def _build(options, plan, folds, output_dir, embeddings, regional):
         group_column=options.group_column or _sessions_group(embeddings or regional),
         output_dir=output_dir,
         name=f"anatcl_group_{bounded_label(bids_label(plan['target']))}_wf",
-        folds=folds, omp_nthreads=options.nprocs, **_study_options(options))
+        folds=folds, omp_nthreads=options.omp_nthreads or options.nprocs,
+        **_study_options(options))
     if folds:
         _set_fold_embeddings(workflow, options, output_dir, plan["features"], folds)
     else:
@@ -275,7 +283,8 @@ def _set_fold_embeddings(workflow, options, output_dir, features, folds):
     """Each encoder fold's embeddings (and sidecars) on the ensemble workflow's inputnode."""
     descriptor = options.encoder_options()["descriptor"]
     for fold in folds:
-        paths, _ = find_features(output_dir, weights_desc(descriptor, fold), "embeddings")
+        paths = of_sessions(find_features(output_dir, weights_desc(descriptor, fold),
+                                          "embeddings")[0], options.session_label)
         setattr(workflow.inputs.inputnode, f"embeddings_fold{fold}", [str(p) for p in paths])
         setattr(workflow.inputs.inputnode, f"embeddings_json_fold{fold}",
                 [str(p.with_suffix(".json")) for p in paths])
@@ -285,7 +294,8 @@ def _set_relevance_inputs(workflow, options):
     """The CAT12 grey-matter maps (and checkpoint) the relevance maps explain."""
     from anatcl_nipype.inputs import find_cat12_subjects
 
-    subjects = find_cat12_subjects(options.cat12_dir, options.participant_label)
+    subjects = find_cat12_subjects(options.cat12_dir, options.participant_label,
+                                   options.session_label)
     workflow.inputs.inputnode.gm_maps = [str(s.gm_modulated) for s in subjects]
     workflow.inputs.inputnode.participant_ids = [s.scan_id for s in subjects]
     if options.weights is not None:

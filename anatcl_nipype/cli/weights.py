@@ -50,9 +50,10 @@ def run_weights_command(argv):
     chosen = [(d, f) for d in args.descriptor for f in args.fold]
     if args.action == "list":
         print(f"Weights cache: {weights.cache_dir()}")
-        for entry in weights.list_weights(check=True):
+        for entry in weights.list_weights():  # only the chosen files are read and hashed
             if (entry["descriptor"], entry["fold"]) in chosen:
-                print(f"{entry['descriptor']} fold {entry['fold']}: {entry['state']}\n"
+                state = weights.weights_state(entry["descriptor"], entry["fold"])
+                print(f"{entry['descriptor']} fold {entry['fold']}: {state}\n"
                       f"    URL:      {entry['url']}\n"
                       f"    place at: {entry['place_at']}")
         return EXIT_OK

@@ -41,8 +41,6 @@ from anatcl_nipype.files import write_json_atomic
 from anatcl_nipype.options import PRECISION_CHOICES
 
 LOGGER = logging.getLogger("anatcl_nipype.encoder")
-#: What a user may ask for (the shared vocabulary of :mod:`anatcl_nipype.options`).
-PRECISIONS = PRECISION_CHOICES
 #: What the network can run in (``auto`` resolves to one of these).
 MODES = ("fp32", "fp32-channels-last", "bf16")
 #: Accuracy contracts against fp32: channels-last fp32 within this max abs difference...
@@ -140,8 +138,8 @@ def choose_precision(requested="fp32", device="cpu", force=False, cpu=None, cuda
     >>> choose_precision("fp32").mode
     'fp32'
     """
-    if requested not in PRECISIONS:
-        raise AnatCLError(f"precision must be one of {PRECISIONS}, not {requested!r}")
+    if requested not in PRECISION_CHOICES:
+        raise AnatCLError(f"precision must be one of {PRECISION_CHOICES}, not {requested!r}")
     if requested == "fp32":
         return PrecisionChoice("fp32", "fp32", "requested: exact parity with the official package")
     device_type = str(device).split(":")[0]

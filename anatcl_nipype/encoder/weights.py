@@ -78,6 +78,10 @@ def _record_path(weights_path):
     return weights_path.with_suffix(".json")
 
 
+#: Cached files already checked in this process, by path, modification time and size.
+_VERIFIED = set()
+
+
 def fetch_weights(descriptor="global", fold=0, base_url=None, progress=False):
     """Return the path of the cached checkpoint, downloading it first if needed.
 
@@ -88,7 +92,11 @@ def fetch_weights(descriptor="global", fold=0, base_url=None, progress=False):
     """
     path = cached_weights_path(descriptor, fold)
     if path.is_file():
-        verify_cached_weights(descriptor, fold)
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if key not in _VERIFIED:  # hash a 128 MB file once per process, not per encoder
+            verify_cached_weights(descriptor, fold)
+            _VERIFIED.add(key)
         return path
     url = weights_url(descriptor, fold, base_url)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,10 +198,10 @@ def _expected_sha256(descriptor, fold):
     return expected
 
 
-def list_weights(check=False):
+def list_weights():
     """One dict per released checkpoint: descriptor, fold, url, ``place_at`` (where the file
-    goes), ``path`` (``place_at`` if the file is there, else None) and, with ``check``,
-    ``state`` (:func:`weights_state`).
+    goes) and ``path`` (``place_at`` if the file is there, else None); see
+    :func:`weights_state` for whether it is verified.
 
     >>> entry = list_weights()[0]
     >>> entry["descriptor"], entry["fold"], entry["place_at"].endswith("anatcl-global-fold0.pth")
@@ -205,7 +213,5 @@ def list_weights(check=False):
             path = cached_weights_path(descriptor, fold)
             entry = {"descriptor": descriptor, "fold": fold, "url": weights_url(descriptor, fold),
                      "place_at": str(path), "path": str(path) if path.is_file() else None}
-            if check:
-                entry["state"] = weights_state(descriptor, fold)
             entries.append(entry)
     return entries

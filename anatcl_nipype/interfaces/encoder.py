@@ -106,10 +106,11 @@ def _output_stem(in_file):
     return name
 
 
-def _sidecar(encoder, in_file, participant_id=None, fold_index=None):
+def _sidecar(encoder, source, participant_id=None, fold_index=None):
+    """Provenance of one output; ``source`` is the input's path and sha256 (hashed once)."""
     provenance = (encoder.provenance if fold_index is None
                   else encoder.fold_provenance(fold_index))
-    provenance["input"] = {"path": str(Path(in_file).resolve()), "sha256": sha256_file(in_file)}
+    provenance["input"] = dict(source)
     if participant_id:
         provenance["participant_id"] = participant_id
     provenance["shape"] = [encoder.output_dim]
@@ -161,9 +162,11 @@ class AnatCLEncode(SimpleInterface):
             suffixes = [f"Fold{label}" for label in encoder.folds]
             indices = list(range(len(encoder.folds)))
         out_files, out_jsons = [], []
+        in_file = self.inputs.in_file
+        source = {"path": str(Path(in_file).resolve()), "sha256": sha256_file(in_file)}
         for fold_embeddings, suffix, index in zip(embeddings, suffixes, indices):
             out_files.append(str(save_embedding(f"{stem}{suffix}.npy", fold_embeddings[0])))
-            sidecar = _sidecar(encoder, self.inputs.in_file, fold_index=index)
+            sidecar = _sidecar(encoder, source, fold_index=index)
             out_jsons.append(str(write_json_atomic(f"{stem}{suffix}.json", sidecar)))
         self._results.update(out_file=out_files[0], out_json=out_jsons[0], out_files=out_files,
                              out_jsons=out_jsons, fold_labels=list(encoder.folds))

@@ -387,7 +387,7 @@ class CombineFoldProbes(SimpleInterface):
         from anatcl_nipype.prediction import write_metrics_tsv, write_predictions_tsv
         from anatcl_nipype.prediction.ensemble import (across_folds, ensemble_metrics,
                                                        ensemble_predictions)
-        from anatcl_nipype.prediction.validation import CrossValidationResult
+        from anatcl_nipype.prediction.validation import CrossValidationResult, write_tsv
 
         cards = [json.loads(Path(path).read_text()) for path in self.inputs.model_card]
         task = cards[0]["task"]
@@ -397,8 +397,7 @@ class CombineFoldProbes(SimpleInterface):
         per_fold = across_folds([card["cv_metrics"] for card in cards],
                                 list(self.inputs.fold_labels))
         stem = Path(runtime.cwd) / bids_label(cards[0]["target"])
-        folds_tsv = f"{stem}_folds.tsv"
-        per_fold.to_csv(folds_tsv, sep="\t", index=False, na_rep="n/a", float_format="%.10g")
+        folds_tsv = str(write_tsv(per_fold, f"{stem}_folds.tsv"))
         result = CrossValidationResult(task, fold_metrics, summary, predictions)
         sidecar = {"target": cards[0]["target"], "task": task,
                    "encoder_folds": list(self.inputs.fold_labels),

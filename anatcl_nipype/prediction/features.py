@@ -25,11 +25,7 @@ import warnings
 from pathlib import Path
 
 from anatcl_nipype.errors import PredictionError
-
-ID_COLUMN = "participant_id"
-SESSION_COLUMN = "session_id"
-#: Cell values read as missing (BIDS writes ``n/a``).
-MISSING_VALUES = frozenset({"n/a", ""})
+from anatcl_nipype.inputs import ID_COLUMN, MISSING_VALUES, SESSION_COLUMN  # noqa: F401
 
 
 def read_features_tsv(path):

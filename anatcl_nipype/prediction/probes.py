@@ -36,8 +36,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from anatcl_nipype.errors import PredictionError
-
-TASKS = ("classification", "regression", "brain_age")
+from anatcl_nipype.options import TASKS  # noqa: F401 (re-exported)
 #: Inverse regularisation strengths searched by the classification probe.
 #: Folds of the inner cross-validation that picks a classifier's penalty.
 DEFAULT_INNER_CV = 5

@@ -288,7 +288,7 @@ def write_predictions_tsv(predictions, path):
     ['participant_id', 'true', 'predicted', 'sub-01', '61', 'n/a']
     """
     columns = ["participant_id"] + [c for c in predictions.columns if c != "participant_id"]
-    return _write_tsv(predictions[columns], path)
+    return write_tsv(predictions[columns], path)
 
 
 def write_metrics_tsv(result, path):
@@ -314,10 +314,11 @@ def write_metrics_tsv(result, path):
         row = {"repeat": "all", "fold": statistic,
                **{name: values[statistic] for name, values in result.summary.items()}}
         table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
-    return _write_tsv(table, path)
+    return write_tsv(table, path)
 
 
-def _write_tsv(table, path):
+def write_tsv(table, path):
+    """Write ``table`` as a BIDS-style TSV (``n/a`` for missing) atomically; return the path."""
     with atomic_write(path) as tmp:
         table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.10g")
     return Path(path)

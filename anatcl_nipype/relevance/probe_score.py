@@ -152,7 +152,6 @@ def load_probe_score(probe, weights=None, descriptor="global", fold=0, device="a
     """
     from anatcl_nipype.encoder.runner import load_network, resolve_device
     from anatcl_nipype.encoder.weights import fetch_weights
-    from anatcl_nipype.files import sha256_file
     from anatcl_nipype.prediction.persistence import load_probe
 
     released = weights is None
@@ -167,7 +166,8 @@ def load_probe_score(probe, weights=None, descriptor="global", fold=0, device="a
     score = ProbeScore(network, weight, bias, use_head=use_head).to(device)
     weights_identity = {"descriptor": descriptor if released else None,
                         "fold": int(fold) if released else None, **identity}
-    provenance = {"probe": {"file": str(Path(probe).resolve()), "sha256": sha256_file(probe),
+    provenance = {"probe": {"file": str(Path(probe).resolve()),
+                            "sha256": card["model_sha256"],  # load_probe checked it
                             "task": card["task"], "target": card["target"],
                             "classes": card.get("classes")},
                   "score": explained, "weights": weights_identity,

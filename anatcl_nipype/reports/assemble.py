@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from anatcl_nipype.files import atomic_write, sha256_file
+from anatcl_nipype.files import atomic_write
 from anatcl_nipype.reports import REPORT_DIR, qc
 from anatcl_nipype.reports.collect import collect_output_folder, scans_of
 from anatcl_nipype.reports.studies import (ensemble_fragment, harmonization_fragment,
@@ -52,13 +52,14 @@ def build_report(output_dir, participants_tsv=None, work_dir=None):
         tmp.write_text(methods, encoding="utf-8")
     with _reportlets_dir(work_dir) as reportlets:
         checks = participant_checks(folder, reportlets / ".cache")
-        outliers = outlier_scores(folder)
+        vectors = read_embeddings(folder)
+        outliers = outlier_scores(vectors)
         flagged = {label for label, c in checks.items() if c["flags"]}
         flagged |= {label for label, z in outliers.items() if z > qc.OUTLIER_Z}
         sections = {
             "summary": summary_fragment(folder, flagged),
             "qctable": qc_table_fragment(folder, checks, outliers),
-            "pca": pca_fragment(folder),
+            "pca": pca_fragment(folder, vectors),
             "prediction": prediction_fragment(folder),
             "applied": applied_fragment(folder),
             "ensemble": ensemble_fragment(folder.targets),
@@ -211,15 +212,20 @@ def _write_cache(cache_dir, label, key, value):
     (cache_dir / f"{label}.json").write_text(json.dumps({"key": key, "value": value}))
 
 
-def outlier_scores(folder):
-    """``{label: robust z-score}`` of the encoded participants' embeddings (the most common
-    embedding size only; unreadable files left out)."""
+def read_embeddings(folder):
+    """``{label: embedding}`` of the encoded participants, read once; unreadable files left
+    out (the report never fails on one damaged file)."""
     vectors = {}
     for participant in folder.encoded:
         try:
             vectors[participant.label] = np.load(participant.embedding).ravel()
         except (OSError, ValueError):
             continue
+    return vectors
+
+
+def outlier_scores(vectors):
+    """``{label: robust z-score}`` of the embeddings (the most common embedding size only)."""
     sizes = Counter(vector.size for vector in vectors.values())
     if not sizes:
         return {}
@@ -383,14 +389,14 @@ def qc_table_fragment(folder, checks, outliers):
     return legend + table(header, rows, classes, raw_columns=(0, 2))
 
 
-def pca_fragment(folder):
+def pca_fragment(folder, vectors):
     """The embeddings' first two principal components, coloured by participants.tsv."""
     from anatcl_nipype.reports.figures import pca_overview
 
-    encoded = folder.encoded
+    encoded = [p for p in folder.encoded if p.label in vectors]
     if len(encoded) < 3:
         return "<p>Too few encoded participants for an overview (3 needed).</p>"
-    vectors = [np.load(p.embedding).ravel() for p in encoded]
+    vectors = [vectors[p.label] for p in encoded]
     if len({v.shape for v in vectors}) > 1:
         return "<p>The embeddings differ in size; no overview.</p>"
     groupings = {column: [p.info.get(column, "n/a") for p in encoded] for column in PCA_COLUMNS
@@ -457,11 +463,7 @@ def applied_fragment(folder):
     parts = []
     for target in folder.targets:
         for applied in target.applied:
-            sidecar = applied.sidecar
-            model = sidecar.get("model") or sidecar.get("model_file") or sidecar.get("model_path")
-            sha = sidecar.get("model_sha256") or sidecar.get("sha256")
-            if not sha and model and Path(model).is_file():
-                sha = sha256_file(model)
+            model, sha = applied.model, applied.model_sha256
             header = list(applied.rows[0]) if applied.rows else []
             rows = [[sig3(row.get(c, "")) for c in header] for row in applied.rows]
             parts.append(

@@ -53,6 +53,16 @@ class AppliedProbe:
     sidecar: dict
     rows: list
 
+    @property
+    def model(self):
+        """The probe file ApplyProbe recorded (None if the sidecar lacks it)."""
+        return self.sidecar.get("model")
+
+    @property
+    def model_sha256(self):
+        """That file's SHA-256, as recorded when it was applied."""
+        return self.sidecar.get("model_sha256")
+
 
 @dataclass
 class TargetResults:

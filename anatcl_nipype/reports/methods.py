@@ -149,9 +149,9 @@ def qc_paragraph(n_checked):
     if not n_checked:
         return None
     return (f"Each of the {n_checked} cropped grey-matter map(s) was compared with the MNI152 "
-            "grey-matter prior shipped with nilearn [nilearn], both smoothed to about 8 mm: "
-            f"maps correlating below {qc.MIN_PRIOR_CORRELATION} or overlapping it with a Dice "
-            f"coefficient below {qc.MIN_PRIOR_DICE} were flagged as misregistered, as were "
+            "grey-matter prior shipped with nilearn [nilearn]: maps correlating below "
+            f"{qc.MIN_PRIOR_CORRELATION} with it (both smoothed to about 8 mm) or overlapping it "
+            f"with a Dice coefficient below {qc.MIN_PRIOR_DICE} were flagged as misregistered, as were "
             "maps with odd intensities and CAT12 image-quality grades worse than C (rating "
             f"below {qc.MIN_IQR_RATING:.0f} %). Embeddings whose distance to the cohort's "
             f"median embedding had a robust z-score above {qc.OUTLIER_Z} (median and MAD) "
@@ -172,7 +172,7 @@ def probe_paragraph(target):
     features = {"embeddings": "embedding", "both": "embedding and regional"}.get(
         summary.get("features"), summary.get("features") or "embedding")
     if task == "classification":
-        grid = target.card.get("penalty_grid") or DEFAULT_CS
+        grid = DEFAULT_CS
         model = (f"an L2-penalised logistic regression with balanced class weights, its "
                  f"inverse penalty C chosen among {len(grid)} values ({_g(min(grid))} to "
                  f"{_g(max(grid))}) by an inner "
@@ -181,7 +181,7 @@ def probe_paragraph(target):
                  + " cross-validation on the log-loss")
         splitter = "stratified"
     else:
-        grid = target.card.get("penalty_grid") or DEFAULT_ALPHAS
+        grid = DEFAULT_ALPHAS
         model = (f"a ridge regression, its penalty chosen among {len(grid)} values "
                  f"({_g(min(grid))} to {_g(max(grid))}) by "
                  + (f"an inner {DEFAULT_INNER_CV}-fold GroupKFold" if groups else
@@ -259,9 +259,7 @@ def ensemble_paragraph(target):
 
 def applied_paragraph(target, applied):
     """A saved probe applied to this folder's participants."""
-    sidecar = applied.sidecar
-    model = sidecar.get("model") or sidecar.get("model_file") or sidecar.get("model_path")
-    sha = sidecar.get("model_sha256") or sidecar.get("sha256") or "unknown"
+    model, sha = applied.model, applied.model_sha256 or "unknown"
     name = str(model or "unnamed").rsplit("/", 1)[-1]
     return (f"A previously fitted probe for {target.name}, {name} (sha256 {sha}), was loaded "
             "with skops [skops] and applied, unchanged, to "
@@ -280,7 +278,8 @@ def methods_paragraphs(folder):
     """The methods of ``folder`` (an :class:`~anatcl_nipype.reports.collect.OutputFolder`)."""
     paragraphs = [encoding_paragraph(folder.participants), regional_paragraph(folder.root),
                   cat12_quality_paragraph(folder.participants),
-                  qc_paragraph(sum(1 for p in folder.participants if p.gm_map is not None))]
+                  qc_paragraph(sum(1 for p in folder.participants
+                                   if p.gm_map is not None and p.gm_map.is_file()))]
     for target in folder.targets:
         paragraphs += [harmonization_paragraph(target), probe_paragraph(target),
                        ensemble_paragraph(target)]

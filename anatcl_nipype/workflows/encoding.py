@@ -34,10 +34,11 @@ def encode_node_options(weights, descriptor, fold, precision, device, use_gpu, u
     return options
 
 
-def encoding_description(weights, descriptor, fold, precision):
+def encoding_description(weights, descriptor, fold, precision, folds=None):
     """The methods paragraph (``__desc__``) of a workflow that encodes with AnatCL."""
+    which = "fold " + str(fold) if not folds else "folds " + ", ".join(map(str, folds))
     which = ("a user-supplied AnatCL checkpoint" if weights is not None else
-             f"the released AnatCL weights (descriptor '{descriptor}', fold {fold})")
+             f"the released AnatCL weights (descriptor '{descriptor}', {which})")
     return f"""\
 Each participant's modulated, normalised grey-matter map from CAT12 (1.5 mm MNI grid,
 121x145x121 voxels) was centre-cropped to 121x128x121 voxels and embedded with AnatCL
@@ -82,7 +83,7 @@ def init_anatcl_encoding_wf(*, weights=None, descriptor="global", fold=0, precis
     under MultiProc each worker process loads the network once and reuses it.
     """
     workflow = Workflow(name=name)
-    workflow.__desc__ = encoding_description(weights, descriptor, fold, precision)
+    workflow.__desc__ = encoding_description(weights, descriptor, fold, precision, folds)
     inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(
         fields=["embedding", "embedding_json", "embeddings", "embeddings_json"]),
