@@ -226,6 +226,76 @@ def test_the_prior_is_resampled_once_per_machine_and_read_back(tmp_path, monkeyp
         qc._smoothed_prior.cache_clear()
 
 
+def test_panels_show_the_left_hemisphere_on_the_left_and_the_front_on_the_right():
+    """A bright block at x < 0 (left) and y > 0 (front) lands where nilearn shows it: the
+    left half of the coronal and axial planes, the right half of the sagittal plane."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    from anatcl_nipype.encoder.volumes import CAT12_AFFINE, CROP_OFFSET
+    from anatcl_nipype.reports.figures import CUT_COORDS, GreyMatterPanels
+
+    def index(axis, mm):  # voxel of the cropped grid at world coordinate mm
+        origin = CAT12_AFFINE[axis, 3] + (CAT12_AFFINE[1, 1] * CROP_OFFSET if axis == 1 else 0)
+        return int(round((mm - origin) / CAT12_AFFINE[axis, axis]))
+
+    volume = np.zeros((121, 128, 121), np.float32)
+    x, y, z = (sorted((index(a, CUT_COORDS[a] - 6), index(a, CUT_COORDS[a] + 6)))
+               for a in range(3))
+    front = sorted((index(1, 40), index(1, 60)))
+    volume[x[0]:x[1], y[0]:y[1], z[0]:z[1]] = 1.0  # at the cuts' crossing: left of midline
+    volume[x[0]:x[1], front[0]:front[1], z[0]:z[1]] = 1.0  # the same, further forward
+    uri = GreyMatterPanels(np.zeros_like(volume)).draw(volume)
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",")[1]))))[..., 1]
+    bright = pixels > 200
+    width = pixels.shape[1]
+    columns = np.flatnonzero(bright.any(axis=0))
+    sagittal = columns[columns < 0.33 * width]
+    coronal = columns[(columns > 0.36 * width) & (columns < 0.64 * width)]
+    axial = columns[columns > 0.68 * width]
+    assert sagittal.size and coronal.size and axial.size
+    # sagittal: the front block lies right of the crossing's block
+    assert sagittal.max() - sagittal.min() > 0.1 * width
+    # coronal and axial: the block is left of each panel's midline (x = 0 at 1/2 + 1/2)
+    assert coronal.mean() < (0.36 + 0.64) / 2 * width
+    assert axial.mean() < (0.68 + 1.0) / 2 * width
+
+
+def test_principal_components_equal_scikit_learn_pca():
+    from sklearn.decomposition import PCA
+
+    from anatcl_nipype.reports.figures import principal_components
+
+    X = np.random.default_rng(4).normal(size=(24, 512)) @ np.diag(np.linspace(3, 0.1, 512))
+    scores, ratio = principal_components(X)
+    pca = PCA(n_components=2, svd_solver="full").fit(X)  # "auto" is randomised here
+    np.testing.assert_allclose(scores, pca.transform(X), atol=1e-9)
+    np.testing.assert_allclose(ratio, pca.explained_variance_ratio_, rtol=1e-9)
+
+
+def test_an_unreadable_map_is_a_flag_of_its_participant_only(tmp_path, outputs):
+    from anatcl_nipype.reports.assemble import participant_checks
+
+    cohort, out = outputs
+    copy = tmp_path / "out"
+    shutil.copytree(out, copy)
+    damaged = tmp_path / "mwp1sub-02_T1w.nii.gz"
+    damaged.write_bytes(b"not gzip")
+    sidecar = next((copy / "sub-02" / "anat").glob("*_embedding.json"))
+    content = json.loads(sidecar.read_text())
+    content["input"]["path"] = str(damaged)
+    sidecar.write_text(json.dumps(content))
+    folder = collect_output_folder(copy, cohort.participants_tsv)
+    checks = participant_checks(folder, tmp_path / "cache")
+    assert list(checks) == [p.label for p in folder.participants]
+    assert checks["sub-02"]["figure"] is None and str(damaged) in checks["sub-02"]["flags"][0]
+    others = [label for label in checks if label not in ("sub-02", FAILED)]
+    assert all(checks[label]["figure"].startswith("data:image/png") for label in others)
+    assert checks[SHIFTED]["flags"] and not checks["sub-01"]["flags"]
+
+
 def test_odd_intensities_and_poor_cat12_grade_are_flagged():
     normal = np.full((10, 10, 10), 0.3, np.float32)
     assert qc.intensity_flags(normal) == []

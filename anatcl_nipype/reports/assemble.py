@@ -163,34 +163,71 @@ def _render(report, path, css):
 
 def participant_checks(folder, cache_dir):
     """``{label: {"correlation", "dice", "flags", "figure"}}`` for every readable map."""
-    from anatcl_nipype.encoder.volumes import load_cat12_volume
-    from anatcl_nipype.errors import AnatCLError
-    from anatcl_nipype.reports.figures import GreyMatterPanels
-
-    results, panels = {}, None
+    results, pending = {}, []
     for participant in folder.participants:
-        flags = []
-        if participant.cat12:
-            mark = participant.cat12.get("quality_ratings", {}).get("IQR")
-            if mark is not None and qc.iqr_flag(mark):
-                flags.append(qc.iqr_flag(mark))
+        flags = _cat12_flags(participant)
         if participant.gm_map is None or not participant.gm_map.is_file():
             results[participant.label] = {"flags": flags, "figure": None}
             continue
         key = _cache_key(participant)
         cached = _read_cache(cache_dir, participant.label, key)
         if cached is None:
-            try:
-                volume = load_cat12_volume(participant.gm_map)
-            except (AnatCLError, OSError) as error:
-                results[participant.label] = {"flags": [*flags, str(error)], "figure": None}
+            pending.append((participant, key, flags))
+        else:
+            results[participant.label] = {**cached, "flags": [*cached["flags"], *flags]}
+    for (participant, key, flags), (checks, error) in zip(pending, _checked_and_drawn(pending)):
+        if error:
+            results[participant.label] = {"flags": [*flags, error], "figure": None}
+            continue
+        _write_cache(cache_dir, participant.label, key, checks)
+        results[participant.label] = {**checks, "flags": [*checks["flags"], *flags]}
+    return {p.label: results[p.label] for p in folder.participants}
+
+
+def _cat12_flags(participant):
+    mark = (participant.cat12 or {}).get("quality_ratings", {}).get("IQR")
+    return [qc.iqr_flag(mark)] if mark is not None and qc.iqr_flag(mark) else []
+
+
+#: Maps read ahead of the one being drawn (each is about 8 MB in memory).
+READ_AHEAD = 2
+
+
+def _checked_and_drawn(pending):
+    """``(checks with "figure", None)`` or ``(None, error)`` of each pending map, in order.
+
+    A second thread reads and checks the next maps while this one draws: gzip decoding and
+    the checks run in zlib, numpy and scipy, mostly outside the GIL, so on two cores they
+    overlap with the drawing.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from anatcl_nipype.reports.figures import GreyMatterPanels
+
+    panels = None
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report-reader") as reader:
+        ahead = [reader.submit(_read_and_check, p.gm_map) for p, _, _ in pending[:READ_AHEAD]]
+        for index in range(len(pending)):
+            volume, checks, error = ahead.pop(0).result()
+            if index + READ_AHEAD < len(pending):
+                ahead.append(reader.submit(_read_and_check, pending[index + READ_AHEAD][0].gm_map))
+            if error:
+                yield None, error
                 continue
-            cached = qc.map_checks(volume)
             panels = panels or GreyMatterPanels(qc.template_prior())
-            cached["figure"] = panels.draw(volume)
-            _write_cache(cache_dir, participant.label, key, cached)
-        results[participant.label] = {**cached, "flags": [*cached["flags"], *flags]}
-    return results
+            yield {**checks, "figure": panels.draw(volume)}, None
+
+
+def _read_and_check(path):
+    """``(volume, checks, None)`` of a GM map, or ``(None, None, error)``."""
+    from anatcl_nipype.encoder.volumes import load_cat12_volume
+    from anatcl_nipype.errors import AnatCLError
+
+    try:
+        volume = load_cat12_volume(path)
+    except (AnatCLError, OSError) as error:
+        return None, None, str(error)
+    return volume, qc.map_checks(volume), None
 
 
 def _cache_key(participant):

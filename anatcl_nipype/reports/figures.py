@@ -1,4 +1,4 @@
-"""The report's figures: nilearn for brain images, matplotlib for charts.
+"""The report's figures, drawn with matplotlib.
 
 Brain images are PNG (pixels), charts SVG (text stays text: ``svg.fonttype: none``);
 both are returned as strings ready to inline, so the page needs no other file. Everything
@@ -46,32 +46,40 @@ def svg_text(figure):
     return text[text.find("<svg"):]
 
 
-def cropped_image(volume, step=1):
-    """A cropped 121x128x121 array as a NIfTI image on its own place of the CAT12 grid;
-    with ``step`` > 1, every ``step``-th voxel (a coarser grid, same place).
+def _world_ordered(volume, step):
+    """A cropped 121x128x121 array, every ``step``-th voxel, with its axes flipped so that
+    x, y and z (mm, MNI) increase with the index; and ``(first centre, spacing)`` per axis.
 
-    >>> cropped_image(np.zeros((121, 128, 121)), step=2).shape
-    (61, 64, 61)
+    >>> ordered, axes = _world_ordered(np.zeros((121, 128, 121)), 2)
+    >>> ordered.shape, axes[0], axes[1]
+    ((61, 64, 61), (-90.0, 3.0), (-114.0, 3.0))
     """
-    import nibabel as nib
-
     from anatcl_nipype.encoder.volumes import CAT12_AFFINE, CROP_OFFSET
 
-    affine = CAT12_AFFINE.copy()
-    affine[:3, 3] += CAT12_AFFINE[:3, 1] * CROP_OFFSET
-    affine[:3, :3] *= step
-    volume = np.asarray(volume)[::step, ::step, ::step]
-    return nib.Nifti1Image(np.asarray(volume, np.float32), affine)
+    origin = CAT12_AFFINE[:3, 3] + CAT12_AFFINE[:3, 1] * CROP_OFFSET
+    volume = np.asarray(volume, np.float32)[::step, ::step, ::step]
+    axes = []
+    for axis in range(3):
+        first, spacing = float(origin[axis]), float(CAT12_AFFINE[axis, axis]) * step
+        if spacing < 0:
+            volume = np.flip(volume, axis)
+            first, spacing = first + spacing * (volume.shape[axis] - 1), -spacing
+        axes.append((first, spacing))
+    return volume, axes
 
 
 class GreyMatterPanels:
     """Draws cropped GM maps in three planes with the MNI GM prior's contour (red).
 
-    One nilearn display serves every map: its axes and the prior's contour are made once,
-    and each map replaces the previous one as an overlay (the axes are the costly part of a
-    nilearn figure, and every cropped map lies on the same grid). Maps are drawn at 3 mm
-    (every other voxel): at the panels' size (about 2 px per 3 mm) that shows as much and
-    halves the cost. :meth:`draw` returns a PNG data URI.
+    Sagittal, coronal and axial planes through :data:`CUT_COORDS`, neurological
+    convention (left on the left), as nilearn's ``plot_anat`` shows them. Drawn with
+    matplotlib alone: every cropped map lies on one fixed grid, so nilearn's resampling
+    is not needed, and importing ``nilearn.plotting`` (it imports scikit-learn and
+    scipy.stats) costs about 4 s on a 2-core machine, the whole report's budget for 20
+    participants. The axes and the prior's contour are made once; each map replaces the
+    previous one's pixels. Maps are drawn at 3 mm (every other voxel): at the panels'
+    size (about 2 px per 3 mm) that shows as much and halves the cost. :meth:`draw`
+    returns a PNG data URI.
 
     >>> volume = np.zeros((121, 128, 121), np.float32); volume[40:80, 40:90, 40:80] = 0.5
     >>> panels = GreyMatterPanels(volume)
@@ -79,26 +87,82 @@ class GreyMatterPanels:
     ['data:image/png;base64,', 'data:image/png;base64,']
     """
 
+    #: (axis cut, the two axes shown (across, up), letters at the left and right sides)
+    PLANES = ((0, (1, 2), ("P", "A")), (1, (0, 2), ("L", "R")), (2, (0, 1), ("L", "R")))
+
     def __init__(self, prior):
-        self._prior = cropped_image(prior)
-        self._display = None
+        coarse, self._axes = _world_ordered(prior, 2)  # the grid maps are drawn on
+        grid_shape = coarse.shape
+        prior, prior_axes = _world_ordered(prior, 1)
+        self._figure = _figure(*PANEL_SIZE)
+        self._figure.set_facecolor("black")
+        widths = [np.ptp(_edges(self._axes, grid_shape, plane[1][0])) for plane in self.PLANES]
+        axes = self._figure.subplots(1, 3, gridspec_kw={"width_ratios": widths})
+        self._figure.subplots_adjust(left=0, right=1, bottom=0, top=1, wspace=0.02)
+        self._images = []
+        for ax, (cut, (across, up), sides) in zip(axes, self.PLANES):
+            extent = (*_edges(self._axes, grid_shape, across),
+                      *_edges(self._axes, grid_shape, up))
+            ax.set_axis_off()
+            image = ax.imshow(np.zeros((2, 2)), cmap="gray", vmin=0, vmax=1, origin="lower",
+                              extent=extent, interpolation="nearest")
+            self._images.append((image, cut))
+            grid = np.meshgrid(_centres(prior_axes, prior.shape, across),
+                               _centres(prior_axes, prior.shape, up))
+            ax.contour(*grid, _plane(prior, prior_axes, cut).T, levels=[PRIOR_CONTOUR_LEVEL],
+                       colors="r", linewidths=0.7)
+            ax.set(xlim=extent[:2], ylim=extent[2:], aspect="equal")
+            ax.text(0.02, 0.03, f"{'xyz'[cut]}={CUT_COORDS[cut]}", color="white", fontsize=9,
+                    transform=ax.transAxes)
+            for x, letter in zip((0.02, 0.92), sides):
+                ax.text(x, 0.88, letter, color="white", fontsize=9, transform=ax.transAxes)
 
     def draw(self, volume):
-        from nilearn import plotting
+        ordered, _ = _world_ordered(volume, 2)
+        for image, cut in self._images:
+            image.set_data(_plane(ordered, self._axes, cut).T)
+        return png_data_uri(self._figure, dpi=PANEL_DPI)
 
-        image = cropped_image(volume, step=2)
-        if self._display is None:
-            self._display = plotting.plot_anat(
-                image, cut_coords=CUT_COORDS, display_mode="ortho", figure=_figure(*PANEL_SIZE),
-                colorbar=False, vmin=0, vmax=1, dim=0, draw_cross=False, black_bg=True)
-            self._display.add_contours(self._prior, levels=[PRIOR_CONTOUR_LEVEL], colors="r",
-                                       linewidths=0.7)
-        else:
-            for cut in self._display.axes.values():
-                for previous in list(cut.ax.images):
-                    previous.remove()
-            self._display.add_overlay(image, cmap="gray", vmin=0, vmax=1)
-        return png_data_uri(self._display.frame_axes.figure, dpi=PANEL_DPI)
+
+def _centres(axes, shape, axis):
+    """World coordinates (mm) of the voxel centres along ``axis``."""
+    first, spacing = axes[axis]
+    return first + spacing * np.arange(shape[axis])
+
+
+def _edges(axes, shape, axis):
+    """``(low, high)`` world edges (mm) of the voxels along ``axis``: imshow's extent."""
+    centres, half = _centres(axes, shape, axis), axes[axis][1] / 2
+    return centres[0] - half, centres[-1] + half
+
+
+def _plane(ordered, axes, cut):
+    """The plane of a world-ordered volume nearest to ``CUT_COORDS[cut]``."""
+    first, spacing = axes[cut]
+    index = int(round((CUT_COORDS[cut] - first) / spacing))
+    return np.take(ordered, min(max(index, 0), ordered.shape[cut] - 1), axis=cut)
+
+
+def principal_components(matrix, n_components=2):
+    """``(scores, explained_variance_ratio)`` of the first principal components.
+
+    The same numbers as scikit-learn's ``PCA(n_components, svd_solver="full")`` (signs as its
+    ``svd_flip``: each component's largest loading positive), by one SVD: importing
+    scikit-learn costs about 2.5 s on a 2-core machine, half the report's budget for 24
+    participants, for three lines of linear algebra.
+
+    >>> X = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 1.0], [2.0, 1.0]])
+    >>> scores, ratio = principal_components(X)
+    >>> scores[:, 0].tolist(), ratio.round(2).tolist()
+    ([-1.0, 1.0, -1.0, 1.0], [0.8, 0.2])
+    """
+    centred = np.asarray(matrix, np.float64) - np.mean(matrix, axis=0)
+    u, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    signs = np.sign(vt[np.arange(len(vt)), np.argmax(np.abs(vt), axis=1)])
+    u, vt = u * signs, vt * signs[:, None]
+    variance = singular ** 2
+    ratio = variance / variance.sum() if variance.sum() > 0 else np.zeros_like(variance)
+    return u[:, :n_components] * singular[:n_components], ratio[:n_components]
 
 
 def pca_overview(matrix, groupings):
@@ -107,14 +171,10 @@ def pca_overview(matrix, groupings):
     ``groupings`` is ``{column: [value per row]}`` (e.g. diagnosis, site, sex); with none,
     one panel of all participants.
     """
-    from sklearn.decomposition import PCA
-
-    pca = PCA(n_components=2).fit(matrix)
-    scores = pca.transform(matrix)
+    scores, explained = principal_components(matrix)
     groupings = groupings or {"all": ["participant"] * len(matrix)}
     figure = _figure(3.3 * len(groupings), 3.0)
     axes = np.atleast_1d(figure.subplots(1, len(groupings)))
-    explained = pca.explained_variance_ratio_
     for ax, (column, values) in zip(axes, groupings.items()):
         for value in sorted(set(values)):
             keep = np.array([v == value for v in values])
@@ -122,7 +182,9 @@ def pca_overview(matrix, groupings):
         ax.set(xlabel=f"PC1 ({explained[0]:.0%})", ylabel=f"PC2 ({explained[1]:.0%})",
                title=f"by {column}")
         ax.legend(fontsize=7, loc="best")
-    figure.set_layout_engine("constrained")
+    # fixed margins: a layout engine measures every label, doubling the figure's cost
+    figure.subplots_adjust(left=0.25 / len(groupings), right=0.98, bottom=0.15, top=0.91,
+                           wspace=0.35)
     return svg_text(figure)
 
 

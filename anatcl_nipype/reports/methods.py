@@ -48,8 +48,8 @@ REFERENCES = {
         "skops"),
     'nilearn': (
         "Abraham A, et al. Machine learning for neuroimaging with scikit-learn. Frontiers in "
-        "Neuroinformatics 8:14, 2014. doi:10.3389/fninf.2014.00014 (nilearn, which draws the "
-        "report's brain figures).",
+        "Neuroinformatics 8:14, 2014. doi:10.3389/fninf.2014.00014 (nilearn, which ships the "
+        "MNI152 grey-matter prior the report checks maps against and draws relevance maps).",
         "abraham2014nilearn"),
     'combat': (
         "Fortin JP, et al. Harmonization of cortical thickness measurements across scanners "
