@@ -126,16 +126,13 @@ def _assemble(reportlets, report_folder, titles):
         if section["name"] == "Participants":
             section["reportlets"] = [_participant_spec(label, title)
                                      for label, title in titles.items()]
-    spec.pop("participant_reportlets", None)
     spec_path = reportlets / "report.yml"
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    css = (data / "report.css").read_text(encoding="utf-8")
     page = report_folder / "report.html"
-    with atomic_write(page) as tmp:
+    with atomic_write(page) as tmp:  # the template includes report.css: one self-contained page
         report = Report(report_folder, None, bootstrap_file=spec_path,
                         reportlets_dir=reportlets, out_filename=str(tmp))
-        report.title = "anatcl-nipype report"
-        _render(report, tmp, css)
+        report.generate_report()
     return page
 
 
@@ -145,18 +142,6 @@ def _participant_spec(label, title):
     if session:
         query["session"] = session
     return {"bids": query, "name": label, "title": title}
-
-
-def _render(report, path, css):
-    """nireports' own rendering, with our stylesheet handed to the template."""
-    import jinja2
-
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(report.template_path.parent)),
-        trim_blocks=True, lstrip_blocks=True, autoescape=False)
-    page = environment.get_template(report.template_path.name).render(
-        title=report.title, sections=report.sections, css=css)
-    Path(path).write_text(page, encoding="utf-8")
 
 
 # --- per participant -------------------------------------------------------------------------

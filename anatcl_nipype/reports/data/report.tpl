@@ -6,7 +6,7 @@
 <meta name="generator" content="anatcl-nipype with NiReports (https://www.nipreps.org/)">
 <title>{{ title }}</title>
 <style>
-{{ css }}
+{% include "report.css" %}
 </style>
 </head>
 <body>
