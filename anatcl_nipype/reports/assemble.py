@@ -26,7 +26,7 @@ from anatcl_nipype.reports.collect import collect_output_folder, scans_of
 from anatcl_nipype.reports.studies import (ensemble_fragment, harmonization_fragment,
                                            relevance_fragment)
 from anatcl_nipype.reports.fragments import (esc, figure_img, figure_svg, flags_list,
-                                             key_values, sig3, table)
+                                             key_values, records_table, sig3, table)
 
 #: Bumped when a participant's cached figure or checks would come out differently.
 CACHE_VERSION = "2"
@@ -439,10 +439,8 @@ def prediction_fragment(folder):
                      f"({esc(target.task or 'unknown task')})</h3>")
         parts += _target_figures(target)
         if target.metrics:
-            header = list(target.metrics[0])
-            rows = [[sig3(row.get(column, "")) for column in header] for row in target.metrics]
             parts.append("<p>Cross-validated metrics per fold, then their mean and sd.</p>"
-                         + table(header, rows))
+                         + records_table(target.metrics))
     return "".join(parts) or "<p>No probe fitted yet (run the group level with --target).</p>"
 
 
@@ -486,8 +484,6 @@ def applied_fragment(folder):
     for target in folder.targets:
         for applied in target.applied:
             model, sha = applied.model, applied.model_sha256
-            header = list(applied.rows[0]) if applied.rows else []
-            rows = [[sig3(row.get(c, "")) for c in header] for row in applied.rows]
             parts.append(
                 f"<h3>{esc(target.name)}: applied probe</h3>"
                 + key_values([("model", model or "not recorded"),
@@ -495,7 +491,7 @@ def applied_fragment(folder):
                               ("predictions", applied.table.name),
                               ("participants", len(applied.rows))])
                 + "<p>Predictions of a saved probe, applied unchanged: not cross-validated "
-                  "here.</p>" + table(header, rows))
+                  "here.</p>" + records_table(applied.rows))
     return "".join(parts) or ""
 
 

@@ -139,7 +139,7 @@ def _edges(axes, shape, axis):
 def _plane(ordered, axes, cut):
     """The plane of a world-ordered volume nearest to ``CUT_COORDS[cut]``."""
     first, spacing = axes[cut]
-    index = int(round((CUT_COORDS[cut] - first) / spacing))
+    index = round((CUT_COORDS[cut] - first) / spacing)
     return np.take(ordered, min(max(index, 0), ordered.shape[cut] - 1), axis=cut)
 
 

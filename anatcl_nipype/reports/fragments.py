@@ -56,6 +56,19 @@ def table(header, rows, row_classes=None, raw_columns=()):
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def records_table(records):
+    """A table of dict rows (as TSV readers give them): the first row's keys as the header,
+    numbers to 3 significant digits; empty for no rows.
+
+    >>> records_table([{"fold": "0", "mae": "2.34567"}])
+    '<table><tr><th>fold</th><th>mae</th></tr><tr><td class="num">0</td><td class="num">2.35</td></tr></table>'
+    """
+    if not records:
+        return ""
+    header = list(records[0])
+    return table(header, [[sig3(row.get(column, "")) for column in header] for row in records])
+
+
 def key_values(pairs):
     """A table of ``(name, value)`` rows, names as row headers, values escaped."""
     rows = "".join(f"<tr><th>{esc(name)}</th>{_cell(value)}</tr>" for name, value in pairs)

@@ -8,7 +8,7 @@ Each function returns an HTML fragment, or "" when no target has that study.
 """
 
 from anatcl_nipype.reports.collect import read_json, read_tsv
-from anatcl_nipype.reports.fragments import esc, figure_img, key_values, sig3, table
+from anatcl_nipype.reports.fragments import esc, figure_img, key_values, records_table, sig3
 
 #: Regions listed under the group relevance map.
 TOP_REGIONS = 10
@@ -23,18 +23,15 @@ def ensemble_fragment(targets):
         ensemble = read_tsv(target.folder / "desc-ensemble_metrics.tsv")
         if not folds:
             continue
-        header = list(folds[0])
         parts.append(
             f"<h3>{esc(target.name)}: fold ensemble</h3>"
             "<p>One probe per AnatCL encoder fold, cross-validated with the same splits: each "
             "fold's mean over the CV folds, then their mean and sd across encoder folds.</p>"
-            + table(header, [[sig3(row.get(c, "")) for c in header] for row in folds]))
+            + records_table(folds))
         if ensemble:
-            header = list(ensemble[0])
             parts.append("<p>The ensemble (mean of the per-fold probes' out-of-fold "
                          "predictions), per CV fold, then mean and sd.</p>"
-                         + table(header, [[sig3(row.get(c, "")) for c in header]
-                                          for row in ensemble]))
+                         + records_table(ensemble))
     return "".join(parts)
 
 
@@ -82,10 +79,8 @@ def relevance_fragment(targets):
                      + figure_img(glass_brain_uri(statmap), "group relevance map", caption))
         regions = read_tsv(target.folder / "desc-relevance_regions.tsv")[:TOP_REGIONS]
         if regions:
-            header = list(regions[0])
             parts.append(f"<p>The {len(regions)} regions of highest mean relevance.</p>"
-                         + table(header, [[sig3(row.get(c, "")) for c in header]
-                                          for row in regions]))
+                         + records_table(regions))
     return "".join(parts)
 
 
