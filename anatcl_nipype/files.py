@@ -1,7 +1,10 @@
-"""File helpers shared by every layer: content hashes and atomic writes.
+"""File helpers shared by every layer: content hashes, atomic writes, bounded JSON reads.
 
 Outputs are written to a temporary file in the destination folder and renamed into
-place, so a crash never leaves a half-written file under its final name.
+place, so a crash never leaves a half-written file under its final name. JSON that
+someone else may have written (sidecars, probe cards) is read with
+:func:`read_json_bounded`, which refuses an oversized or too deeply nested file before it
+can exhaust memory or the stack.
 
 >>> import tempfile, pathlib
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "hello.txt"
@@ -20,6 +23,86 @@ import math
 import os
 import tempfile
 from pathlib import Path
+
+#: Largest JSON sidecar read (those this package writes take kilobytes to a few megabytes).
+MAX_SIDECAR_BYTES = 64 * 1024 ** 2
+#: Deepest nesting of dicts/lists read from a sidecar (those this package writes nest <= 4).
+MAX_SIDECAR_DEPTH = 16
+
+
+class JSONFileError(Exception):
+    """A JSON file refused by :func:`read_json_bounded`; the message names the file and what
+    was wrong. Callers re-raise it in their own error family, adding what to do."""
+
+
+def read_json_bounded(path, *, max_bytes, max_depth, what="JSON file"):
+    """The JSON value in ``path``, read only if the file is small and shallow enough.
+
+    At most ``max_bytes + 1`` bytes are read. Raises :class:`JSONFileError` naming ``path``
+    (and calling it ``what``) for a file that cannot be read, is larger than ``max_bytes``,
+    is not UTF-8, is not JSON or nests dicts/lists more than ``max_depth`` deep.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "deep.json"
+    >>> _ = path.write_text('{"a": [1, {"b": 2}]}')
+    >>> read_json_bounded(path, max_bytes=100, max_depth=3)
+    {'a': [1, {'b': 2}]}
+    >>> read_json_bounded(path, max_bytes=100, max_depth=2, what="sidecar")
+    Traceback (most recent call last):
+    ...
+    anatcl_nipype.files.JSONFileError: ...deep.json: the sidecar nests more than 2 deep
+    """
+    try:
+        with open(path, "rb") as stream:
+            content = stream.read(max_bytes + 1)
+    except OSError as error:
+        raise JSONFileError(f"{path}: cannot read the {what} ({error.strerror or error})") \
+            from None
+    if len(content) > max_bytes:
+        raise JSONFileError(f"{path}: larger than {max_bytes} bytes, more than any {what} "
+                            "holds; refused unread")
+    return parse_json_bounded(content, source=path, max_depth=max_depth, what=what)
+
+
+def parse_json_bounded(content, *, source, max_depth, what="JSON file"):
+    """The JSON value in the UTF-8 bytes ``content`` read from ``source``, at most
+    ``max_depth`` deep; :class:`JSONFileError` otherwise (see :func:`read_json_bounded`).
+
+    ``max_depth`` must stay well under the interpreter's recursion limit: the parser
+    recursing beyond it is reported as nesting more than ``max_depth`` deep.
+
+    >>> parse_json_bounded(b"[[1]]", source="a.json", max_depth=1)
+    Traceback (most recent call last):
+    ...
+    anatcl_nipype.files.JSONFileError: a.json: the JSON file nests more than 1 deep
+    """
+    too_deep = JSONFileError(f"{source}: the {what} nests more than {max_depth} deep")
+    try:
+        value = json.loads(content.decode("utf-8"))  # bytes given to json.loads could be UTF-16
+    except UnicodeDecodeError as error:
+        raise JSONFileError(f"{source}: the {what} is not valid JSON (not UTF-8 text at byte "
+                            f"{error.start})") from None
+    except RecursionError:
+        raise too_deep from None
+    except ValueError as error:  # JSONDecodeError, or an integer of more than 4300 digits
+        raise JSONFileError(f"{source}: the {what} is not valid JSON ({type(error).__name__}: "
+                            f"{str(error)[:200]})") from None
+    if _nesting_exceeds(value, max_depth):
+        raise too_deep
+    return value
+
+
+def _nesting_exceeds(value, max_depth):
+    """Whether dicts and lists nest more than ``max_depth`` deep in ``value``; walked level
+    by level, so a deep value cannot exhaust the stack."""
+    level = [value]
+    for _ in range(max_depth + 1):
+        containers = [item for item in level if isinstance(item, (dict, list))]
+        if not containers:
+            return False
+        level = [item for container in containers
+                 for item in (container.values() if isinstance(container, dict) else container)]
+    return True
 
 
 def sha256_file(path, chunk_size=1 << 20):

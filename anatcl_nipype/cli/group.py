@@ -11,26 +11,36 @@ before anything is written.
 """
 
 import csv
-import json
 from pathlib import Path
 
 from anatcl_nipype.bids import bids_label, bounded_label, weights_desc
 from anatcl_nipype.cli.parser import EXIT_OK, UsageError
 from anatcl_nipype.cli.progress import Phases, finish_level, run_timed
 from anatcl_nipype.errors import AnatCLError, PredictionError
+from anatcl_nipype.files import JSONFileError, read_json_bounded
 from anatcl_nipype.inputs import find_participants_tsv, infer_task, target_values
 
 
 def read_probe_card(model):
-    """The JSON card saved beside a probe (no scikit-learn needed to read it)."""
-    card = Path(model).with_suffix(".json")
+    """The JSON card saved beside a probe, read within the limits of
+    :func:`~anatcl_nipype.prediction.persistence.load_probe` (no scikit-learn needed).
+
+    >>> read_probe_card("/nonexistent/age.skops")
+    Traceback (most recent call last):
+    ...
+    anatcl_nipype.errors.AnatCLError: /nonexistent/age.skops: no such probe file; ...
+    """
+    from anatcl_nipype.prediction.persistence import MAX_CARD_BYTES, MAX_JSON_DEPTH, card_path
+
+    card = card_path(model)
     if not Path(model).is_file():
         raise AnatCLError(f"{model}: no such probe file; pass the .skops file a fit saved")
     try:
-        content = json.loads(card.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise AnatCLError(f"{card}: cannot read the probe's card ({error}); keep the .json "
-                          "a fit saved beside the .skops file") from None
+        content = read_json_bounded(card, max_bytes=MAX_CARD_BYTES, max_depth=MAX_JSON_DEPTH,
+                                    what="probe's card")
+    except JSONFileError as error:
+        raise AnatCLError(f"{error}; restore the .json a fit saved beside the .skops file") \
+            from None
     if not (isinstance(content, dict) and {"target", "task"} <= content.keys()
             and isinstance(content.get("feature_source"), dict)):
         raise AnatCLError(f"{card}: not a probe card (it needs target, task and feature_source); "
@@ -111,9 +121,11 @@ def find_embedding_kinds(output_dir):
 
 def _weights_of(sidecar):
     """A few words on the weights a sidecar names."""
+    from anatcl_nipype.prediction.feature_source import read_sidecar
+
     try:
-        provenance = json.loads(Path(sidecar).read_text())
-    except (OSError, json.JSONDecodeError):
+        provenance = read_sidecar(sidecar)
+    except PredictionError:
         return f"weights unknown: {sidecar} is unreadable"
     if "fold_weights" in provenance:
         return f"a fold ensemble of {len(provenance['fold_weights'])} checkpoints"

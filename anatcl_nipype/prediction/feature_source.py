@@ -16,6 +16,12 @@ import json
 from pathlib import Path
 
 from anatcl_nipype.errors import PredictionError
+from anatcl_nipype.files import (
+    MAX_SIDECAR_BYTES,
+    MAX_SIDECAR_DEPTH,
+    JSONFileError,
+    read_json_bounded,
+)
 
 #: What makes two embeddings comparable, from the encoding sidecars.
 RECIPE_KEYS = ("weights", "precision", "output", "preprocessing")
@@ -39,14 +45,25 @@ def weights_identity(sidecar):
 
 
 def read_sidecar(path):
-    """A JSON sidecar as a dict; a :class:`PredictionError` saying what to restore."""
+    """A JSON sidecar as a dict, read within :data:`~anatcl_nipype.files.MAX_SIDECAR_BYTES`
+    and :data:`~anatcl_nipype.files.MAX_SIDECAR_DEPTH`; a :class:`PredictionError` saying
+    what to restore otherwise.
+
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "embeddings.json"
+    >>> _ = path.write_text('{"weights": {"sha256": "ab"}}')
+    >>> read_sidecar(path)
+    {'weights': {'sha256': 'ab'}}
+    """
     try:
-        sidecar = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise PredictionError(f"{path}: cannot read the JSON sidecar ({error}); restore the "
-                              "sidecar the encoder wrote beside the file") from None
+        sidecar = read_json_bounded(path, max_bytes=MAX_SIDECAR_BYTES,
+                                    max_depth=MAX_SIDECAR_DEPTH, what="JSON sidecar")
+    except JSONFileError as error:
+        raise PredictionError(f"{error}; restore the sidecar the encoder wrote beside the "
+                              "file") from None
     if not isinstance(sidecar, dict):
-        raise PredictionError(f"{path}: the JSON sidecar is not an object")
+        raise PredictionError(f"{path}: the JSON sidecar is not an object; restore the "
+                              "sidecar the encoder wrote beside the file")
     return sidecar
 
 

@@ -40,14 +40,20 @@ names the file.
 (True, 'age.skops')
 """
 
-import json
+import contextlib
 import warnings
 import zipfile
 from pathlib import Path
 
 from anatcl_nipype.errors import PredictionError
-from anatcl_nipype.files import atomic_write, sha256_file, write_json_atomic
-from anatcl_nipype.prediction.probes import check_task
+from anatcl_nipype.files import (
+    JSONFileError,
+    atomic_write,
+    parse_json_bounded,
+    read_json_bounded,
+    sha256_file,
+    write_json_atomic,
+)
 
 #: Types a probe file may hold beyond those skops trusts by default.
 ALLOWED_TYPES = frozenset({
@@ -129,6 +135,8 @@ def _complete_card(model, path, card):
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
+    from anatcl_nipype.prediction.probes import check_task  # imports scikit-learn
+
     missing = [key for key in REQUIRED_CARD_KEYS if key not in card]
     if missing:
         raise PredictionError(f"{path}: the card lacks {', '.join(missing)}; give every "
@@ -171,10 +179,9 @@ def _read_card(path):
     if not card_file.is_file():
         raise PredictionError(f"{path}: no card {card_file.name} beside it; a probe must be "
                               "saved with save_probe, which writes both")
-    if card_file.stat().st_size > MAX_CARD_BYTES:
-        raise PredictionError(f"{card_file}: larger than {MAX_CARD_BYTES} bytes; not a probe "
-                              "card. Restore the card written with the model")
-    card = _bounded_json(card_file.read_bytes(), card_file, MAX_JSON_DEPTH, "card")
+    with _refused_as_prediction_error():
+        card = read_json_bounded(card_file, max_bytes=MAX_CARD_BYTES, max_depth=MAX_JSON_DEPTH,
+                                 what="card")
     if not isinstance(card, dict) or not isinstance(card.get("feature_source"), dict):
         raise PredictionError(f"{card_file}: not a probe card (no feature_source dict)")
     if not isinstance(card.get("versions") or {}, dict):
@@ -183,22 +190,14 @@ def _read_card(path):
     return card
 
 
-def _bounded_json(content, path, max_depth, what):
-    """JSON ``content`` of ``path`` parsed and checked to nest at most ``max_depth`` deep."""
+@contextlib.contextmanager
+def _refused_as_prediction_error():
+    """A JSON file refused by the bounded reader, re-raised as a :class:`PredictionError`."""
     try:
-        value = json.loads(content)
-    except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
-        raise PredictionError(f"{path}: the {what} is not valid JSON ({type(error).__name__}: "
-                              f"{str(error)[:200]}); restore the file written with the "
-                              "model") from None
-    level = [value]
-    for _ in range(max_depth + 1):  # level by level: deep input cannot exhaust the stack
-        level = [item for container in level if isinstance(container, (dict, list))
-                 for item in (container.values() if isinstance(container, dict) else container)]
-    if level:
-        raise PredictionError(f"{path}: the {what} nests more than {max_depth} deep; "
-                              "not written by this package, refusing it")
-    return value
+        yield
+    except JSONFileError as error:
+        raise PredictionError(f"{error}; restore the probe's files as save_probe wrote them, "
+                              "or retrain") from None
 
 
 def _untrusted_types(path):
@@ -225,7 +224,8 @@ def _check_model_archive(path):
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as error:
         raise PredictionError(f"{path}: not a skops model file ({type(error).__name__}: "
                               f"{str(error)[:200]})") from None
-    _bounded_json(schema, path, MAX_SCHEMA_DEPTH, "model schema")
+    with _refused_as_prediction_error():
+        parse_json_bounded(schema, source=path, max_depth=MAX_SCHEMA_DEPTH, what="model schema")
 
 
 def _check_feature_source(card_source, expected, path):

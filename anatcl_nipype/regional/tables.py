@@ -11,8 +11,9 @@ The TSV follows BIDS: tab-separated, ``participant_id`` first, missing values as
 infinite region value was made ``n/a`` on reading, with a warning the sidecar lists
 under ``participant_id`` -> ``Warnings``; an infinite value given to the writer
 directly, or found in a table read back, raises :class:`RegionalError`. Tables are read
-up to :data:`~anatcl_nipype.regional.measures.MAX_FILE_BYTES`, sidecars nested at most
-:data:`MAX_SIDECAR_DEPTH` deep.
+up to :data:`~anatcl_nipype.regional.measures.MAX_FILE_BYTES`, sidecars up to
+:data:`~anatcl_nipype.files.MAX_SIDECAR_BYTES` nested at most
+:data:`~anatcl_nipype.files.MAX_SIDECAR_DEPTH` deep.
 
 >>> from anatcl_nipype.regional.measures import RegionMeasures
 >>> rm = RegionMeasures("lpba40", (165, 166), ("lHip", "rHip"),
@@ -23,7 +24,6 @@ up to :data:`~anatcl_nipype.regional.measures.MAX_FILE_BYTES`, sidecars nested a
 
 import csv
 import io
-import json
 import math
 import os
 import re
@@ -34,7 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from anatcl_nipype.errors import RegionalError
-from anatcl_nipype.files import atomic_write, write_json_atomic
+from anatcl_nipype.files import (
+    MAX_SIDECAR_BYTES,
+    MAX_SIDECAR_DEPTH,
+    JSONFileError,
+    atomic_write,
+    read_json_bounded,
+    write_json_atomic,
+)
 from anatcl_nipype.regional.measures import (
     RegionMeasures,
     measure_description,
@@ -43,8 +50,6 @@ from anatcl_nipype.regional.measures import (
 
 #: How a missing value is written (BIDS).
 MISSING = "n/a"
-#: Deepest nesting of dicts/lists read from a sidecar (written ones nest 3 deep).
-MAX_SIDECAR_DEPTH = 16
 
 
 def region_labels(names):
@@ -284,26 +289,11 @@ def _merge_value(row, column, value, origin, key, table):
 
 def _read_sidecar(path):
     try:
-        sidecar = json.loads(read_bounded_text(path, "JSON sidecar"))
-    except (ValueError, RecursionError) as err:
-        raise RegionalError(f"{path}: cannot read the JSON sidecar ({type(err).__name__}: "
-                            f"{str(err)[:200]})") from None
-    if _nesting(sidecar) > MAX_SIDECAR_DEPTH:
-        raise RegionalError(f"{path}: the JSON sidecar nests more than {MAX_SIDECAR_DEPTH} "
-                            "deep; not a sidecar this package wrote")
-    return sidecar
-
-
-def _nesting(value):
-    """How deep dicts and lists nest in ``value`` (0 for a plain value), without recursion."""
-    depth, level = 0, [value]
-    while True:
-        containers = [item for item in level if isinstance(item, (dict, list))]
-        if not containers:
-            return depth
-        depth += 1
-        level = [item for container in containers
-                 for item in (container.values() if isinstance(container, dict) else container)]
+        return read_json_bounded(path, max_bytes=MAX_SIDECAR_BYTES, max_depth=MAX_SIDECAR_DEPTH,
+                                 what="JSON sidecar")
+    except JSONFileError as error:
+        raise RegionalError(f"{error}; pass the sidecar this package wrote beside the "
+                            "table") from None
 
 
 def _merged(first, second):
