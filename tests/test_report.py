@@ -460,3 +460,15 @@ def test_report_of_an_empty_folder_opens(tmp_path):
     html = page.read_text()
     assert "No participant outputs in this folder yet." in html
     assert "No probe fitted yet" in html
+def test_a_scan_without_session_shows_only_its_own_section(tmp_path):
+    """sub-01 has a scan without a session and one in ses-2: each section is its own."""
+    from anatcl_nipype.reports.assemble import build_report
+
+    rng = np.random.default_rng(3)
+    out = tmp_path / "out"
+    for label, anat in (("sub-01", out / "sub-01" / "anat"),
+                        ("sub-01_ses-2", out / "sub-01" / "ses-2" / "anat")):
+        write_embedding(anat, label, rng.normal(size=512), tmp_path / f"{label}.nii.gz")
+    page = build_report(out).read_text()
+    sections = re.findall(r'<div class="participant[^"]*" id="([^"]+)"', page)
+    assert sorted(sections) == ["sub-01", "sub-01_ses-2"], sections

@@ -138,9 +138,8 @@ def _assemble(reportlets, report_folder, titles):
 
 def _participant_spec(label, title):
     query = {"datatype": "figures", "desc": "participant", "subject": _subject(label)}
-    session = next((part[4:] for part in label.split("_")[1:] if part.startswith("ses-")), "")
-    if session:
-        query["session"] = session
+    session = next((part[4:] for part in label.split("_")[1:] if part.startswith("ses-")), None)
+    query["session"] = session  # None: only the reportlet without a session (pybids)
     return {"bids": query, "name": label, "title": title}
 
 
