@@ -2,16 +2,20 @@
 
 import io
 import json
+import pickle
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
+from nipype.utils.filemanip import loadpkl
 
-from anatcl_nipype.cli.execution import ProgressPrinter, RunReport
+from anatcl_nipype.cli.execution import ProgressPrinter, RunReport, run_workflow
+from anatcl_nipype.cli.parser import Options
 from anatcl_nipype.cli.progress import Phases
 from anatcl_nipype.data import make_cat12_cohort
 from anatcl_nipype.reports.collect import decode_traceback
@@ -93,6 +97,38 @@ def test_failures_are_counted_with_their_reason_and_traceback_kept(tmp_path):
                     "(all voxels are 0)")
     assert set(report.step_seconds) == {"encoding", "sinks"}
     assert report.running == {}
+
+
+def test_the_progress_printer_pickles_and_its_copy_prints_the_same_lines(capsys):
+    done = SimpleNamespace(name="anatcl_encode",
+                           fullname="anatcl_participant_wf.single_subject_01_wf.anatcl_encode")
+    printer = ProgressPrinter(RunReport(total_subjects=2))
+    copy = pickle.loads(pickle.dumps(printer))
+    for callback in (printer, copy):
+        callback(done, "start")
+        callback(done, "end")
+    assert capsys.readouterr().out.splitlines() == ["  [1/2] sub-01: anatcl_encode done"] * 2
+    assert copy.report.done == ["sub-01"] and copy.report.running == {}
+
+
+def _double(x):
+    return 2 * x
+
+
+@pytest.mark.parametrize("nprocs", [1, 2])  # Linear, MultiProc: how the command line runs
+def test_a_mapnode_runs_with_the_command_lines_progress_callback(tmp_path, nprocs):
+    """Nipype pickles a MapNode with the plugin's arguments, the status callback among them."""
+    workflow = pe.Workflow(name="toy_wf")
+    double = pe.MapNode(niu.Function(function=_double, input_names=["x"], output_names=["y"]),
+                        iterfield=["x"], name="double")
+    double.inputs.x = [1, 2, 3]
+    workflow.add_nodes([double])
+    options = Options(cat12_dir=tmp_path, output_dir=tmp_path / "out", nprocs=nprocs,
+                      work_dir=tmp_path / "work")
+    report = run_workflow(workflow, options, RunReport())
+    assert report.failed == {} and set(report.step_seconds) == {"other steps"}
+    result = loadpkl(tmp_path / "work" / "toy_wf" / "double" / "result_double.pklz")
+    assert result.outputs.y == [2, 4, 6]
 
 
 @pytest.mark.slow

@@ -58,12 +58,22 @@ def step_kind(node_name):
 class ProgressPrinter:
     """Nipype status callback: one line per finished or failed participant, counting both
     (``[3/5] sub-03 failed: <reason>``), and the running nodes and time per kind of step
-    in the report (for the heartbeat and the summary)."""
+    in the report (for the heartbeat and the summary).
+
+    It pickles (Nipype pickles a MapNode with the plugin's arguments, this callback among
+    them): without a ``stream`` it writes to the ``sys.stdout`` of the moment, never holding it.
+
+    >>> import pickle, types
+    >>> copy = pickle.loads(pickle.dumps(ProgressPrinter(RunReport(total_subjects=2))))
+    >>> copy(types.SimpleNamespace(name="anatcl_encode",
+    ...                            fullname="wf.single_subject_01_wf.anatcl_encode"), "end")
+      [1/2] sub-01: anatcl_encode done
+    """
 
     def __init__(self, report, watched=("anatcl_encode",), stream=None):
         self.report = report
         self.watched = watched
-        self.stream = stream or sys.stdout
+        self.stream = stream  # None: sys.stdout, looked up at each line
 
     def __call__(self, node, status):
         if status == "start":
@@ -86,8 +96,9 @@ class ProgressPrinter:
 
     def _say(self, text):
         counter = f"[{self.report.finished()}/{self.report.total_subjects or '?'}] "
-        self.stream.write(f"  {counter}{text}\n")  # one write: never split by the heartbeat
-        self.stream.flush()
+        stream = sys.stdout if self.stream is None else self.stream
+        stream.write(f"  {counter}{text}\n")  # one write: never split by the heartbeat
+        stream.flush()
         self.report.last_line = time.monotonic()
 
 

@@ -7,12 +7,16 @@ writing the same file each put a complete one there. A staging folder left by a 
 is removed by the next sink that writes into the same output folder (a folder is in use
 while its owner holds a lock on it).
 
+A rerun rewrites only what changed: a final file already holding the bytes a sink would
+write is left untouched (mtime included), so tools watching the outputs see no change.
+
 >>> AnatCLDerivativesDataSink(desc="anatclGlobalFold0", suffix="embedding").inputs.desc
 'anatclGlobalFold0'
 """
 
 import contextlib
 import fcntl
+import filecmp
 import json
 import os
 import shutil
@@ -75,7 +79,9 @@ class AnatCLDerivativesDataSink(SimpleInterface):
     ``source_file``, then ``desc``/``space``/``suffix``, the input's extension) with
     pybids' ``build_path``, and written into ``base_directory`` atomically: each file
     appears under its final name complete, or not at all (see the module docstring).
-    ``meta_dict`` is written as a JSON sidecar. A write that fails (disk full, unwritable
+    ``meta_dict`` is written as a JSON sidecar. A file whose final path already holds the
+    same bytes is not copied again and keeps its mtime; the sink still runs every time
+    (``_always_run``) to check its destinations. A write that fails (disk full, unwritable
     folder) raises :class:`AnatCLError`.
 
     niworkflows' sink is not subclassed: importing ``niworkflows.interfaces.bids`` indexes
@@ -94,13 +100,15 @@ class AnatCLDerivativesDataSink(SimpleInterface):
         names = self._final_names()
         try:
             with staging_folder(base) as staging:
-                staged = [copy_file(source, staging / name, self.inputs.compress)
+                staged = [stage_if_changed(source, name, staging, base, self.inputs.compress)
                           for source, name in zip(self.inputs.in_file, names)]
                 if isdefined(self.inputs.meta_dict) and len(names) == 1:
                     sidecar = staging / f"{names[0].split('.', 1)[0]}.json"
                     staged_meta = write_json_atomic(sidecar, self.inputs.meta_dict)
                     self._results["out_meta"] = publish(staged_meta, staging, base)
-                self._results["out_file"] = [publish(path, staging, base) for path in staged]
+                self._results["out_file"] = [
+                    str(base / name) if path is None else publish(path, staging, base)
+                    for path, name in zip(staged, names)]
         except OSError as error:
             detail = f"{error.strerror}: {error.filename}" if error.filename else error
             raise AnatCLError(
@@ -145,6 +153,45 @@ def output_extension(in_file, compress=None):
     return extension + ".gz" if compress else extension
 
 
+def holds_same_bytes(path, other):
+    """Whether the file ``other`` exists and holds the same bytes as ``path``: sizes are
+    compared first, then contents in chunks (a large map is never read whole).
+
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for name, text in (("a", "map"), ("b", "map"), ("c", "mop")):
+    ...     _ = (folder / name).write_text(text)
+    >>> [holds_same_bytes(folder / "a", folder / name) for name in ("b", "c", "absent")]
+    [True, False, False]
+    """
+    if not Path(other).is_file():
+        return False
+    # filecmp caches outcomes by size and mtime, which a rewrite within one mtime tick of
+    # the file system keeps: compare afresh every time.
+    filecmp.clear_cache()
+    return filecmp.cmp(path, other, shallow=False)
+
+
+def converts(source, destination):
+    """Whether writing ``source`` as ``destination`` gzips or gunzips it.
+
+    >>> converts("/w/map.nii", "out/map.nii.gz"), converts("/w/x.npy", "out/x.npy")
+    (True, False)
+    """
+    return str(source).endswith(".gz") != str(destination).endswith(".gz")
+
+
+def stage_if_changed(source, name, staging, base, compress=None):
+    """Copy ``source`` to ``staging/name`` (see :func:`copy_file`) and return that path, or
+    return None without copying when ``base/name`` already holds the bytes it would get.
+
+    A gzipped or gunzipped copy is staged always: its bytes are known once written
+    (:func:`publish` then leaves an identical final file untouched)."""
+    if not converts(source, name) and holds_same_bytes(source, Path(base) / name):
+        return None
+    return copy_file(source, Path(staging) / name, compress)
+
+
 def copy_file(source, destination, compress=None):
     """Copy ``source`` to ``destination`` (folders made), gzipping or gunzipping on request;
     return ``destination``."""
@@ -152,11 +199,11 @@ def copy_file(source, destination, compress=None):
 
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    source_gz, destination_gz = str(source).endswith(".gz"), destination.name.endswith(".gz")
-    if source_gz == destination_gz:
+    if not converts(source, destination):
         shutil.copyfile(source, destination)
         return destination
-    with (gzip.open if source_gz else open)(source, "rb") as reader, \
+    destination_gz = destination.name.endswith(".gz")
+    with (open if destination_gz else gzip.open)(source, "rb") as reader, \
             open(destination, "wb") as writer:
         if destination_gz:  # no file name or time in the gzip header: same bytes every run
             with gzip.GzipFile("", "wb", 9, writer, mtime=0) as packed:
@@ -167,8 +214,11 @@ def copy_file(source, destination, compress=None):
 
 
 def publish(staged, staging, base):
-    """Rename a staged file into its final place under ``base``; return the final path."""
+    """Rename a staged file into its final place under ``base``, unless that already holds
+    the same bytes (then left untouched, the staged copy dropped); return the final path."""
     final = Path(base) / Path(staged).relative_to(staging)
+    if holds_same_bytes(staged, final):
+        return str(final)  # the staging folder, and the copy in it, is removed on exit
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, final)
     return str(final)
@@ -310,7 +360,8 @@ class GroupDerivativesSink(SimpleInterface):
 
     Group results have no subject to be named after, so this sink takes the name as
     given; like :class:`AnatCLDerivativesDataSink`, each file appears complete under its
-    final name, or not at all. A list of files (a figure as SVG and PNG) is written as
+    final name, or not at all, and a final file already holding the same bytes is left
+    untouched. A list of files (a figure as SVG and PNG) is written as
     ``<out_name><suffix>`` each.
 
     >>> sink = GroupDerivativesSink(folder="group/target-age", out_name="probe.skops")
@@ -332,8 +383,9 @@ class GroupDerivativesSink(SimpleInterface):
             folder.mkdir(parents=True, exist_ok=True)
             for source in map(Path, files if many else [files]):
                 final = folder / (self.inputs.out_name + (source.suffix if many else ""))
-                with atomic_write(final) as tmp:
-                    shutil.copyfile(source, tmp)
+                if not holds_same_bytes(source, final):
+                    with atomic_write(final) as tmp:
+                        shutil.copyfile(source, tmp)
                 written.append(str(final))
         except OSError as error:
             raise AnatCLError(f"{folder}: cannot write group results ({error.strerror}); free "

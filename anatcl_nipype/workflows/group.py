@@ -209,28 +209,17 @@ def init_anatcl_group_wf(*, target, task=AUTO_TASK, features="embeddings", model
                 *relevance_fields]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=list(OUTPUTS)), name="outputnode")
     tables = _feature_tables(workflow, inputnode, features)
-    collect = pe.Node(niu.Merge(len(tables)), name="collect_features")
-    collect_json = pe.Node(niu.Merge(len(tables)), name="collect_sidecars")
-    for position, node in enumerate(tables, start=1):
-        workflow.connect([(node, collect, [("out_tsv", f"in{position}")]),
-                          (node, collect_json, [("out_json", f"in{position}")])])
+    probe, collect = _add_probe(
+        workflow, inputnode, tables, model=model, target=target, task=task, cv=cv,
+        n_repeats=n_repeats, seed=seed, n_permutations=n_permutations,
+        group_column=group_column, **probe_options)
     if model is None:
-        probe = pe.Node(FitProbe(target=target, task=task, cv=cv, n_repeats=n_repeats,
-                                 seed=seed, n_permutations=n_permutations, **probe_options),
-                        name="fit_probe", mem_gb=PROBE_MEM_GB)
-        if group_column:
-            probe.inputs.group_column = group_column
         workflow.connect([(probe, outputnode, [
             ("model", "model"), ("model_card", "model_card"), ("metrics_tsv", "metrics_tsv"),
             ("figures", "figures"), ("out_json", "summary_json")])])
     else:
-        probe = pe.Node(ApplyProbe(model=str(Path(model).absolute()), target=target),
-                        name="apply_probe", mem_gb=PROBE_MEM_GB)
         workflow.connect([(probe, outputnode, [("out_json", "summary_json")])])
     workflow.connect([
-        (inputnode, probe, [("participants_tsv", "participants_tsv")]),
-        (collect, probe, [("out", "features")]),
-        (collect_json, probe, [("out", "features_json")]),
         (collect, outputnode, [("out", "features_tsv")]),
         (probe, outputnode, [("predictions_tsv", "predictions_tsv")]),
     ])
@@ -249,6 +238,35 @@ def init_anatcl_group_wf(*, target, task=AUTO_TASK, features="embeddings", model
 
 #: inputnode fields the relevance maps need.
 RELEVANCE_INPUTS = ("gm_maps", "participant_ids", "weights")
+
+
+def _add_probe(workflow, inputnode, tables, suffix="", model=None, group_column=None,
+               **settings):
+    """The probe node, fed the participants table and the feature ``tables`` (nodes with
+    ``out_tsv`` and ``out_json``) merged in order by ``collect_features<suffix>`` and
+    ``collect_sidecars<suffix>``; return it and ``collect_features<suffix>``.
+
+    The probe is ``fit_probe<suffix>`` (a FitProbe with ``settings``, grouped by
+    ``group_column`` when given), or ``apply_probe`` applying ``model`` for
+    ``settings["target"]``.
+    """
+    collect = pe.Node(niu.Merge(len(tables)), name=f"collect_features{suffix}")
+    collect_json = pe.Node(niu.Merge(len(tables)), name=f"collect_sidecars{suffix}")
+    for position, node in enumerate(tables, start=1):
+        workflow.connect([(node, collect, [("out_tsv", f"in{position}")]),
+                          (node, collect_json, [("out_json", f"in{position}")])])
+    if model is None:
+        probe = pe.Node(FitProbe(**settings), name=f"fit_probe{suffix}", mem_gb=PROBE_MEM_GB)
+        if group_column:
+            probe.inputs.group_column = group_column
+    else:
+        probe = pe.Node(ApplyProbe(model=str(Path(model).absolute()),
+                                   target=settings["target"]),
+                        name="apply_probe", mem_gb=PROBE_MEM_GB)
+    workflow.connect([(inputnode, probe, [("participants_tsv", "participants_tsv")]),
+                      (collect, probe, [("out", "features")]),
+                      (collect_json, probe, [("out", "features_json")])])
+    return probe, collect
 
 
 def _check_ensemble(folds, model, features):
@@ -305,8 +323,7 @@ def _sink_participant_relevance(workflow, output_dir, target):
     """Each participant's relevance map and sidecar as a BIDS derivative:
     ``sub-<l>[/ses-<s>]/anat/sub-<l>[_ses-<s>]_desc-relevance<Target>_statmap.nii.gz``."""
     relevance = workflow.get_node("relevance_maps")
-    # One node looping over the maps, not a MapNode: Nipype gives MapNodes the plugin's
-    # arguments, and a status callback holding a stream (the command line's) cannot be pickled.
+    # One node looping over the maps in the main process: each map is a small copy.
     sink = pe.Node(niu.Function(function=_sink_participant_maps, output_names=["out_files"]),
                    name="ds_participant_relevance", run_without_submitting=True)
     sink.inputs.base_directory = str(Path(output_dir).absolute())
@@ -354,21 +371,11 @@ def _init_fold_ensemble_wf(*, target, task, features, cv, group_column, n_repeat
         join = pe.Node(JoinEmbeddings(), name=f"join_embeddings_fold{fold}")
         workflow.connect([(inputnode, join, [(f"embeddings_fold{fold}", "in_files"),
                                              (f"embeddings_json_fold{fold}", "in_jsons")])])
-        tables = [join, *regional]
-        collect = pe.Node(niu.Merge(len(tables)), name=f"collect_features_fold{fold}")
-        collect_json = pe.Node(niu.Merge(len(tables)), name=f"collect_sidecars_fold{fold}")
-        for index, node in enumerate(tables, start=1):
-            workflow.connect([(node, collect, [("out_tsv", f"in{index}")]),
-                              (node, collect_json, [("out_json", f"in{index}")])])
-        probe = pe.Node(FitProbe(target=target, task=task, cv=cv, n_repeats=n_repeats,
-                                 seed=seed, n_permutations=n_permutations, **probe_options),
-                        name=f"fit_probe_fold{fold}", mem_gb=PROBE_MEM_GB)
-        if group_column:
-            probe.inputs.group_column = group_column
+        probe, collect = _add_probe(
+            workflow, inputnode, [join, *regional], suffix=f"_fold{fold}", target=target,
+            task=task, cv=cv, n_repeats=n_repeats, seed=seed, n_permutations=n_permutations,
+            group_column=group_column, **probe_options)
         workflow.connect([
-            (inputnode, probe, [("participants_tsv", "participants_tsv")]),
-            (collect, probe, [("out", "features")]),
-            (collect_json, probe, [("out", "features_json")]),
             (probe, predictions, [("predictions_tsv", f"in{position}")]),
             (probe, cards, [("model_card", f"in{position}")]),
         ])
