@@ -45,6 +45,31 @@ def test_probes_with_other_splits_are_refused():
         ensemble_predictions([_table([1.0] * 4)], "regression")
 
 
+@pytest.mark.parametrize("task", ["classification", "brain_age"])
+def test_an_ensemble_of_one_probe_twice_scores_as_that_probe(task):
+    """The ensemble is scored by the cross-validation's own metric functions."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    from anatcl_nipype.prediction import cross_validate_probe
+    from anatcl_nipype.prediction.ensemble import ensemble_metrics
+
+    rng = np.random.default_rng(0)
+    age = rng.uniform(20, 80, 60)
+    X = np.outer(age - 50, [1.0, 0.5, 0.0]) / 10 + rng.normal(size=(60, 3))
+    y = age if task == "brain_age" else np.where(age > 50, "old", "young")
+    probe = make_pipeline(LogisticRegression()) if task == "classification" else None
+    result = cross_validate_probe(X, y, task, cv=3, n_repeats=2, estimator=probe)
+    twice = ensemble_predictions([result.predictions, result.predictions], task)
+    table, summary = ensemble_metrics(twice, task)
+    names = (["balanced_accuracy", "roc_auc"] if task == "classification"
+             else ["mae", "rmse", "r2", "pearson_r"])
+    assert table.columns.tolist() == ["repeat", "fold", *names]
+    pd.testing.assert_frame_equal(table, result.fold_metrics[table.columns], rtol=1e-12)
+    for name in names:
+        assert summary[name] == pytest.approx(result.summary[name], rel=1e-12)
+
+
 def test_across_folds_lists_each_fold_then_mean_and_sd():
     table = across_folds([{"mae": {"mean": 1.0}}, {"mae": {"mean": 2.0}},
                           {"mae": {"mean": 6.0}}], [0, 2, 4])

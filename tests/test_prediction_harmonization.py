@@ -52,6 +52,54 @@ def test_a_label_that_is_only_the_site_is_at_chance_when_harmonised():
     assert abs(harmonised.summary["balanced_accuracy"]["mean"] - 0.5) < 0.1
 
 
+def test_permutation_test_scores_the_harmonised_cross_validation():
+    """A label that is only the site: the permutation test must test the harmonised probe
+    (at chance, not significant), not the unharmonised one (perfect, p at its floor)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from anatcl_nipype.prediction import permutation_test
+
+    X, sites, covariates, _ = multisite(n_per_site=20)
+    label = np.where(np.isin(sites, ["s1", "s2"]), "patient", "control")
+    quick = make_pipeline(StandardScaler(), LogisticRegression())
+    kwargs = dict(cv=4, estimator=quick, harmonize="combat", sites=sites,
+                  covariates=covariates[["age"]])
+    harmonised = cross_validate_probe(X, label, "classification", **kwargs)
+    test = permutation_test(X, label, "classification", n_permutations=9, **kwargs)
+    # the same estimator on the same splits: the same score, to the last bit
+    assert test.score == harmonised.summary["balanced_accuracy"]["mean"]
+    assert abs(test.score - 0.5) < 0.1 and test.pvalue > 0.2
+    plain = permutation_test(X, label, "classification", n_permutations=9, cv=4,
+                             estimator=quick)
+    assert plain.score > 0.9 and plain.pvalue == pytest.approx(0.1)
+
+
+@pytest.mark.slow  # a whole study: CV, permutations, final fit, site separability
+def test_study_permutation_test_is_that_of_the_harmonised_probe(tmp_path):
+    import json
+    from pathlib import Path
+
+    from anatcl_nipype.prediction.study import fit_probe_study
+
+    X, sites, _, _ = multisite(n_per_site=15, n_features=4)
+    ids = [f"sub-{i:02d}" for i in range(len(sites))]
+    pd.DataFrame(X, index=pd.Index(ids, name="participant_id"),
+                 columns=[f"neuromorphometrics_R{i}_Vgm" for i in range(4)]).to_csv(
+        tmp_path / "regional.tsv", sep="\t")
+    score = np.isin(sites, ["s1", "s2"]).astype(float)  # a score that is only the site
+    pd.DataFrame({"participant_id": ids, "score": score, "site": sites}).to_csv(
+        tmp_path / "participants.tsv", sep="\t", index=False)
+    written = fit_probe_study([tmp_path / "regional.tsv"], tmp_path / "participants.tsv",
+                              "score", "regression", str(tmp_path / "study"), cv=3,
+                              n_permutations=3, harmonize="combat")
+    summary = json.loads(Path(written["out_json"]).read_text())
+    cv_mae = summary["cv_metrics"]["mae"]["mean"]
+    assert summary["permutation_test"]["score"] == cv_mae and cv_mae > 0.4
+    assert summary["permutation_test"]["pvalue"] > 0.25
+
+
 def test_planted_effect_with_site_offsets_is_recovered_under_leave_site_out():
     X, sites, covariates, rng = multisite()
     diagnosis = np.tile(np.repeat(["control", "patient"], 25), len(SITES))

@@ -38,11 +38,10 @@ True
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.model_selection import GroupKFold, KFold, cross_val_predict
-from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted
 
 from anatcl_nipype.errors import PredictionError
-from anatcl_nipype.prediction.probes import fit_probe, make_probe
+from anatcl_nipype.prediction.probes import GroupedFit, fit_probe, make_probe
 
 BIAS_CORRECTIONS = ("linear", None)
 
@@ -140,8 +139,5 @@ def _grouped_predictions(probe, X, age, groups, n_folds):
         raise PredictionError(f"the training rows hold {n_groups} group: too few for the "
                               "grouped cross-validation of the brain-age bias line; use more "
                               "groups or bias_cv=None")
-    predictions = np.empty(len(age))
-    for train, test in GroupKFold(min(n_folds, n_groups)).split(X, age, groups):
-        model = fit_probe(probe, _safe_indexing(X, train), age[train], groups[train])
-        predictions[test] = model.predict(_safe_indexing(X, test))
-    return predictions
+    return cross_val_predict(GroupedFit(probe), X, age, groups=groups,
+                             cv=GroupKFold(min(n_folds, n_groups)), params={"groups": groups})

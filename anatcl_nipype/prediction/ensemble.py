@@ -19,7 +19,8 @@ classification, predicted values otherwise) and checks that the splits agree;
 import numpy as np
 
 from anatcl_nipype.errors import PredictionError
-from anatcl_nipype.prediction.validation import _mean_sd
+from anatcl_nipype.prediction.validation import (classification_metrics, mean_sd,
+                                                 regression_metrics)
 
 #: Columns naming a row of out-of-fold predictions: who, and in which CV split.
 KEYS = ("participant_id", "repeat", "fold")
@@ -73,7 +74,7 @@ def ensemble_metrics(predictions, task):
     for (repeat, fold), split in predictions.groupby(["repeat", "fold"], sort=True):
         rows.append({"repeat": repeat, "fold": fold, **_metrics(split, task)})
     table = pd.DataFrame(rows)
-    summary = {name: _mean_sd(table[name].to_numpy(dtype=float))
+    summary = {name: mean_sd(table[name].to_numpy(dtype=float))
                for name in table.columns if name not in ("repeat", "fold")}
     return table, summary
 
@@ -90,32 +91,20 @@ def across_folds(summaries, labels):
     rows = [{"encoder_fold": str(label), **{n: s[n]["mean"] for n in names}}
             for label, s in zip(labels, summaries)]
     for statistic in ("mean", "sd"):
-        values = {n: _mean_sd(np.array([row[n] for row in rows[:len(labels)]], dtype=float))
+        values = {n: mean_sd(np.array([row[n] for row in rows[:len(labels)]], dtype=float))
                   for n in names}
         rows.append({"encoder_fold": statistic, **{n: values[n][statistic] for n in names}})
     return pd.DataFrame(rows)
 
 
 def _metrics(split, task):
-    from sklearn.metrics import (balanced_accuracy_score, mean_absolute_error, r2_score,
-                                 roc_auc_score, root_mean_squared_error)
-
+    """The fold's metrics, by :mod:`~anatcl_nipype.prediction.validation`'s functions
+    (classification: balanced accuracy and ROC-AUC, the ensemble's summary scores)."""
     true = split["true"].to_numpy()
-    if task == "classification":
-        columns = [c for c in split.columns if c.startswith("probability_")]
-        classes = [c.removeprefix("probability_") for c in columns]
-        true = true.astype(str)
-        probabilities = split[columns].to_numpy(dtype=float)
-        if set(true.tolist()) != set(classes):
-            return {"balanced_accuracy": float("nan"), "roc_auc": float("nan")}
-        auc = (roc_auc_score(true == classes[1], probabilities[:, 1]) if len(classes) == 2
-               else roc_auc_score(true, probabilities, multi_class="ovr", labels=classes))
-        return {"balanced_accuracy": balanced_accuracy_score(
-                    true, split["predicted"].astype(str)), "roc_auc": float(auc)}
-    true, predicted = true.astype(float), split["predicted"].to_numpy(dtype=float)
-    pearson = (float(np.corrcoef(true, predicted)[0, 1])
-               if np.std(true) > 0 and np.std(predicted) > 0 else float("nan"))
-    return {"mae": mean_absolute_error(true, predicted),
-            "rmse": root_mean_squared_error(true, predicted),
-            "r2": r2_score(true, predicted), "pearson_r": pearson}
-
+    if task != "classification":
+        return regression_metrics(true.astype(float), split["predicted"].to_numpy(dtype=float))
+    columns = [c for c in split.columns if c.startswith("probability_")]
+    classes = [c.removeprefix("probability_") for c in columns]
+    metrics = classification_metrics(true.astype(str), split["predicted"].to_numpy().astype(str),
+                                     split[columns].to_numpy(dtype=float), classes)
+    return {name: metrics[name] for name in ("balanced_accuracy", "roc_auc")}

@@ -28,7 +28,7 @@ training folds only. With groups (participants with several sessions, sites),
 import inspect
 
 import numpy as np
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 from sklearn.model_selection import GroupKFold, StratifiedKFold
@@ -104,6 +104,29 @@ def fit_probe(estimator, X, y, groups=None):
         splits = _group_splits(search, X, y, groups)
         model.set_params(**{f"{key}__cv" if key else "cv": splits})
     return model.fit(X, y, **{f"{key}__groups" if key else "groups": groups for key in takers})
+
+
+class GroupedFit(BaseEstimator):
+    """``estimator`` fitted by :func:`fit_probe` with the groups of its training rows.
+
+    scikit-learn's ``cross_val_predict``/``permutation_test_score`` hand ``groups`` (cut to
+    the training rows) to ``fit``; this passes them on, so inner searches split by group.
+
+    >>> X = np.arange(40.0).reshape(20, 2)
+    >>> grouped = GroupedFit(make_probe("regression", alphas=[1.0]))
+    >>> grouped.fit(X, X[:, 0], groups=np.repeat(np.arange(10), 2)).predict(X[:1]).shape
+    (1,)
+    """
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+
+    def fit(self, X, y, groups):
+        self.model_ = fit_probe(self.estimator, X, y, groups)
+        return self
+
+    def predict(self, X):
+        return self.model_.predict(X)
 
 
 def _group_takers(model):

@@ -56,7 +56,7 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
         progress=lambda done, total: say(f"cross-validation fold {done}/{total} done"))
     if n_permutations:
         say(f"permutation test ({n_permutations} permutations)")
-    permutation = _permutation_test(X, y, groups, task, n_permutations, seed, cv)
+    permutation = _permutation_test(X, y, groups, task, n_permutations, seed, cv, harmonization)
     say("final fit on all participants")
     model = fit_final_probe(X, y, task, groups=groups, seed=seed, **harmonization)
     card = {"task": task, "target": target, "n_train": len(X),
@@ -196,12 +196,15 @@ def participant_groups(row_ids):
     return np.array([participant for participant, _ in scans])
 
 
-def _permutation_test(X, y, groups, task, n_permutations, seed, cv):
+def _permutation_test(X, y, groups, task, n_permutations, seed, cv, harmonization):
+    """The permutation test of the cross-validated probe: same estimator, harmoniser
+    (``harmonization``: :func:`_harmonization_options`) included; None without shuffles."""
     from anatcl_nipype.prediction import permutation_test
 
     if n_permutations == 0:
         return None
-    test = permutation_test(X, y, task, n_permutations, seed, cv=cv, groups=groups)
+    test = permutation_test(X, y, task, n_permutations, seed, cv=cv, groups=groups,
+                            **harmonization)
     return {"metric": test.metric, "score": test.score, "pvalue": test.pvalue,
             "n_permutations": n_permutations,
             "permutation_mean": float(np.mean(test.permutation_scores))}

@@ -18,8 +18,11 @@ Metrics per fold: classification ``balanced_accuracy``, ``roc_auc`` (binary, or
 one-vs-rest macro average for more classes) and ``recall_<class>``; balanced
 accuracy and ROC-AUC are n/a in a test fold that lacks a class (a warning names it),
 and their summary then gives ``usable_folds`` of ``n_folds``; regression and brain
-age ``mae``, ``rmse``, ``r2``, ``pearson_r`` on the predictions, plus for brain age ``gap_age_r``, the correlation of the
-bias-corrected gap with age in the test fold.
+age ``mae``, ``rmse``, ``r2``, ``pearson_r`` on the predictions, plus for brain age
+``gap_age_r``, the correlation of the bias-corrected gap with age in the test fold.
+:func:`classification_metrics` and :func:`regression_metrics` compute them (the fold
+ensembles are scored by them too); :func:`permutation_test` tests the very estimator
+the cross-validation fits, harmoniser included.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -38,7 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator
 from sklearn.metrics import (balanced_accuracy_score, mean_absolute_error, r2_score,
                              recall_score, roc_auc_score, root_mean_squared_error)
 from sklearn.model_selection import (GroupKFold, KFold, RepeatedKFold,
@@ -50,7 +52,7 @@ from anatcl_nipype.files import atomic_write
 from anatcl_nipype.prediction.brain_age import BrainAgeRegressor
 from anatcl_nipype.prediction.harmonization import (HARMONIZATIONS, frame_covariates,
                                                     harmonization_frame, make_harmonized)
-from anatcl_nipype.prediction.probes import (DEFAULT_INNER_CV, check_task, fit_probe,
+from anatcl_nipype.prediction.probes import (DEFAULT_INNER_CV, GroupedFit, check_task, fit_probe,
                                              make_probe)
 
 
@@ -114,9 +116,8 @@ def cross_validate_probe(X, y, task, cv=5, n_repeats=1, groups=None, seed=0, *,
     ids = _participant_ids(X, participant_ids)
     if estimator is None and task == "classification" and groups is None:
         _check_inner_folds(y, cv)
-    estimator = default_estimator(task, seed) if estimator is None else estimator
-    X, estimator = harmonized_estimator(X, estimator, harmonize, sites, covariates,
-                                        unseen_sites, target=y)
+    X, estimator = _study_estimator(X, y, task, seed, estimator, harmonize, sites, covariates,
+                                    unseen_sites)
     groups = None if groups is None else np.asarray(groups)
     classes = sorted(set(y.tolist())) if task == "classification" else []
     metrics, predictions, estimators = [], [], []
@@ -151,10 +152,18 @@ def fit_final_probe(X, y, task, groups=None, seed=0, *, estimator=None, harmoniz
     """
     check_task(task)
     y = _check_inputs(X, y, task, 2, None)
-    estimator = default_estimator(task, seed) if estimator is None else estimator
-    X, estimator = harmonized_estimator(X, estimator, harmonize, sites, covariates,
-                                        unseen_sites, target=y)
+    X, estimator = _study_estimator(X, y, task, seed, estimator, harmonize, sites, covariates,
+                                    unseen_sites)
     return fit_probe(estimator, X, y, groups)
+
+
+def _study_estimator(X, y, task, seed, estimator, harmonize, sites, covariates, unseen_sites):
+    """``(X, estimator)`` that cross-validation, the permutation test and the final fit all
+    use: the given or default estimator, behind ComBat (``X`` then carries the site and
+    covariate columns, so every split hands the harmoniser its rows' own) when asked."""
+    estimator = default_estimator(task, seed) if estimator is None else estimator
+    return harmonized_estimator(X, estimator, harmonize, sites, covariates, unseen_sites,
+                                target=y)
 
 
 def harmonized_estimator(X, estimator, harmonize, sites, covariates, unseen_sites="refuse",
@@ -202,10 +211,15 @@ def _check_target_not_protected(covariates, target):
 
 
 def permutation_test(X, y, task, n_permutations=100, seed=0, *, cv=5, groups=None,
-                     estimator=None):
+                     estimator=None, harmonize=None, sites=None, covariates=None,
+                     unseen_sites="refuse"):
     """P-value of the cross-validated score against ``n_permutations`` label shuffles.
 
-    Uses :func:`sklearn.model_selection.permutation_test_score` (labels shuffled
+    The estimator is the one :func:`cross_validate_probe` fits with the same options
+    (``harmonize``, ``sites``, ``covariates``, ``unseen_sites`` included: ComBat is
+    fitted on the training rows of every split, real and shuffled), and the splits are
+    its splits with ``n_repeats=1``, so the real score is its mean score then. Uses
+    :func:`sklearn.model_selection.permutation_test_score` (labels shuffled
     within ``groups`` when given; each fit then searches its penalty by group, as in
     :func:`cross_validate_probe`). When every group has one label (the sessions of a
     participant), shuffling within groups would change nothing, so the groups' labels
@@ -222,12 +236,13 @@ def permutation_test(X, y, task, n_permutations=100, seed=0, *, cv=5, groups=Non
     """
     check_task(task)
     y = _check_inputs(X, y, task, cv, groups)
-    estimator = default_estimator(task, seed) if estimator is None else estimator
+    X, estimator = _study_estimator(X, y, task, seed, estimator, harmonize, sites, covariates,
+                                    unseen_sites)
     splitter = _splitters(task, cv, 1, groups, seed)[0]
     scoring = "balanced_accuracy" if task == "classification" else "neg_mean_absolute_error"
     params = None
     if groups is not None:  # sklearn hands fit params, cut to the training rows, to fit
-        estimator, params = _GroupedFit(estimator), {"groups": np.asarray(groups)}
+        estimator, params = GroupedFit(estimator), {"groups": np.asarray(groups)}
     if groups is not None and _one_label_per_group(y, groups):
         score, permuted, pvalue = _permute_between_groups(
             estimator, X, y, np.asarray(groups), splitter, n_permutations, seed, scoring)
@@ -261,20 +276,6 @@ def _permute_between_groups(estimator, X, y, groups, splitter, n_permutations, s
     permuted = np.array([score(rng.permutation(group_labels)[inverse])
                          for _ in range(n_permutations)])
     return real, permuted, (np.sum(permuted >= real) + 1.0) / (n_permutations + 1)
-
-
-class _GroupedFit(BaseEstimator):
-    """``estimator`` fitted by :func:`fit_probe` with the groups of its training rows."""
-
-    def __init__(self, estimator):
-        self.estimator = estimator
-
-    def fit(self, X, y, groups):
-        self.model_ = fit_probe(self.estimator, X, y, groups)
-        return self
-
-    def predict(self, X):
-        return self.model_.predict(X)
 
 
 def write_predictions_tsv(predictions, path):
@@ -434,9 +435,7 @@ def _evaluate(task, model, X, y, classes):
     if task == "classification":
         return _classification_metrics(model, X, y, classes)
     predicted = model.predict(X)
-    metrics = {"mae": mean_absolute_error(y, predicted),
-               "rmse": root_mean_squared_error(y, predicted),
-               "r2": r2_score(y, predicted), "pearson_r": _pearson(y, predicted)}
+    metrics = regression_metrics(y, predicted)
     columns = {"true": y, "predicted": predicted}
     if task == "brain_age":
         corrected = model.predict(X, age=y)
@@ -448,15 +447,40 @@ def _evaluate(task, model, X, y, classes):
 def _classification_metrics(model, X, y, classes):
     probabilities = _class_probabilities(model, X, classes)
     predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
-    recalls = recall_score(y, predicted, labels=classes, average=None, zero_division=np.nan)
-    complete = set(y.tolist()) == set(classes)
-    metrics = {"balanced_accuracy": balanced_accuracy_score(y, predicted) if complete
-               else float("nan"),
-               "roc_auc": _roc_auc(y, probabilities, classes),
-               **{f"recall_{name}": value for name, value in zip(classes, recalls)}}
+    metrics = classification_metrics(y, predicted, probabilities, classes)
     columns = {"true": y, "predicted": predicted,
                **{f"probability_{name}": probabilities[:, i] for i, name in enumerate(classes)}}
     return metrics, columns
+
+
+def classification_metrics(true, predicted, probabilities, classes):
+    """``balanced_accuracy``, ``roc_auc`` and ``recall_<class>`` of one test fold.
+
+    ``probabilities``: one column per class of ``classes``, in that order. Balanced
+    accuracy and ROC-AUC are NaN when the fold lacks a class of ``classes``.
+
+    >>> metrics = classification_metrics(np.array(["a", "b"]), np.array(["a", "a"]),
+    ...                                  np.array([[0.9, 0.1], [0.6, 0.4]]), ["a", "b"])
+    >>> {name: float(value) for name, value in metrics.items()}
+    {'balanced_accuracy': 0.5, 'roc_auc': 1.0, 'recall_a': 1.0, 'recall_b': 0.0}
+    """
+    recalls = recall_score(true, predicted, labels=classes, average=None, zero_division=np.nan)
+    complete = set(true.tolist()) == set(classes)
+    return {"balanced_accuracy": balanced_accuracy_score(true, predicted) if complete
+            else float("nan"),
+            "roc_auc": _roc_auc(true, probabilities, classes),
+            **{f"recall_{name}": value for name, value in zip(classes, recalls)}}
+
+
+def regression_metrics(true, predicted):
+    """``mae``, ``rmse``, ``r2`` and ``pearson_r`` (NaN for a constant side) of one test fold.
+
+    >>> regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]))["mae"]
+    0.6666666666666666
+    """
+    return {"mae": mean_absolute_error(true, predicted),
+            "rmse": root_mean_squared_error(true, predicted),
+            "r2": r2_score(true, predicted), "pearson_r": _pearson(true, predicted)}
 
 
 def _class_probabilities(model, X, classes):
@@ -497,7 +521,7 @@ def _collect(task, metrics, predictions, classes, estimators):
               for name in names}
     summary = {}
     for name in names:
-        summary[name] = _mean_sd(fold_metrics[name].to_numpy(dtype=float))
+        summary[name] = mean_sd(fold_metrics[name].to_numpy(dtype=float))
         if usable[name] < len(fold_metrics):
             summary[name].update(usable_folds=usable[name], n_folds=len(fold_metrics))
     return CrossValidationResult(task, fold_metrics, summary,
@@ -505,7 +529,12 @@ def _collect(task, metrics, predictions, classes, estimators):
                                  [str(c) for c in classes], estimators, usable)
 
 
-def _mean_sd(values):
+def mean_sd(values):
+    """Mean and sd (ddof=1) of the finite ``values``; NaN where too few are left.
+
+    >>> mean_sd(np.array([1.0, 3.0, np.nan]))
+    {'mean': 2.0, 'sd': 1.4142135623730951}
+    """
     values = values[np.isfinite(values)]
     if len(values) == 0:
         return {"mean": float("nan"), "sd": float("nan")}
