@@ -8,7 +8,8 @@ the command line can rewrite the report:
 - :mod:`~anatcl_nipype.reports.collect`: the folder's contents as plain data;
 - :mod:`~anatcl_nipype.reports.qc`: automatic checks (map vs template prior, intensities,
   CAT12 IQR, embedding outliers);
-- :mod:`~anatcl_nipype.reports.figures`: nilearn and matplotlib figures;
+- :mod:`~anatcl_nipype.reports.figures`: matplotlib figures (grey-matter panels, PCA,
+  brain-age gap);
 - :mod:`~anatcl_nipype.reports.methods`: the methods text and references;
 - :mod:`~anatcl_nipype.reports.assemble`: reportlets and the nireports assembly.
 
