@@ -1,4 +1,8 @@
-"""Shared fixtures: seeded checkpoints in the official format and CAT12-grid maps."""
+"""Shared fixtures: seeded checkpoints in the official format, CAT12-grid maps, and one
+``anatcl-nipype demo`` run per session."""
+
+import subprocess
+import sys
 
 import nibabel as nib
 import numpy as np
@@ -42,6 +46,24 @@ def cat12_maps(tmp_path_factory):
     """Three full-size CAT12-grid grey-matter maps (uncompressed, as CAT12 writes them)."""
     folder = tmp_path_factory.mktemp("cat12")
     return [write_map(folder / f"mwp1sub-0{i}_T1w.nii", seed=i) for i in range(1, 4)]
+
+
+#: Participants of the session's demo: the fewest its probes take (7 per class for 5-fold CV
+#: with the inner search of the penalty); every one more is another full-size encoding.
+DEMO_SUBJECTS = 14
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """``anatcl-nipype demo`` run once per session: (its folder, what it printed).
+    test_demo checks it; the README's snippets run in it, as a user runs them after the demo.
+    The demo takes minutes: run it once, not once per test file."""
+    folder = tmp_path_factory.mktemp("demo") / "demo"
+    done = subprocess.run([sys.executable, "-m", "anatcl_nipype", "demo", str(folder),
+                           "--n-subjects", str(DEMO_SUBJECTS)], capture_output=True, text=True,
+                          timeout=1800, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return folder, done.stdout
 
 
 def pytest_configure(config):

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-
+from conftest import DEMO_SUBJECTS
 from test_report import open_in_chromium
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -24,18 +24,17 @@ def read_tsv(path):
         return list(csv.DictReader(stream, delimiter="\t"))
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    code, out, err = anatcl_nipype("demo", root / "demo", "--n-subjects", "24")
-    assert code == 0, out + err
-    return root / "demo", out
+@pytest.fixture
+def demo(demo_run):
+    """The session's demo run (conftest.py): the README's snippets run in the same folder."""
+    return demo_run
 
 
 def test_demo_says_its_data_and_weights_are_synthetic(demo):
     root, out = demo
     assert "SYNTHETIC" in out and "SEEDED RANDOM weights" in out
-    assert "[24/24]" in out and "Done: 24 of 24 participant(s)" in out
+    n = DEMO_SUBJECTS
+    assert f"[{n}/{n}]" in out and f"Done: {n} of {n} participant(s)" in out
     sidecar = json.loads((root / "derivatives" / "sub-01" / "anat" /
                           "sub-01_desc-anatclCustom_embedding.json").read_text())
     assert sidecar["weights"]["random"] is True
@@ -64,7 +63,7 @@ def test_demo_participant_outputs(demo):
     root, _ = demo
     derivatives = root / "derivatives"
     subjects = sorted(p.name for p in derivatives.glob("sub-*"))
-    assert len(subjects) == 24
+    assert len(subjects) == DEMO_SUBJECTS
     for subject in subjects:
         anat = derivatives / subject / "anat"
         assert (anat / f"{subject}_desc-anatclCustom_embedding.npy").is_file()
@@ -77,15 +76,15 @@ def test_demo_group_outputs(demo, target, metric):
     root, _ = demo
     group = root / "derivatives" / "group" / f"target-{target}"
     embeddings = read_tsv(group / "embeddings.tsv")
-    assert len(embeddings) == 24
+    assert len(embeddings) == DEMO_SUBJECTS
     assert list(embeddings[0])[:2] == ["participant_id", "emb_000"] and len(embeddings[0]) == 513
     predictions = read_tsv(group / "predictions.tsv")
-    assert len(predictions) == 24 and list(predictions[0])[0] == "participant_id"
+    assert len(predictions) == DEMO_SUBJECTS and list(predictions[0])[0] == "participant_id"
     metrics = {row["fold"]: row for row in read_tsv(group / "metrics.tsv")}
     assert math.isfinite(float(metrics["mean"][metric]))
     assert {p.suffix for p in group.glob("cv.*")} == {".svg", ".png"}
     card = json.loads((group / "probe.json").read_text())
-    assert card["target"] == target and card["n_train"] == 24
+    assert card["target"] == target and card["n_train"] == DEMO_SUBJECTS
     summary = json.loads((group / "summary.json").read_text())
     # provenance names files as the group folder holds them, never the work folder's
     assert card["model_file"] == "probe.skops"
@@ -104,7 +103,7 @@ def test_demo_report_renders(demo, tmp_path):
                                                tmp_path / "demo_report.png")
     # one grey-matter map per participant; the PCA, the prediction figures and the workflow
     # graph are inline SVG
-    assert errors == [] and len(images) == 24 and all(ok for _, ok in images)
+    assert errors == [] and len(images) == DEMO_SUBJECTS and all(ok for _, ok in images)
     assert svgs >= 4
 
 
@@ -119,7 +118,7 @@ def test_saved_probe_applies_to_the_same_features(demo, tmp_path):
                                    "-w", tmp_path / "work")
     assert code == 0, err
     assert "Cross-validated" not in out
-    assert len(read_tsv(folder / "desc-applied_predictions.tsv")) == 24
+    assert len(read_tsv(folder / "desc-applied_predictions.tsv")) == DEMO_SUBJECTS
     assert (folder / "predictions.tsv").read_bytes() == fitted  # out-of-fold ones kept
 
 
@@ -159,9 +158,10 @@ def test_running_the_demo_again_reuses_its_cohort_checkpoint_and_results(demo):
     embedding = root / "derivatives" / "sub-01" / "anat" / "sub-01_desc-anatclCustom_embedding.npy"
     before = embedding.read_bytes(), embedding.stat().st_mtime_ns
     checkpoint = (root / "random-weights-seed0.pth").stat().st_mtime_ns
-    code, out, err = anatcl_nipype("demo", root, "--n-subjects", "24")
+    code, out, err = anatcl_nipype("demo", root, "--n-subjects", DEMO_SUBJECTS)
     assert code == 0, out + err
-    assert f"Reusing the synthetic cohort in {root / 'cat12'} (24 participants, seed 0)" in out
+    assert (f"Reusing the synthetic cohort in {root / 'cat12'} ({DEMO_SUBJECTS} participants, "
+            "seed 0)") in out
     assert f"Reusing the seeded random checkpoint {root / 'random-weights-seed0.pth'}" in out
     assert (root / "random-weights-seed0.pth").stat().st_mtime_ns == checkpoint
     assert (embedding.read_bytes(), embedding.stat().st_mtime_ns) == before  # not recomputed

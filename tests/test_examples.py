@@ -22,7 +22,16 @@ def load_example(name):
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    return make_cat12_cohort(tmp_path_factory.mktemp("cohort"), n_subjects=24, seed=4)
+    """16 participants: 8 per class, enough for the group study's 5-fold probe (with its inner
+    search of the penalty) to recover the planted atrophy; each one more is another encoding."""
+    return make_cat12_cohort(tmp_path_factory.mktemp("cohort"), n_subjects=16, seed=4)
+
+
+@pytest.fixture(scope="module")
+def small_cohort(tmp_path_factory):
+    """4 participants: two per MultiProc worker, enough to show every branch runs and sinks;
+    each one more is another full-size encoding."""
+    return make_cat12_cohort(tmp_path_factory.mktemp("small_cohort"), n_subjects=4, seed=4)
 
 
 def test_cat12_example_builds_and_draws(tmp_path):
@@ -33,15 +42,15 @@ def test_cat12_example_builds_and_draws(tmp_path):
     assert list((tmp_path / "work" / "cat12_to_anatcl").glob("graph*.svg"))
 
 
-def test_fmriprep_style_parent_runs_with_multiproc(cohort, random_weights, tmp_path):
+def test_fmriprep_style_parent_runs_with_multiproc(small_cohort, random_weights, tmp_path):
     module = load_example("fmriprep_style_parent")
     out = tmp_path / "derivatives"
-    module.main([str(cohort.root), str(out), "--weights", str(random_weights),
+    module.main([str(small_cohort.root), str(out), "--weights", str(random_weights),
                  "--work-dir", str(tmp_path / "work"), "--nprocs", "2"])
-    anat = out / "sub-05" / "anat"
-    assert (anat / "sub-05_desc-totalgm_features.tsv").read_text().startswith("total_gm_cm3\n")
-    assert np.load(anat / "sub-05_desc-anatclCustom_embedding.npy").shape == (512,)
-    assert len(list(out.glob("sub-*/anat/*_embedding.npy"))) == 24
+    anat = out / "sub-04" / "anat"
+    assert (anat / "sub-04_desc-totalgm_features.tsv").read_text().startswith("total_gm_cm3\n")
+    assert np.load(anat / "sub-04_desc-anatclCustom_embedding.npy").shape == (512,)
+    assert len(list(out.glob("sub-*/anat/*_embedding.npy"))) == 4
 
 
 def test_group_study_runs_with_multiproc(cohort, random_weights, tmp_path):
@@ -51,7 +60,7 @@ def test_group_study_runs_with_multiproc(cohort, random_weights, tmp_path):
                  str(tmp_path / "work"), "--nprocs", "2"])
     card = json.loads((tmp_path / "results" / "group" / "target-diagnosis" / "probe.json")
                       .read_text())
-    assert card["n_train"] == 24 and card["task"] == "classification"
+    assert card["n_train"] == 16 and card["task"] == "classification"
     columns = card["feature_source"]["columns"]
     assert "emb_511" in columns and "synthetic_lMedialTemporal_Vgm" in columns
     # the planted 20% medial-temporal atrophy is recovered from embeddings + regions

@@ -12,9 +12,6 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 #: How a snippet that cannot run on the demo begins.
 NEEDS = "# Needs "
-#: Participants of the demo the snippets run on: the fewest its probes take (7 per class for
-#: 5-fold CV with the inner search of the penalty).
-DEMO_SUBJECTS = 14
 
 
 def python_snippets():
@@ -38,14 +35,11 @@ def run_python(code, cwd, timeout):
                           text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="session")
-def demo_folder(tmp_path_factory):
-    """``anatcl-nipype demo`` run once per session: the folder the README's snippets run in."""
-    folder = tmp_path_factory.mktemp("readme") / "demo_output"
-    done = subprocess.run([sys.executable, "-m", "anatcl_nipype", "demo", str(folder),
-                           "--n-subjects", str(DEMO_SUBJECTS)], capture_output=True, text=True,
-                          timeout=1800)
-    assert done.returncode == 0, done.stdout + done.stderr
+@pytest.fixture
+def demo_folder(demo_run):
+    """The folder of the session's ``anatcl-nipype demo`` run (conftest.py, shared with
+    test_demo): the README's snippets run in it as a user runs them after the demo."""
+    folder, _ = demo_run
     return folder
 
 
