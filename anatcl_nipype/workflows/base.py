@@ -92,8 +92,11 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
 def _add_fold_derivatives(workflow, inputnode, encoding_wf, index, fold, output_dir,
                           descriptor, id_note):
     """Sink the ``index``-th fold's embedding of a fold ensemble (``desc-anatcl...Fold<k>``)."""
-    pick = pe.Node(niu.Select(index=index), name=f"select_fold{fold}")
-    pick_json = pe.Node(niu.Select(index=index), name=f"select_fold{fold}_json")
+    # picking a list item: in the scheduler's process, not a worker round trip
+    pick = pe.Node(niu.Select(index=index), name=f"select_fold{fold}",
+                   run_without_submitting=True)
+    pick_json = pe.Node(niu.Select(index=index), name=f"select_fold{fold}_json",
+                        run_without_submitting=True)
     derivatives_wf = init_anatcl_derivatives_wf(output_dir=output_dir, descriptor=descriptor,
                                                 fold=fold, id_note=id_note,
                                                 name=f"anatcl_derivatives_fold{fold}_wf")

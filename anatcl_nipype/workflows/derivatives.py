@@ -64,7 +64,8 @@ def init_anatcl_derivatives_wf(*, output_dir, descriptor="global", fold=0, weigh
         source = inputnode
         if id_note and kind.endswith("_json"):
             source = pe.Node(niu.Function(function=_note_participant_id,
-                                          output_names=[kind]), name=f"note_{kind}")
+                                          output_names=[kind]), name=f"note_{kind}",
+                             run_without_submitting=True)  # edits one small JSON
             source.inputs.note = id_note
             workflow.connect(inputnode, kind, source, "in_file")
         workflow.connect([

@@ -250,8 +250,9 @@ def _add_probe(workflow, inputnode, tables, suffix="", model=None, group_column=
     ``group_column`` when given), or ``apply_probe`` applying ``model`` for
     ``settings["target"]``.
     """
-    collect = pe.Node(niu.Merge(len(tables)), name=f"collect_features{suffix}")
-    collect_json = pe.Node(niu.Merge(len(tables)), name=f"collect_sidecars{suffix}")
+    light = {"run_without_submitting": True}  # list merges: no worker round trip
+    collect = pe.Node(niu.Merge(len(tables)), name=f"collect_features{suffix}", **light)
+    collect_json = pe.Node(niu.Merge(len(tables)), name=f"collect_sidecars{suffix}", **light)
     for position, node in enumerate(tables, start=1):
         workflow.connect([(node, collect, [("out_tsv", f"in{position}")]),
                           (node, collect_json, [("out_json", f"in{position}")])])
@@ -363,8 +364,10 @@ def _init_fold_ensemble_wf(*, target, task, features, cv, group_column, n_repeat
         fields=[*per_fold, "regional_tsv", "participants_tsv"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=list(OUTPUTS)), name="outputnode")
     regional = _feature_tables(workflow, inputnode, "regional") if features == "both" else []
-    predictions = pe.Node(niu.Merge(len(folds)), name="collect_fold_predictions")
-    cards = pe.Node(niu.Merge(len(folds)), name="collect_fold_cards")
+    predictions = pe.Node(niu.Merge(len(folds)), name="collect_fold_predictions",
+                          run_without_submitting=True)
+    cards = pe.Node(niu.Merge(len(folds)), name="collect_fold_cards",
+                    run_without_submitting=True)
     combine = pe.Node(CombineFoldProbes(fold_labels=folds), name="combine_folds",
                       mem_gb=PROBE_MEM_GB)
     for position, fold in enumerate(folds, start=1):

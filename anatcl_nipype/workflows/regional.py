@@ -163,7 +163,10 @@ def _cat12_rois_node(workflow, inputnode, atlases, measures):
     options = {"atlases": list(atlases)} if atlases else {}
     if measures:
         options["measures"] = list(measures)
-    node = pe.Node(CAT12ROIMeasures(**options), name="cat12_roi_measures")
+    # reads one small XML: run in the scheduler's process, not a MultiProc worker (a worker
+    # round trip cost about 2 s per node on a 2-core machine, for milliseconds of work)
+    node = pe.Node(CAT12ROIMeasures(**options), name="cat12_roi_measures",
+                   run_without_submitting=True)
     workflow.connect([(inputnode, node, _pairs(("label_roi", "label_rois", "report",
                                                 "participant_id")))])
     return node
@@ -171,9 +174,10 @@ def _cat12_rois_node(workflow, inputnode, atlases, measures):
 
 def _merge_tables(workflow, tables, outputnode):
     """Join the per-source one-row tables of the participant into ``regional_tsv``."""
-    collect_tsv = pe.Node(niu.Merge(len(tables)), name="collect_tables")
-    collect_json = pe.Node(niu.Merge(len(tables)), name="collect_sidecars")
-    merge = pe.Node(MergeRegionalTables(out_name="regional"), name="merge_regional")
+    light = {"run_without_submitting": True}  # milliseconds of work: see _cat12_rois_node
+    collect_tsv = pe.Node(niu.Merge(len(tables)), name="collect_tables", **light)
+    collect_json = pe.Node(niu.Merge(len(tables)), name="collect_sidecars", **light)
+    merge = pe.Node(MergeRegionalTables(out_name="regional"), name="merge_regional", **light)
     for position, node in enumerate(tables, start=1):
         workflow.connect(node, "out_tsv", collect_tsv, f"in{position}")
         workflow.connect(node, "out_json", collect_json, f"in{position}")
