@@ -3,9 +3,9 @@
 :func:`write_report` rewrites ``<output_dir>/anatcl/report.html`` (and ``methods.md``)
 from what the folder holds; every level calls it at its end. The work is done by
 :mod:`anatcl_nipype.reports` (nireports, matplotlib; nilearn for relevance maps), imported
-only here, inside the call, so the command line's start-up never pays for it. The command line records each
-run with :func:`anatcl_nipype.reports.run_record.record_run` (re-exported here) so that
-the report can show the command, times, phases and software versions.
+only here, inside the call, so the command line's start-up never pays for it. The command
+line records each run with :func:`anatcl_nipype.reports.run_record.record_run` (re-exported
+here) so that the report can show the command, times, phases and software versions.
 """
 
 from pathlib import Path

@@ -150,9 +150,9 @@ def qc_paragraph(n_checked):
         return None
     return (f"Each of the {n_checked} cropped grey-matter map(s) was compared with the MNI152 "
             "grey-matter prior shipped with nilearn [nilearn]: maps correlating below "
-            f"{qc.MIN_PRIOR_CORRELATION} with it (both smoothed to about 8 mm) or overlapping it "
-            f"with a Dice coefficient below {qc.MIN_PRIOR_DICE} were flagged as misregistered, as were "
-            "maps with odd intensities and CAT12 image-quality grades worse than C (rating "
+            f"{qc.MIN_PRIOR_CORRELATION} with it (both smoothed to about 8 mm) or overlapping "
+            f"it with a Dice coefficient below {qc.MIN_PRIOR_DICE} were flagged as "
+            "misregistered, as were maps with odd intensities and CAT12 image-quality grades worse than C (rating "
             f"below {qc.MIN_IQR_RATING:.0f} %). Embeddings whose distance to the cohort's "
             f"median embedding had a robust z-score above {qc.OUTLIER_Z} (median and MAD) "
             "were flagged as outliers. The report was assembled with nireports [NiPreps].")

@@ -6,9 +6,10 @@
   8 mm FWHM) so the comparison tolerates anatomy that differs between people but not a
   misplaced brain: a map whose Pearson correlation with the prior is below
   :data:`MIN_PRIOR_CORRELATION`, or whose (unsmoothed) Dice overlap with it (map above
-  30 % of its 99th percentile, prior above 0.3) is below :data:`MIN_PRIOR_DICE`, is flagged. On the synthetic cohort a correct map
-  scores r 0.99, Dice 0.99; shifted by 5 voxels (7.5 mm) r 0.78; by 10 voxels r 0.53;
-  by 25 voxels (37 mm, a failed normalisation) r 0.0-0.12, Dice 0.38-0.45.
+  30 % of its 99th percentile, prior above 0.3) is below :data:`MIN_PRIOR_DICE`, is
+  flagged. On the synthetic cohort a correct map scores r 0.99, Dice 0.99; shifted by 5
+  voxels (7.5 mm) r 0.78; by 10 voxels r 0.53; by 25 voxels (37 mm, a failed
+  normalisation) r 0.0-0.12, Dice 0.38-0.45.
 - **Intensities** (:func:`intensity_flags`): modulated GM density of CAT12 lies about 0-1.
 - **CAT12 image quality** (:func:`iqr_flag`): CAT12's IQR mark (1 best, 6 worst), shown as
   CAT12 shows it: a percentage rating ``105 - 10 * mark`` and a letter grade; grades worse

@@ -36,9 +36,9 @@ def encode_node_options(weights, descriptor, fold, precision, device, use_gpu, u
 
 def encoding_description(weights, descriptor, fold, precision, folds=None):
     """The methods paragraph (``__desc__``) of a workflow that encodes with AnatCL."""
-    which = "fold " + str(fold) if not folds else "folds " + ", ".join(map(str, folds))
+    fold_text = f"fold {fold}" if not folds else "folds " + ", ".join(map(str, folds))
     which = ("a user-supplied AnatCL checkpoint" if weights is not None else
-             f"the released AnatCL weights (descriptor '{descriptor}', {which})")
+             f"the released AnatCL weights (descriptor '{descriptor}', {fold_text})")
     return f"""\
 Each participant's modulated, normalised grey-matter map from CAT12 (1.5 mm MNI grid,
 121x145x121 voxels) was centre-cropped to 121x128x121 voxels and embedded with AnatCL
