@@ -15,6 +15,7 @@ True
 
 __version__ = "0.1.0"
 
+from anatcl_nipype import threads  # noqa: E402,F401  (fork hooks: see threads)
 from anatcl_nipype.errors import AnatCLError  # noqa: E402
 
 __all__ = ["AnatCLError", "__version__"]

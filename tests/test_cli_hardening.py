@@ -233,9 +233,13 @@ def test_run_control_options_are_parsed():
 @pytest.mark.parametrize("plugin, plugin_args, nprocs, mem_gb, expected", [
     (None, {}, 1, None, ("Linear", {})),
     (None, {}, 1, 4, ("Linear", {})),
-    (None, {}, 4, None, ("MultiProc", {"n_procs": 4})),
-    (None, {}, 4, 6, ("MultiProc", {"n_procs": 4, "memory_gb": 6.0})),
-    ("MultiProc", {"memory_gb": 2}, 2, 6, ("MultiProc", {"n_procs": 2, "memory_gb": 2})),
+    (None, {}, 4, None, ("MultiProc", {"n_procs": 4, "mp_context": "forkserver"})),
+    (None, {}, 4, 6, ("MultiProc", {"n_procs": 4, "mp_context": "forkserver",
+                                    "memory_gb": 6.0})),
+    ("MultiProc", {"memory_gb": 2}, 2, 6, ("MultiProc", {"n_procs": 2, "memory_gb": 2,
+                                                         "mp_context": "forkserver"})),
+    ("MultiProc", {"mp_context": "fork"}, 2, None, ("MultiProc", {"n_procs": 2,
+                                                                  "mp_context": "fork"})),
     ("SLURM", {"sbatch_args": "-p x"}, 4, 6, ("SLURM", {"sbatch_args": "-p x"})),
 ])
 def test_plugin_settings(plugin, plugin_args, nprocs, mem_gb, expected):

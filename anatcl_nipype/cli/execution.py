@@ -136,6 +136,17 @@ def configure_nipype(work_dir, verbose):
     logging.update_logging(config)
 
 
+def start_workers_early(options):
+    """Start the forkserver MultiProc's workers will come from, when the run uses one, so
+    that its imports overlap this process's start-up (checking weights, building)."""
+    from anatcl_nipype.cli.supervision import WORKER_START, plugin_settings, start_worker_template
+
+    plugin, plugin_args = plugin_settings(options.plugin, options.plugin_args, options.nprocs,
+                                          options.mem_gb)
+    if plugin == "MultiProc" and plugin_args.get("mp_context") == WORKER_START:
+        start_worker_template()
+
+
 def run_workflow(workflow, options, report):
     """Run ``workflow`` with the plugin the user chose; fill ``report``; return it.
 
@@ -147,8 +158,8 @@ def run_workflow(workflow, options, report):
     from anatcl_nipype.cli.locking import work_dir_lock
     from anatcl_nipype.cli.supervision import (
         GuardedCallback, RunInterrupted, SchedulerError, descendants, first_crash_message,
-        make_runner, plugin_settings, remove_partial_outputs, signals_interrupt_run,
-        stop_workers)
+        make_runner, pending_interrupt, plugin_settings, remove_partial_outputs,
+        signals_interrupt_run, stop_workers)
 
     plugin, plugin_args = plugin_settings(options.plugin, options.plugin_args, options.nprocs,
                                           options.mem_gb)
@@ -162,12 +173,17 @@ def run_workflow(workflow, options, report):
         runner = make_runner(plugin, plugin_args)
         try:
             workflow.run(plugin=runner, plugin_args=plugin_args)
+            if pending_interrupt():  # caught by Nipype inside a node of this process
+                raise pending_interrupt()
         except RunInterrupted:
             stop_workers(runner, spared)
             remove_partial_outputs(options.output_dir)
             raise
         except BaseException as error:
             stop_workers(runner, spared)
+            if pending_interrupt():
+                remove_partial_outputs(options.output_dir)
+                raise pending_interrupt() from None
             if not (isinstance(error, RuntimeError) and report.failed):
                 raise  # not a node failure: something else went wrong
             if options.stop_on_first_crash:

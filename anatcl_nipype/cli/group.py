@@ -14,6 +14,7 @@ import csv
 from pathlib import Path
 
 from anatcl_nipype.bids import bids_label, bounded_label, weights_desc
+from anatcl_nipype.cli.execution import start_workers_early
 from anatcl_nipype.cli.parser import EXIT_OK, UsageError
 from anatcl_nipype.cli.progress import Phases, finish_level, run_timed
 from anatcl_nipype.errors import AnatCLError, PredictionError
@@ -196,6 +197,7 @@ def run_group_level(options):
         embeddings, regional = (of_sessions(paths, options.session_label) for paths in
                                 find_features(output_dir, plan["desc"], plan["features"]))
     with phases("start-up"):
+        start_workers_early(options)
         workflow = _build(options, plan, folds, output_dir, embeddings, regional)
     phases.say(f"{'Applying' if options.model else 'Fitting'} a {plan['task']} probe for "
                f"{plan['target']!r} on {plan['features']} features of "

@@ -8,7 +8,7 @@ text, ``failed.tsv`` and the report.
 import sys
 from pathlib import Path
 
-from anatcl_nipype.cli.execution import prepare_output_dir
+from anatcl_nipype.cli.execution import prepare_output_dir, start_workers_early
 from anatcl_nipype.cli.parser import EXIT_OK, EXIT_PARTIAL
 from anatcl_nipype.cli.progress import Phases, finish_level, run_timed
 from anatcl_nipype.inputs import discover_cat12, find_participants_tsv
@@ -28,6 +28,7 @@ def run_participant_level(options):
         output_dir = prepare_output_dir(options.output_dir)
         participants_tsv = find_participants_tsv(options.cat12_dir, options.participants)
     with phases("start-up"):
+        start_workers_early(options)
         ensure_weights(options)
         workflow, folder = _build(options, subjects, output_dir)
     phases.say(f"Encoding {_count(subjects)} from {options.cat12_dir} into "

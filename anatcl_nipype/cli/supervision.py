@@ -12,8 +12,12 @@
   :class:`SchedulerError`.
 - An exception in the status callback becomes :class:`SchedulerError`, naming the node.
 
+- MultiProc's workers are started by a forkserver, never forked from this process: a
+  process forked after torch ran keeps a dead OpenMP pool and blocks in its first parallel
+  region (:mod:`anatcl_nipype.threads`).
+
 >>> plugin_settings("MultiProc", {}, nprocs=4, mem_gb=8)
-('MultiProc', {'n_procs': 4, 'memory_gb': 8.0})
+('MultiProc', {'n_procs': 4, 'mp_context': 'forkserver', 'memory_gb': 8.0})
 """
 
 import contextlib
@@ -31,6 +35,10 @@ from anatcl_nipype.errors import AnatCLError
 INTERRUPTED_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
 INTERRUPTED_MESSAGE = "interrupted; rerun with the same -w to resume"
 WORKER_GRACE_SECONDS = 5.0
+#: How MultiProc's workers are started, and the module the forkserver loads for them.
+WORKER_START = "forkserver"
+WORKER_TEMPLATE = "anatcl_nipype.cli.worker_template"
+WORKER_LOGGING = ("workflow_level", "interface_level", "utils_level")
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -50,13 +58,15 @@ class SchedulerError(AnatCLError):
 def plugin_settings(plugin, plugin_args, nprocs=1, mem_gb=None):
     """The Nipype plugin name and its arguments from the command-line options.
 
-    MultiProc (the default when ``nprocs > 1``) gets ``n_procs`` and, when given,
-    ``memory_gb``; explicit ``plugin_args`` win.
+    MultiProc (the default when ``nprocs > 1``) gets ``n_procs``, workers started by a
+    forkserver and, when given, ``memory_gb``; explicit ``plugin_args`` win (a run with
+    ``mp_context`` ``fork`` runs torch with one thread per worker).
     """
     plugin = plugin or ("MultiProc" if nprocs > 1 else "Linear")
     args = dict(plugin_args)
     if plugin == "MultiProc":
         args.setdefault("n_procs", nprocs)
+        args.setdefault("mp_context", WORKER_START)
         if mem_gb is not None:
             args.setdefault("memory_gb", float(mem_gb))
     return plugin, args
@@ -65,8 +75,28 @@ def plugin_settings(plugin, plugin_args, nprocs=1, mem_gb=None):
 def make_runner(plugin, plugin_args):
     """A plugin instance: MultiProc supervised (see the module's notes), others Nipype's."""
     if plugin == "MultiProc":
+        if plugin_args.get("mp_context") == WORKER_START:
+            start_worker_template()
         return _supervised_multiproc()(plugin_args=plugin_args)
     return plugin  # Nipype builds the others by name
+
+
+def start_worker_template():
+    """Start the forkserver MultiProc's workers fork from, loading
+    :mod:`~anatcl_nipype.cli.worker_template` (in the background: call it early, the
+    imports then overlap this process's own work). Once per process."""
+    import multiprocessing
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context(WORKER_START).set_forkserver_preload([WORKER_TEMPLATE])
+    forkserver.ensure_running()
+
+
+def _forkserver_pid():
+    """The pid of this process's forkserver, if one was started."""
+    from multiprocessing import forkserver
+
+    return getattr(forkserver._forkserver, "_forkserver_pid", None)
 
 
 @functools.cache
@@ -79,6 +109,12 @@ def _supervised_multiproc():
 
     class SupervisedMultiProcPlugin(MultiProcPlugin):
         broken_pool = None  # the BrokenExecutor once a worker died
+
+        def __init__(self, plugin_args=None):
+            super().__init__(plugin_args=plugin_args)
+            if self.plugin_args.get("mp_context") not in (None, "fork"):
+                self.pool.shutdown(wait=False)  # no worker started yet: replaced by one
+                self.pool = worker_pool(self.processors, self._cwd, self.plugin_args)
 
         def _async_callback(self, future):
             if future.exception() is None:  # a failed future is reported by _get_result
@@ -116,6 +152,34 @@ def _supervised_multiproc():
     return SupervisedMultiProcPlugin
 
 
+def worker_pool(processors, cwd, plugin_args):
+    """MultiProc's pool for workers that do not inherit this process's memory: each starts
+    in ``cwd`` with this process's Nipype log levels, as a forked one would."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from nipype import config
+
+    settings = {key: config.get("logging", key) for key in WORKER_LOGGING}
+    return ProcessPoolExecutor(
+        max_workers=processors, initializer=start_worker, initargs=(cwd, settings),
+        mp_context=multiprocessing.get_context(plugin_args["mp_context"]))
+
+
+def start_worker(cwd, log_levels):
+    """A MultiProc worker's first step: Nipype's own set-up, the default action for SIGINT
+    and SIGTERM (a forked worker's), then the parent's log levels."""
+    from nipype import config, logging
+    from nipype.pipeline.plugins.multiproc import process_initializer
+
+    process_initializer(cwd)
+    for signum in INTERRUPTED_EXIT:  # as a forked worker: stop at once, quietly
+        signal.signal(signum, signal.SIG_DFL)
+    for key, value in log_levels.items():
+        config.set("logging", key, value)
+    logging.update_logging(config)
+
+
 def resources_message(nodes, memory_gb, processors):
     """Why MultiProc refuses to start: the largest node against the limits given."""
     nodes = list(nodes)
@@ -135,12 +199,15 @@ def first_crash_message(report):
 
 
 class GuardedCallback:
-    """Wrap a Nipype status callback: its exception becomes :class:`SchedulerError`."""
+    """Wrap a Nipype status callback: its exception becomes :class:`SchedulerError`, and a
+    signal received during the run ends it."""
 
     def __init__(self, callback):
         self.callback = callback
 
     def __call__(self, node, status):
+        if pending_interrupt():  # raised where Nipype caught it: end the run now
+            raise pending_interrupt()
         try:
             self.callback(node, status)
         except Exception as error:
@@ -154,7 +221,9 @@ def signals_interrupt_run():
     """SIGINT/SIGTERM raise :class:`RunInterrupted` in this process for the ``with`` block.
 
     Processes forked inside the block inherit the handler; in them it restores the default
-    action and re-sends the signal, so a worker told to stop does stop.
+    action and re-sends the signal, so a worker told to stop does stop. The signal is also
+    remembered (:func:`pending_interrupt`): Nipype records an exception raised while a light
+    node runs in this process as that node's failure, and the run must still end.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # Python delivers signals to the main thread only: nothing to set up here
@@ -168,9 +237,11 @@ def signals_interrupt_run():
             return
         for name in INTERRUPTED_EXIT:  # a second signal must not break the clean-up
             signal.signal(name, signal.SIG_IGN)
+        _received.append(signum)
         raise RunInterrupted(signum)
 
     previous = {name: signal.signal(name, handler) for name in INTERRUPTED_EXIT}
+    _received.clear()
     try:
         yield
     finally:
@@ -178,13 +249,24 @@ def signals_interrupt_run():
             signal.signal(name, action)
 
 
+_received = []  # the signals received during this process's run
+
+
+def pending_interrupt():
+    """The :class:`RunInterrupted` of a signal received during the run, else None."""
+    return RunInterrupted(_received[0]) if _received else None
+
+
 def stop_workers(runner, spared=(), grace=WORKER_GRACE_SECONDS):
     """Stop the processes this one started during the run: every descendant not in
-    ``spared`` (those that were there before it; SIGTERM, then SIGKILL after ``grace`` s)."""
+    ``spared`` (those that were there before it), and the forkserver the workers came from
+    (SIGTERM, then SIGKILL after ``grace`` s)."""
     pool = getattr(runner, "pool", None)
     if pool is not None:
         pool.shutdown(wait=False, cancel_futures=True)
-    children = [pid for pid in descendants(os.getpid()) if pid not in set(spared)]
+    forkserver = _forkserver_pid()
+    children = [pid for pid in descendants(os.getpid())
+                if pid not in set(spared) or pid == forkserver]
     for pid in children:
         _send(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
@@ -194,7 +276,8 @@ def stop_workers(runner, spared=(), grace=WORKER_GRACE_SECONDS):
         if _alive(pid):
             _send(pid, signal.SIGKILL)
     for pid in children:
-        _reap(pid)
+        if pid != forkserver:  # multiprocessing reaps its forkserver, then starts another
+            _reap(pid)
 
 
 def descendants(pid):

@@ -37,6 +37,7 @@ from anatcl_nipype.encoder.volumes import (
 )
 from anatcl_nipype.encoder.weights import fetch_weights
 from anatcl_nipype.errors import AnatCLError, VolumeError
+from anatcl_nipype.threads import set_torch_threads
 
 LOGGER = logging.getLogger("anatcl_nipype.encoder")
 #: Networks already loaded in this process, keyed by file identity, device and precision.
@@ -101,8 +102,7 @@ class AnatCLEncoder:
                  num_threads=None, readers=None, folds=None, force_precision=False):
         if int(batch_size) < 1:
             raise AnatCLError(f"batch_size must be at least 1, not {batch_size}")
-        if num_threads:
-            torch.set_num_threads(int(num_threads))
+        set_torch_threads(num_threads)
         self.device = resolve_device(device)
         self.choice = choose_precision(precision, self.device, force=force_precision)
         if self.choice.requested != self.choice.mode:

@@ -89,13 +89,12 @@ class ProbeRelevanceMaps(SimpleInterface):
     output_spec = ProbeRelevanceMapsOutputSpec
 
     def _run_interface(self, runtime):
-        import torch
-
         from anatcl_nipype.relevance import probe_relevance_maps
+        from anatcl_nipype.threads import set_torch_threads
 
         if isdefined(self.inputs.label_table) and not isdefined(self.inputs.atlas):
             raise AnatCLError("label_table given without an atlas; pass the atlas image too")
-        torch.set_num_threads(max(1, self.inputs.num_threads))
+        set_torch_threads(max(1, self.inputs.num_threads))
         outputs = probe_relevance_maps(
             list(self.inputs.in_files), self.inputs.model, Path(runtime.cwd),
             weights=_optional(self.inputs.weights), descriptor=self.inputs.descriptor,

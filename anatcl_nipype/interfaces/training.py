@@ -95,9 +95,9 @@ class _TrainingInterface(SimpleInterface):
                                    if isdefined(self.inputs.participant_ids) else None)
 
     def _training_options(self, runtime):
-        import torch
+        from anatcl_nipype.threads import set_torch_threads
 
-        torch.set_num_threads(self.inputs.num_threads)
+        set_torch_threads(self.inputs.num_threads)
         inputs = self.inputs
         return dict(
             out_dir=Path(inputs.out_dir if isdefined(inputs.out_dir) else runtime.cwd),
