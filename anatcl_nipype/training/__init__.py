@@ -13,7 +13,9 @@ from anatcl_nipype.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "loss": ("AnatCLLoss", "normalise_descriptors"),
-    "loops": ("pretrain", "finetune", "TrainingResult", "EpochRecord", "VolumeDataset"),
+    "loops": ("pretrain", "finetune", "TrainingResult"),
+    "records": ("EpochRecord",),
+    "data": ("VolumeDataset",),
     "descriptors": ("RegionalDescriptors", "descriptors_from_table"),
     "augment": ("augment_batch", "check_augmentations"),
 }

@@ -38,57 +38,44 @@ trained on shrunken volumes does not give AnatCL embeddings of full-size maps.
 
 import argparse
 import contextlib
-import functools
 import logging
 import math
-import reprlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, NamedTuple
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
-from torch.utils.checkpoint import checkpoint
 
 import anatcl_nipype
-from anatcl_nipype.training.augment import augment_batch, check_augmentations
-from anatcl_nipype.encoder.checkpoint import load_checkpoint, read_checkpoint_file
-from anatcl_nipype.training.descriptors import RegionalDescriptors
-from anatcl_nipype.training.loss import AnatCLLoss, normalise_descriptors
-from anatcl_nipype.encoder.model import EMBEDDING_DIM, AnatCLNetwork
+from anatcl_nipype.encoder.model import EMBEDDING_DIM
 from anatcl_nipype.encoder.runner import resolve_device
-from anatcl_nipype.encoder.volumes import (
-    CAT12_SHAPE,
-    check_volume_values,
-    crop_to_anatcl,
-    load_cat12_volume,
-)
-from anatcl_nipype.errors import AnatCLError, CheckpointError
-from anatcl_nipype.files import atomic_write
+from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.options import FINETUNE_TASKS
+from anatcl_nipype.training.augment import check_augmentations
+from anatcl_nipype.training.data import (
+    VolumeDataset,
+    check_ages,
+    check_volume_size,
+    descriptor_values,
+    finetune_targets,
+)
+from anatcl_nipype.training.loss import AnatCLLoss, normalise_descriptors
+from anatcl_nipype.training.records import (
+    FIGURE_STEM,
+    LOG_NAME,
+    EpochRecord,
+    plot_loss_curve,
+    write_training_log,
+)
+from anatcl_nipype.training.resume import resume_run, write_checkpoint
+from anatcl_nipype.training.tasks import FineTuneTask, PretrainTask, initial_network
 
-LOGGER = logging.getLogger("anatcl_nipype.encoder")
+LOGGER = logging.getLogger("anatcl_nipype.training")
 LAST_CHECKPOINT = "last.pth"
-LOG_NAME = "training_log.tsv"
-LOG_COLUMNS = ("epoch", "loss", "lr", "seconds")
-FIGURE_STEM = "loss_curve"
-#: Settings that may change when a run is resumed (the others must match the saved run).
-RESUMABLE_CHANGES = ("epochs", "precision", "device", "gradient_checkpointing",
-                     "package_version", "torch_version")
-#: Keys a checkpoint needs to be resumed from, besides the task's own.
-RESUME_KEYS = ("opts", "optimizer", "epoch", "run_id", "scheduler", "history")
-
-
-class EpochRecord(NamedTuple):
-    """One epoch: its number (from 1), mean training loss, learning rate and duration."""
-
-    epoch: int
-    loss: float
-    lr: float
-    seconds: float
+__all__ = ["EpochRecord", "TrainingResult", "VolumeDataset", "finetune", "pretrain"]
 
 
 @dataclass
@@ -129,12 +116,12 @@ class _Settings:
     progress: Callable | None
 
     def __post_init__(self):
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 2, "BatchNorm and the contrastive loss "
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 2, "BatchNorm and the contrastive loss "
                                                      "need at least 2 volumes per batch")
-        _check_int("lr_step", self.lr_step, 1)
-        _check_int("num_workers", self.num_workers, 0)
-        _check_int("save_every", self.save_every, 0)
+        check_int("lr_step", self.lr_step, 1)
+        check_int("num_workers", self.num_workers, 0)
+        check_int("save_every", self.save_every, 0)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise AnatCLError(f"lr must be a finite number > 0, got {self.lr!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
@@ -153,57 +140,10 @@ class _Settings:
                 "volume_size": list(self.volume_size) if self.volume_size else None}
 
 
-def _check_int(name, value, minimum, why=""):
+def check_int(name, value, minimum, why=""):
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise AnatCLError(f"{name} must be an integer >= {minimum}, got {value!r}"
                           + (f" ({why})" if why else ""))
-
-
-class VolumeDataset(torch.utils.data.Dataset):
-    """Grey-matter maps as ``(index, (1, X, Y, Z) float32 tensor)``, read when asked for.
-
-    A path is read with :func:`~anatcl_nipype.encoder.volumes.load_cat12_volume`
-    (checked, cropped to 121x128x121); an array is used as it is (cropped if on the
-    CAT12 grid). ``volume_size`` (an int or 3 ints) resizes by averaging (``area``).
-
-    >>> import numpy as np
-    >>> dataset = VolumeDataset([np.ones((121, 145, 121), np.float32)], volume_size=16)
-    >>> index, volume = dataset[0]
-    >>> index, tuple(volume.shape)
-    (0, (1, 16, 16, 16))
-    """
-
-    def __init__(self, volumes, volume_size=None):
-        self.volumes = list(volumes)
-        self.volume_size = _check_volume_size(volume_size)
-
-    def __len__(self):
-        return len(self.volumes)
-
-    def __getitem__(self, index):
-        volume = torch.from_numpy(_read_volume(self.volumes[index]))[None]
-        if self.volume_size:
-            volume = F.interpolate(volume[None], size=self.volume_size, mode="area")[0]
-        return index, volume
-
-
-def _check_volume_size(volume_size):
-    if volume_size is None:
-        return None
-    size = (volume_size,) * 3 if isinstance(volume_size, int) else tuple(volume_size)
-    if len(size) != 3 or not all(isinstance(side, int) and side >= 8 for side in size):
-        raise AnatCLError(f"volume_size must be None (full size), an integer >= 8 or 3 of "
-                          f"them, got {volume_size!r}")
-    return size
-
-
-def _read_volume(item):
-    if not isinstance(item, np.ndarray):
-        return load_cat12_volume(item)
-    volume = np.asarray(item, dtype=np.float32)
-    volume = crop_to_anatcl(volume) if volume.shape == CAT12_SHAPE else volume
-    check_volume_values(volume)
-    return np.ascontiguousarray(volume)
 
 
 def pretrain(volumes, descriptors, ages=None, *, out_dir, epochs, batch_size=32, lr=1e-4,
@@ -264,16 +204,16 @@ def pretrain(volumes, descriptors, ages=None, *, out_dir, epochs, batch_size=32,
     Returns a :class:`TrainingResult`.
     """
     volumes = list(volumes)
-    values, names = _descriptor_values(descriptors, len(volumes))
+    values, names = descriptor_values(descriptors, len(volumes))
     normalised, scaling = normalise_descriptors(values)
-    ages = _check_ages(ages, len(volumes))
+    ages = check_ages(ages, len(volumes))
     augment = check_augmentations(augment)
-    _check_int("views", views, 1)
+    check_int("views", views, 1)
     criterion = AnatCLLoss(temperature, sigma, descriptor, alpha, lambd, age_sigma)
     settings = _Settings(epochs, batch_size, lr, weight_decay, lr_step, lr_decay, device, amp,
-                         gradient_checkpointing, seed, resume, _check_volume_size(volume_size),
+                         gradient_checkpointing, seed, resume, check_volume_size(volume_size),
                          num_workers, save_every, progress)
-    network, init_identity = _initial_network(init_weights, seed)
+    network, init_identity = initial_network(init_weights, seed)
     options = {
         "method": "anatcl-pretrain", **settings.recipe(), **init_identity,
         "n_subjects": len(volumes), "temperature": float(temperature), "sigma": float(sigma),
@@ -289,7 +229,7 @@ def pretrain(volumes, descriptors, ages=None, *, out_dir, epochs, batch_size=32,
               f"_wd{weight_decay}_bsz{batch_size}_temp{temperature}_views{views}_kernel_rbf"
               f"_sigma{sigma}_alpha{alpha}_anat_{names.get('anat_atlas', 'custom')}"
               f"_normTrue_{descriptor}_lambd{lambd}")
-    task = _PretrainTask(network, criterion, normalised, ages, views, augment,
+    task = PretrainTask(network, criterion, normalised, ages, views, augment,
                          gradient_checkpointing)
     return _train(task, VolumeDataset(volumes, volume_size), settings, options, run_id,
                   Path(out_dir))
@@ -316,14 +256,14 @@ def finetune(volumes, labels, *, task="classification", init_weights, out_dir, e
     volumes = list(volumes)
     if task not in FINETUNE_TASKS:
         raise AnatCLError(f"task must be one of {FINETUNE_TASKS}, got {task!r}")
-    _check_int("freeze_encoder_epochs", freeze_encoder_epochs, 0)
-    targets, target_options = _targets(labels, task, len(volumes))
+    check_int("freeze_encoder_epochs", freeze_encoder_epochs, 0)
+    targets, target_options = finetune_targets(labels, task, len(volumes))
     settings = _Settings(epochs, batch_size, lr, weight_decay, lr_step, lr_decay, device, amp,
-                         gradient_checkpointing, seed, resume, _check_volume_size(volume_size),
+                         gradient_checkpointing, seed, resume, check_volume_size(volume_size),
                          num_workers, save_every, progress)
     if init_weights is None:
         raise AnatCLError("finetune needs init_weights: a pretrained AnatCL checkpoint")
-    network, init_identity = _initial_network(init_weights, seed)
+    network, init_identity = initial_network(init_weights, seed)
     n_outputs = len(target_options["classes"]) if task == "classification" else 1
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -333,195 +273,10 @@ def finetune(volumes, labels, *, task="classification", init_weights, out_dir, e
                "freeze_encoder_epochs": freeze_encoder_epochs, **target_options}
     run_id = (f"{seed}_resnet18_finetune_{task}_adam_lr{lr}_step{lr_step}_rate{lr_decay}"
               f"_wd{weight_decay}_bsz{batch_size}_freeze{freeze_encoder_epochs}")
-    objective = _FineTuneTask(network, head, targets, task, freeze_encoder_epochs,
+    objective = FineTuneTask(network, head, targets, task, freeze_encoder_epochs,
                               gradient_checkpointing)
     return _train(objective, VolumeDataset(volumes, volume_size), settings, options, run_id,
                   Path(out_dir))
-
-
-def _descriptor_values(descriptors, n_subjects):
-    names = {}
-    if isinstance(descriptors, RegionalDescriptors):
-        names = {"anat_atlas": descriptors.atlas, "anat_regions": list(descriptors.regions),
-                 "anat_measures": list(descriptors.measures)}
-        descriptors = descriptors.values
-    values = torch.as_tensor(np.asarray(descriptors, dtype=np.float64))
-    if values.ndim == 0 or len(values) != n_subjects:
-        raise AnatCLError(f"descriptors of shape {tuple(values.shape)} for {n_subjects} "
-                          "volumes: give one row of regional measures per volume, same order")
-    if n_subjects < 2:
-        raise AnatCLError(f"{n_subjects} volume(s): training needs at least 2 subjects")
-    return values, names
-
-
-def _check_ages(ages, n_subjects):
-    if ages is None:
-        return None
-    ages = torch.as_tensor(np.asarray(ages, dtype=np.float64))
-    if tuple(ages.shape) != (n_subjects,) or not torch.isfinite(ages).all():
-        raise AnatCLError(f"ages must be {n_subjects} finite numbers, one per volume, got "
-                          f"{reprlib.repr(ages.tolist())}")
-    return ages
-
-
-def _targets(labels, task, n_subjects):
-    labels = np.asarray(labels)
-    if labels.shape != (n_subjects,):
-        raise AnatCLError(f"labels of shape {labels.shape} for {n_subjects} volumes: give one "
-                          "label per volume, in the same order")
-    if n_subjects < 2:
-        raise AnatCLError(f"{n_subjects} volume(s): training needs at least 2 subjects")
-    if task == "classification":
-        classes, indices = np.unique(labels, return_inverse=True)
-        if len(classes) < 2:
-            raise AnatCLError(f"every label is {str(classes[0])!r}: classification needs 2 classes "
-                              "or more")
-        return torch.as_tensor(indices), {"classes": [str(c) for c in classes]}
-    values = labels.astype(np.float64)
-    if not np.isfinite(values).all() or values.std() == 0:
-        raise AnatCLError("regression labels must be finite numbers that are not all equal")
-    mean, std = float(values.mean()), float(values.std())
-    return torch.as_tensor((values - mean) / std, dtype=torch.float32), {
-        "target_mean": mean, "target_std": std}
-
-
-def _initial_network(init_weights, seed):
-    """Return the network to train (seeded random, or ``init_weights``) and its identity."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        network = AnatCLNetwork()
-    if init_weights is None:
-        return network, {"init_weights": None, "init_weights_sha256": None}
-    loaded = load_checkpoint(init_weights)
-    network.load_state_dict(loaded.state_dict)
-    return network, {"init_weights": str(loaded.path.resolve()),
-                     "init_weights_sha256": loaded.sha256}
-
-
-def encode_features(encoder, volumes, gradient_checkpointing=False):
-    """Run the ResNet ``encoder`` on a (B, 1, X, Y, Z) batch; return (B, 512) features.
-
-    With ``gradient_checkpointing`` the four stages keep no activations for the backward
-    pass and recompute them there; BatchNorm running statistics are updated once, as
-    without it.
-
-    >>> from anatcl_nipype.encoder.model import ResNet3d18
-    >>> encode_features(ResNet3d18(), torch.zeros(2, 1, 16, 16, 16), True).shape
-    torch.Size([2, 512])
-    """
-    if not gradient_checkpointing:
-        return encoder(volumes)
-    x = encoder.maxpool(encoder.relu(encoder.bn1(encoder.conv1(volumes))))
-    for index in range(1, 5):
-        stage = getattr(encoder, f"layer{index}")
-        x = checkpoint(stage, x, use_reentrant=False,
-                       context_fn=functools.partial(_recompute_contexts, stage))
-    return torch.flatten(encoder.avgpool(x), 1)
-
-
-def _recompute_contexts(stage):
-    return contextlib.nullcontext(), _restoring_buffers(stage)
-
-
-@contextlib.contextmanager
-def _restoring_buffers(module):
-    """Undo the second BatchNorm running-statistics update that recomputing a stage makes."""
-    saved = [buffer.clone() for buffer in module.buffers()]
-    try:
-        yield
-    finally:
-        with torch.no_grad():
-            for buffer, value in zip(module.buffers(), saved):
-                buffer.copy_(value)
-
-
-class _PretrainTask:
-    """The contrastive objective: ``views`` views of each subject, encoder and head."""
-
-    def __init__(self, network, criterion, descriptors, ages, views, augment, checkpointing):
-        self.network, self.criterion = network, criterion
-        self.descriptors, self.ages = descriptors, ages
-        self.views, self.augment, self.checkpointing = views, augment, checkpointing
-
-    def to(self, device):
-        self.network.to(device)
-        self.descriptors = self.descriptors.to(device, torch.float32)
-        if self.ages is not None:
-            self.ages = self.ages.to(device, torch.float32)
-
-    def parameters(self):
-        return list(self.network.parameters())
-
-    def start_epoch(self, epoch):
-        self.network.train()
-
-    def loss(self, indices, volumes, generator):
-        indices = indices.to(self.descriptors.device)
-        ages = None if self.ages is None else self.ages[indices]
-        return self.criterion(self._projections(volumes, generator), self.descriptors[indices],
-                              ages)
-
-    def _projections(self, volumes, generator):
-        """Return (B, views, 128) L2-normalised projections."""
-        if not self.augment:
-            return self._project(volumes)[:, None].expand(-1, self.views, -1)
-        views = torch.cat([augment_batch(volumes, self.augment, generator)
-                           for _ in range(self.views)])
-        return self._project(views).reshape(self.views, len(volumes), -1).transpose(0, 1)
-
-    def _project(self, volumes):
-        features = encode_features(self.network.encoder, volumes, self.checkpointing)
-        return F.normalize(self.network.head(features), dim=1)
-
-    def state(self):
-        return {"model": self.network.state_dict()}
-
-    def load(self, saved):
-        self.network.load_state_dict(saved["model"])
-
-
-class _FineTuneTask:
-    """Supervised objective: encoder, then a linear head, on one label per subject."""
-
-    def __init__(self, network, head, targets, task, freeze_encoder_epochs, checkpointing):
-        self.network, self.head, self.targets = network, head, targets
-        self.criterion = nn.CrossEntropyLoss() if task == "classification" else nn.MSELoss()
-        self.freeze_encoder_epochs, self.checkpointing = freeze_encoder_epochs, checkpointing
-        self.frozen = False
-
-    def to(self, device):
-        self.network.to(device)
-        self.head.to(device)
-        self.targets = self.targets.to(device)
-
-    def parameters(self):
-        return [*self.network.encoder.parameters(), *self.head.parameters()]
-
-    def start_epoch(self, epoch):
-        self.frozen = epoch <= self.freeze_encoder_epochs
-        self.network.train()
-        self.head.train()
-        self.network.encoder.train(not self.frozen)
-        for parameter in self.network.encoder.parameters():
-            parameter.requires_grad_(not self.frozen)
-
-    def loss(self, indices, volumes, generator):
-        with torch.set_grad_enabled(not self.frozen):
-            features = encode_features(self.network.encoder, volumes,
-                                       self.checkpointing and not self.frozen)
-        output = self.head(features)
-        targets = self.targets[indices.to(self.targets.device)]
-        return self.criterion(output if output.shape[1] > 1 else output[:, 0], targets)
-
-    def state(self):
-        return {"model": self.network.state_dict(), "task_head": self.head.state_dict()}
-
-    def load(self, saved):
-        if "task_head" not in saved:
-            raise CheckpointError("the checkpoint to resume from has no task_head: it was "
-                                  "not written by finetune; pass resume=False or another out_dir")
-        self.network.load_state_dict(saved["model"])
-        self.head.load_state_dict(saved["task_head"])
 
 
 def _train(task, dataset, settings, options, run_id, out_dir):
@@ -540,7 +295,7 @@ def _train(task, dataset, settings, options, run_id, out_dir):
     last = out_dir / LAST_CHECKPOINT
     history = []
     if settings.resume and last.exists():
-        history, run_id = _resume(last, options, task, optimizer, scheduler, scaler)
+        history, run_id = resume_run(last, options, task, optimizer, scheduler, scaler)
         LOGGER.info("resuming %s after epoch %d of %d", last, len(history), settings.epochs)
     resumed_from = len(history)
     for epoch in range(resumed_from + 1, settings.epochs + 1):
@@ -555,8 +310,8 @@ def _train(task, dataset, settings, options, run_id, out_dir):
                    "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                    "history": [list(row) for row in history]}
         if settings.save_every and epoch % settings.save_every == 0:
-            _write_checkpoint(out_dir / f"epoch{epoch:03d}.pth", content)
-        _write_checkpoint(last, content)
+            write_checkpoint(out_dir / f"epoch{epoch:03d}.pth", content)
+        write_checkpoint(last, content)
         write_training_log(history, out_dir / LOG_NAME)
         LOGGER.info("epoch %d/%d: loss %.5f, lr %.3g, %.1f s", epoch, settings.epochs, loss,
                     record.lr, record.seconds)
@@ -612,94 +367,3 @@ def _autocast(device, precision):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
-
-
-def _write_checkpoint(path, content):
-    """Save ``content`` with every tensor on the CPU (loads on machines without a GPU)."""
-    with atomic_write(path) as tmp:
-        torch.save(_on_cpu(content), tmp)
-
-
-def _on_cpu(value):
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu()
-    if isinstance(value, dict):
-        return {key: _on_cpu(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_on_cpu(item) for item in value)
-    return value
-
-
-def _resume(path, options, task, optimizer, scheduler, scaler):
-    """Load the run saved at ``path`` into the training state; return (history, run_id)."""
-    saved = _read_saved_run(path)
-    _check_same_settings(saved["opts"], options, path)
-    task.load(saved)
-    optimizer.load_state_dict(saved["optimizer"])
-    scheduler.load_state_dict(saved["scheduler"])
-    if scaler.is_enabled() and saved.get("scaler"):
-        scaler.load_state_dict(saved["scaler"])
-    return [EpochRecord(*row) for row in saved["history"]], saved["run_id"]
-
-
-def _read_saved_run(path):
-    """Read a checkpoint of this loop (safely: no code runs) to resume from it."""
-    try:
-        saved = read_checkpoint_file(path)
-    except CheckpointError as error:
-        raise CheckpointError(f"{error}; delete it, or pass resume=False to start over") from None
-    missing = [key for key in RESUME_KEYS if key not in saved]
-    if missing:
-        raise CheckpointError(f"{path}: not written by this training loop (no "
-                              f"{', '.join(missing)}); pass resume=False to start over, or "
-                              "use another out_dir")
-    return saved
-
-
-def _check_same_settings(saved_options, options, path):
-    saved_options = vars(saved_options)
-    changed = [f"{key} {reprlib.repr(saved_options.get(key))} -> {reprlib.repr(value)}"
-               for key, value in options.items()
-               if key not in RESUMABLE_CHANGES and saved_options.get(key) != value]
-    if changed:
-        raise AnatCLError(f"{path}: holds a run with other settings or data ("
-                          f"{'; '.join(changed)}); pass resume=False to start over, or use "
-                          "another out_dir")
-
-
-def write_training_log(history, path):
-    """Write the epochs as a TSV (``epoch``, ``loss``, ``lr``, ``seconds``), atomically.
-
-    >>> import tempfile, pathlib
-    >>> path = pathlib.Path(tempfile.mkdtemp()) / "log.tsv"
-    >>> write_training_log([EpochRecord(1, 4.25, 1e-4, 12.3456)], path).read_text().split()
-    ['epoch', 'loss', 'lr', 'seconds', '1', '4.25', '0.0001', '12.346']
-    """
-    rows = ["\t".join(LOG_COLUMNS)]
-    rows += [f"{r.epoch}\t{r.loss!r}\t{r.lr!r}\t{r.seconds:.3f}" for r in history]
-    with atomic_write(path) as tmp:
-        tmp.write_text("\n".join(rows) + "\n")
-    return Path(path)
-
-
-def plot_loss_curve(history, out_stem, title=""):
-    """Draw the training loss per epoch; write ``<out_stem>.svg`` and ``.png``."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    figure = Figure(figsize=(6.5, 4), layout="constrained")
-    axes = figure.add_subplot()
-    axes.plot([r.epoch for r in history], [r.loss for r in history], marker="o")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.set(xlabel="Epoch", ylabel="Training loss")
-    axes.set_title(title, fontsize="small", wrap=True)
-    FigureCanvasAgg(figure)
-    paths = []
-    for kind in ("svg", "png"):
-        path = Path(out_stem).with_name(f"{Path(out_stem).name}.{kind}")
-        with atomic_write(path) as tmp:
-            figure.savefig(tmp, format=kind, dpi=100,
-                           metadata={"Date": None} if kind == "svg" else None)
-        paths.append(path)
-    return tuple(paths)
