@@ -51,6 +51,7 @@ import numpy as np
 from anatcl_nipype import __version__
 from anatcl_nipype.data.cat12_xml_writer import write_cat12_xml
 from anatcl_nipype.data.synthetic_atlas import make_synthetic_atlas, region_table
+from anatcl_nipype.encoder.templates import load_gm_template
 from anatcl_nipype.encoder.volumes import CAT12_AFFINE, CAT12_SHAPE
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import atomic_write, write_json_atomic
@@ -241,26 +242,6 @@ def make_cat12_cohort(out_dir, n_subjects=24, seed=0, n_sites=2, noise_sd=NOISE_
                                np.random.default_rng(noise_seed))
         _write_subject(cohort, participant, gm, noise)
     return cohort
-
-
-@functools.lru_cache(maxsize=1)
-def load_gm_template():
-    """nilearn's MNI152 GM template (1 mm), resampled (linear) onto the CAT12 grid.
-
-    Returns a read-only float32 array of shape 121x145x121 with values in 0..1.
-    Cached: only the first call in a process pays the resampling.
-
-    >>> load_gm_template().shape
-    (121, 145, 121)
-    """
-    from nilearn import datasets, image
-
-    template = datasets.load_mni152_gm_template(resolution=1)
-    resampled = image.resample_img(template, target_affine=CAT12_AFFINE,
-                                   target_shape=CAT12_SHAPE, interpolation="linear")
-    data = np.clip(resampled.get_fdata(dtype=np.float32), 0.0, 1.0)
-    data.setflags(write=False)
-    return data
 
 
 @functools.lru_cache(maxsize=1)

@@ -79,7 +79,7 @@ def prior_cache_path():
 
 
 def _resampled_prior():
-    from anatcl_nipype.data.cohort import load_gm_template
+    from anatcl_nipype.encoder.templates import load_gm_template
     from anatcl_nipype.encoder.volumes import crop_to_anatcl
 
     return np.ascontiguousarray(crop_to_anatcl(np.asarray(load_gm_template())), np.float32)
