@@ -39,7 +39,7 @@ def test_group_level_writes_the_relevance_map_region_table_and_report(encoded, r
         cohort.root, out, "group", "--target", "age", "--cv", "2", "--weights", random_weights,
         "--relevance-maps", "--relevance-steps", "1", "--participant-label", "01", "02",
         "--relevance-atlas", cohort.atlas_image, "--relevance-labels", cohort.atlas_table,
-        "-w", tmp_path / "work")
+        "-w", tmp_path / "work", "--nprocs", "2", "--omp-nthreads", "2")  # hung when forked
     assert code == 0, stderr
     assert "Relevance maps: 2 map(s), integrated_gradients, 1 steps" in stdout
     target = out / "group" / "target-age"
