@@ -24,6 +24,11 @@ from anatcl_nipype.errors import AnatCLError
 
 #: The encoder's input after cropping (one volume, batch 1).
 FORWARD_SHAPE = (1, 1, 121, 128, 121)
+#: A Python expression: this process's peak resident memory in GiB (Linux ``VmHWM``). For a
+#: child process, ``ru_maxrss`` is no use: Linux starts it at the parent's resident memory
+#: at fork (a child that allocates nothing reports a 2 GiB parent's 2 GiB).
+PEAK_RESIDENT_GIB = ('int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) '
+                     '/ 1024 ** 2')
 
 
 def device_argument(text):

@@ -13,8 +13,9 @@ and one seeded random checkpoint in the official format. Per round, alternating:
 
 Times are per volume (median over rounds; CUDA synchronised around each timing); the
 embeddings are compared (max abs difference for fp32, cosine similarity for bf16). Peak
-memory is the max RSS of a fresh process that imports the package, loads the weights and
-encodes the N maps at batch size 1, and on CUDA each method's peak GPU memory.
+memory is the peak resident memory (VmHWM) of a fresh process that imports the package,
+loads the weights and encodes the N maps at batch size 1, and on CUDA each method's peak
+GPU memory.
 Results go to the ``## Encoder`` section of ``benchmarks/RESULTS.md`` (not with
 ``--no-write``); ``--json-dir`` also writes ``encoder.json`` (throughput, fraction of peak,
 memory per method: see ``device.py``).
@@ -37,17 +38,17 @@ import torch
 from anatcl_nipype.data import make_cat12_cohort
 from anatcl_nipype.encoder import AnatCLEncoder, write_random_checkpoint
 from anatcl_nipype.encoder.precision import choose_precision
-from device import add_device_options, device_line, peak_memory, reset_peak_memory, row, timed
-from device import write_rows
+from device import PEAK_RESIDENT_GIB, add_device_options, device_line, peak_memory
+from device import reset_peak_memory, row, timed, write_rows
 from results import machine_line, write_section
 
 PEAK_RSS_SCRIPT = """
-import json, resource, sys
+import json, sys
 from anatcl_nipype.encoder import AnatCLEncoder
 paths = sys.argv[2:]
 AnatCLEncoder(weights=sys.argv[1], batch_size=1, num_threads={threads},
               device="{device}").encode(paths)
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2))
+print(json.dumps({peak}))
 """
 
 
@@ -69,7 +70,7 @@ def official_loop(weights, paths, device):
 
 
 def peak_rss_gib(weights, paths, threads, device):
-    script = PEAK_RSS_SCRIPT.format(threads=threads, device=device)
+    script = PEAK_RSS_SCRIPT.format(threads=threads, device=device, peak=PEAK_RESIDENT_GIB)
     output = subprocess.run([sys.executable, "-c", script, str(weights), *map(str, paths)],
                             check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
@@ -151,8 +152,8 @@ def markdown(times, outputs, peak_gib, n, rounds, threads, device, batch_size):
         *rows, "",
         f"precision='auto' picked {auto.mode}: {auto.reason}.", "",
         f"Parity: {'; '.join(accuracy)}.", "",
-        f"Peak memory (max RSS) of a process encoding the {n} maps at batch size 1: "
-        f"{peak_gib:.2f} GiB.", "",
+        f"Peak resident memory (VmHWM) of a fresh process encoding the {n} maps at batch size "
+        f"1: {peak_gib:.2f} GiB.", "",
     ])
 
 

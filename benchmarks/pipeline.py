@@ -21,16 +21,24 @@ fraction of peak and memory of the bare loop and of the participant level: see `
 
 import argparse
 import json
-import resource
+import re
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from device import add_device_options, device_line, peak_memory, reset_peak_memory, row, timed
-from device import write_rows
+from device import PEAK_RESIDENT_GIB, add_device_options, device_line, peak_memory
+from device import reset_peak_memory, row, timed, write_rows
 from results import machine_line, write_section
+
+#: ``python -m anatcl_nipype ARGS``, printing its peak resident memory last on stderr.
+CLI_WITH_PEAK = f"""
+import atexit, runpy, sys
+atexit.register(lambda: print("peak resident GiB", {PEAK_RESIDENT_GIB}, file=sys.stderr))
+sys.argv[0] = "anatcl-nipype"
+runpy.run_module("anatcl_nipype", run_name="__main__")
+"""
 
 
 def bare_encoder_seconds(maps, weights, device):
@@ -46,11 +54,12 @@ def bare_encoder_seconds(maps, weights, device):
 
 
 def participant_level(cat12, output, work, weights, device):
-    """Run the participant level in a fresh process; return (wall s, phases from its record)."""
+    """Run the participant level in a fresh process; return (wall s, phases from its record,
+    its peak resident GiB)."""
     import subprocess
 
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "anatcl_nipype", str(cat12), str(output),
+    done = subprocess.run([sys.executable, "-c", CLI_WITH_PEAK, str(cat12), str(output),
                            "participant", "--weights", str(weights), "-w", str(work),
                            "--device", str(device)],
                           capture_output=True, text=True)
@@ -60,7 +69,7 @@ def participant_level(cat12, output, work, weights, device):
     record = json.loads((Path(output) / "anatcl" / "run-participant.json").read_text())
     phases = {phase["name"]: phase["seconds"] for phase in record["phases"]}
     phases["report"] = float(done.stdout.split(" report ")[1].split(" s")[0])
-    return wall, phases
+    return wall, phases, float(re.findall(r"^peak resident GiB (\S+)$", done.stderr, re.M)[-1])
 
 
 def cv_seconds(features, participants_tsv, repeats=3):
@@ -102,21 +111,14 @@ def embeddings_table(output):
                         index=[path.name.split("_")[0] for path in paths])
 
 
-def children_memory(device):
-    """The participant level's peak memory: the largest child's max RSS on a CPU, unknown
-    on CUDA (``None``)."""
-    if device.type == "cuda":
-        return None, "not measured (another process's GPU memory)"
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2, "child max RSS"
-
-
 def json_rows(rounds, device):
     """The bare loop and the participant level per subject, medians over rounds, fp32."""
     bare = statistics.median(r["bare"] for r in rounds)
     wall = statistics.median(r["wall"] for r in rounds)
     return [row("bare encoder loop", device, "fp32", bare, max(r["memory"] for r in rounds)),
             row("participant level (command line)", device, "fp32", wall,
-                children_memory(device))]
+                (max(r["resident"] for r in rounds), "its process's peak resident")
+                if device.type == "cpu" else (None, "GPU memory of another process"))]
 
 
 def main():
@@ -137,11 +139,11 @@ def main():
         for number in range(args.rounds):
             bare, memory = bare_encoder_seconds(maps, weights, device)
             output = tmp / f"out{number}"
-            wall, phases = participant_level(cohort.root, output, tmp / f"work{number}",
-                                             weights, device)
+            wall, phases, resident = participant_level(cohort.root, output,
+                                                       tmp / f"work{number}", weights, device)
             ours, plain = cv_seconds(embeddings_table(output), cohort.participants_tsv)
             rows.append(dict(bare=bare, wall=wall / args.n, phases=phases, ours=ours,
-                             plain=plain, memory=memory))
+                             plain=plain, memory=memory, resident=resident))
             print(rows[-1], flush=True)
     lines = ["## Pipeline overhead", "",
              f"`benchmarks/pipeline.py`: {args.n} full-size synthetic CAT12 participants, "
