@@ -12,40 +12,56 @@ Targets (issue 15), on N >= 24 full-size synthetic CAT12 participants, seeded ra
   either).
 
 Rounds alternate the pieces, so a busy machine slows them alike; the ratios are per round.
+``--device`` runs the bare loop and the command line (``--device``) there; the section is
+written unless ``--no-write``; ``--json-dir`` also writes ``pipeline.json`` (throughput,
+fraction of peak and memory of the bare loop and of the participant level: see ``device.py``).
 
-    python benchmarks/pipeline.py [--n 24] [--rounds 2]
+    python benchmarks/pipeline.py [--n 24] [--rounds 2] [--device cpu|cuda|cuda:N]
 """
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from device import PEAK_RESIDENT_GIB, add_device_options, device_line, peak_memory
+from device import reset_peak_memory, row, timed, write_rows
 from results import machine_line, write_section
 
+#: ``python -m anatcl_nipype ARGS``, printing its peak resident memory last on stderr.
+CLI_WITH_PEAK = f"""
+import atexit, runpy, sys
+atexit.register(lambda: print("peak resident GiB", {PEAK_RESIDENT_GIB}, file=sys.stderr))
+sys.argv[0] = "anatcl-nipype"
+runpy.run_module("anatcl_nipype", run_name="__main__")
+"""
 
-def bare_encoder_seconds(maps, weights):
-    """Seconds per map of the bare encoder loop (model loaded and warmed up first)."""
+
+def bare_encoder_seconds(maps, weights, device):
+    """``(seconds per map, peak memory)`` of the bare encoder loop (model loaded and warmed
+    up first)."""
     from anatcl_nipype.encoder import AnatCLEncoder
 
-    encoder = AnatCLEncoder(weights=weights)
+    encoder = AnatCLEncoder(weights=weights, device=device)
     encoder.encode([maps[0]])
-    start = time.perf_counter()
-    for path in maps:
-        encoder.encode([path])
-    return (time.perf_counter() - start) / len(maps)
+    reset_peak_memory(device)
+    seconds, _ = timed(lambda: [encoder.encode([path]) for path in maps], device)
+    return seconds / len(maps), peak_memory(device)
 
 
-def participant_level(cat12, output, work, weights):
-    """Run the participant level in a fresh process; return (wall s, phases from its record)."""
+def participant_level(cat12, output, work, weights, device):
+    """Run the participant level in a fresh process; return (wall s, phases from its record,
+    its peak resident GiB)."""
     import subprocess
 
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "anatcl_nipype", str(cat12), str(output),
-                           "participant", "--weights", str(weights), "-w", str(work)],
+    done = subprocess.run([sys.executable, "-c", CLI_WITH_PEAK, str(cat12), str(output),
+                           "participant", "--weights", str(weights), "-w", str(work),
+                           "--device", str(device)],
                           capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode:
@@ -53,7 +69,7 @@ def participant_level(cat12, output, work, weights):
     record = json.loads((Path(output) / "anatcl" / "run-participant.json").read_text())
     phases = {phase["name"]: phase["seconds"] for phase in record["phases"]}
     phases["report"] = float(done.stdout.split(" report ")[1].split(" s")[0])
-    return wall, phases
+    return wall, phases, float(re.findall(r"^peak resident GiB (\S+)$", done.stderr, re.M)[-1])
 
 
 def cv_seconds(features, participants_tsv, repeats=3):
@@ -95,11 +111,22 @@ def embeddings_table(output):
                         index=[path.name.split("_")[0] for path in paths])
 
 
+def json_rows(rounds, device):
+    """The bare loop and the participant level per subject, medians over rounds, fp32."""
+    bare = statistics.median(r["bare"] for r in rounds)
+    wall = statistics.median(r["wall"] for r in rounds)
+    return [row("bare encoder loop", device, "fp32", bare, max(r["memory"] for r in rounds)),
+            row("participant level (command line)", device, "fp32", wall,
+                (max(r["resident"] for r in rounds), "its process's peak resident")
+                if device.type == "cpu" else (None, "GPU memory of another process"))]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=24)
     parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
+    args = add_device_options(parser).parse_args()
+    device = args.device
     from anatcl_nipype.data import make_cat12_cohort
     from anatcl_nipype.encoder import write_random_checkpoint
 
@@ -110,20 +137,21 @@ def main():
         weights = write_random_checkpoint(tmp / "random.pth", seed=0)
         maps = [cohort.gm_map(subject) for subject in cohort.subjects]
         for number in range(args.rounds):
-            bare = bare_encoder_seconds(maps, weights)
+            bare, memory = bare_encoder_seconds(maps, weights, device)
             output = tmp / f"out{number}"
-            wall, phases = participant_level(cohort.root, output, tmp / f"work{number}",
-                                             weights)
+            wall, phases, resident = participant_level(cohort.root, output,
+                                                       tmp / f"work{number}", weights, device)
             ours, plain = cv_seconds(embeddings_table(output), cohort.participants_tsv)
             rows.append(dict(bare=bare, wall=wall / args.n, phases=phases, ours=ours,
-                             plain=plain))
+                             plain=plain, memory=memory, resident=resident))
             print(rows[-1], flush=True)
     lines = ["## Pipeline overhead", "",
              f"`benchmarks/pipeline.py`: {args.n} full-size synthetic CAT12 participants, "
-             "seeded random weights, fp32, Linear plugin, all threads; the participant level "
-             "in a fresh process as a user runs it (its phases from `run-participant.json`); "
-             "the bare encoder loop and the cross-validations in this process. Same-round "
-             "ratios.", "", machine_line(), "",
+             f"seeded random weights, fp32, on {device}, Linear plugin, all threads; the "
+             "participant level in a fresh process as a user runs it (its phases from "
+             "`run-participant.json`); the bare encoder loop and the cross-validations in this "
+             "process. Same-round ratios.", "", f"{machine_line()} {device_line(device)}".rstrip(),
+             "",
              "| round | bare encoder / subject | participant level / subject (ratio) | "
              "workflow phase / subject (ratio) | report / participant | CV ours / plain "
              "sklearn |", "|---|---|---|---|---|---|"]
@@ -135,7 +163,10 @@ def main():
             f"({workflow / row['bare']:.2f}x) | {row['phases']['report'] / args.n:.2f} s | "
             f"{row['ours']:.2f} s / {row['plain']:.2f} s ({row['ours'] / row['plain']:.2f}x) |")
     print("\n".join(lines))
-    write_section("\n".join(lines) + "\n")
+    write_rows(args.json_dir, "pipeline", device, json_rows(rows, device),
+               dict(n=args.n, rounds=args.rounds))
+    if args.write:
+        write_section("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The runnable examples in workflows/: all build and draw; the ones without MATLAB run."""
+"""The runnable examples in examples/: all build and draw; the ones without MATLAB run."""
 
 import importlib.util
 import json
@@ -9,7 +9,7 @@ import pytest
 
 from anatcl_nipype.data import make_cat12_cohort
 
-EXAMPLES = Path(__file__).parents[1] / "workflows"
+EXAMPLES = Path(__file__).parents[1] / "examples"
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 

@@ -14,7 +14,7 @@ from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf
 HOSTILE_NAMES = ["x$(touch PWNED)", "y`touch PWNED`", "z;touch PWNED;", 'q"; touch PWNED; "',
                  "caf\u00e9 $(touch PWNED) \u00fcml"]
 PACKAGE = Path(__file__).resolve().parents[1] / "anatcl_nipype"
-EXAMPLES = Path(__file__).resolve().parents[1] / "workflows"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def planted(root):

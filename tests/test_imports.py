@@ -1,6 +1,7 @@
 """The layers: imports only go downward, and building workflows stays torch-free."""
 
 import ast
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "anatcl_nipype"
-EXAMPLES = PACKAGE.parent / "workflows"
+EXAMPLES = PACKAGE.parent / "examples"
 
 
 def imported_modules(path):
@@ -67,10 +68,47 @@ def test_ground_floor_imports_no_layer():
         assert imported & layers == set(), module
 
 
+#: What examples may import from: the exporting sub-packages (names in ``__all__``) and the
+#: import-light modules whose public functions users call (inputs, BIDS names, graphs).
+PUBLIC_API = ("workflows", "interfaces", "inputs", "bids", "graphs", "errors")
+
+
+def imported_names(path):
+    """``(module, name)`` of every ``from anatcl_nipype... import name`` in a file, and
+    ``(module, None)`` for every ``import anatcl_nipype...``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("anatcl_nipype"):
+            found.extend((node.module, alias.name) for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.extend((alias.name, None) for alias in node.names
+                         if alias.name.startswith("anatcl_nipype"))
+    return found
+
+
+def is_public(module, name):
+    """Whether ``from <module> import <name>`` uses only the public API."""
+    parts = module.split(".")
+    if len(parts) != 2 or parts[1] not in PUBLIC_API or name is None or name.startswith("_"):
+        return False
+    exported = getattr(importlib.import_module(module), "__all__", None)
+    return exported is None or name in exported
+
+
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_examples_use_only_the_public_api(example):
-    used = {name for name in imported_modules(EXAMPLES / example) if name.count(".")}
-    assert {name for name in used if name.split(".")[1] == "cli"} == set()
+    imports = imported_names(EXAMPLES / example)
+    private = [f"from {module} import {name}" for module, name in imports
+               if not is_public(module, name)]
+    assert private == []
+
+
+def test_a_submodule_or_unexported_import_is_not_public_api():
+    assert is_public("anatcl_nipype.workflows", "init_anatcl_encoding_wf")
+    assert not is_public("anatcl_nipype.workflows.encoding", "init_anatcl_encoding_wf")
+    assert not is_public("anatcl_nipype.workflows", "encode_node_options")
+    assert not is_public("anatcl_nipype.cli.main", "main")
+    assert not is_public("anatcl_nipype.inputs", "_walk_files")
 
 
 def test_command_line_checks_before_heavy_imports(tmp_path):

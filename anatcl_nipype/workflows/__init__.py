@@ -15,7 +15,7 @@ _EXPORTS = {
     "derivatives": ("init_anatcl_derivatives_wf",),
     "cat12": ("init_cat12_anatcl_wf",),
     "spm": ("init_spm_anatcl_wf",),
-    "base": ("init_anatcl_participant_wf", "init_single_subject_wf"),
+    "base": ("init_anatcl_participant_wf", "init_single_subject_wf", "single_subject_wf_name"),
     "group": ("init_anatcl_group_wf", "target_folder"),
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -6,7 +6,7 @@ a BIDS derivative), and reuses ``init_anatcl_encoding_wf`` and
 ``init_anatcl_derivatives_wf`` next to them, one branch per scan (participant, and
 session where there are sessions), as fMRIPrep's ``init_single_subject_wf`` does::
 
-    python workflows/fmriprep_style_parent.py /data/cat12 /data/derivatives/study --nprocs 2
+    python examples/fmriprep_style_parent.py /data/cat12 /data/derivatives/study --nprocs 2
 """
 
 import argparse
@@ -19,9 +19,11 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 from anatcl_nipype.graphs import draw_workflow_graph
 from anatcl_nipype.bids import bids_source_for
 from anatcl_nipype.inputs import find_cat12_subjects
-from anatcl_nipype.workflows.base import single_subject_wf_name
-from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
-from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf
+from anatcl_nipype.workflows import (
+    init_anatcl_derivatives_wf,
+    init_anatcl_encoding_wf,
+    single_subject_wf_name,
+)
 
 
 def total_gm_volume(gm_modulated):
@@ -45,7 +47,7 @@ def init_single_subject_wf(subject, output_dir, weights=None):
     Branches are named, and derivatives named after, the participant and session, so two
     sessions of one participant neither share a branch nor overwrite each other's files.
     """
-    from anatcl_nipype.interfaces.bids import AnatCLDerivativesDataSink
+    from anatcl_nipype.interfaces import AnatCLDerivativesDataSink
 
     wf = Workflow(name=single_subject_wf_name(subject))
     inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated", "source_file"]),

@@ -5,12 +5,12 @@ Builds and draws anywhere; running needs MATLAB + SPM12 + CAT12, or the CAT12 st
 (compiled, with the MATLAB Runtime). Point Nipype at it before running, e.g.::
 
     # MATLAB with SPM12 (CAT12 in spm12/toolbox/cat12):
-    python workflows/cat12_to_anatcl.py sub-01_T1w.nii --spm-path /opt/spm12
+    python examples/cat12_to_anatcl.py sub-01_T1w.nii --spm-path /opt/spm12
     # CAT12 standalone:
-    python workflows/cat12_to_anatcl.py sub-01_T1w.nii \\
+    python examples/cat12_to_anatcl.py sub-01_T1w.nii \\
         --matlab-cmd "/opt/CAT12/run_spm12.sh /opt/MCR/v93 script"
 
-    python workflows/cat12_to_anatcl.py sub-01_T1w.nii --draw-only   # graph only
+    python examples/cat12_to_anatcl.py sub-01_T1w.nii --draw-only   # graph only
 """
 
 import argparse
@@ -20,7 +20,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
 from anatcl_nipype.graphs import draw_workflow_graph
-from anatcl_nipype.workflows.cat12 import init_cat12_anatcl_wf
+from anatcl_nipype.workflows import init_cat12_anatcl_wf
 
 
 def build(t1w_files, work_dir, descriptor="global", fold=0):

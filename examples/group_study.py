@@ -7,7 +7,7 @@ workflow (the one the command line's group level runs), which cross-validates a 
 probe for a participants.tsv column and writes the results into
 ``<out>/group/target-<target>/``::
 
-    python workflows/group_study.py /data/cat12 /data/participants.tsv diagnosis --out results
+    python examples/group_study.py /data/cat12 /data/participants.tsv diagnosis --out results
 """
 
 import argparse
