@@ -37,8 +37,9 @@ def files_under(folder):
             if path.is_file()}
 
 
-def assert_same_outputs(one, other):
-    """Every file in both folders, byte for byte; the run record but its volatile fields."""
+def assert_same_outputs(one, other, also_volatile=()):
+    """Every file in both folders, byte for byte; the run record but its volatile fields
+    (and ``also_volatile``, e.g. the plugin where the two runs used different ones)."""
     ours, theirs = files_under(one), files_under(other)
     assert sorted(ours) == sorted(theirs)
     for name, path in ours.items():
@@ -46,7 +47,7 @@ def assert_same_outputs(one, other):
             assert path.read_bytes() == theirs[name].read_bytes(), name
     records = [json.loads((folder / RUN_DEPENDENT[0]).read_text()) for folder in (one, other)]
     for record in records:
-        for key in RUN_RECORD_VOLATILE:
+        for key in (*RUN_RECORD_VOLATILE, *also_volatile):
             record.pop(key)
     assert records[0] == records[1]
 
