@@ -47,20 +47,24 @@ def run_participant_level(options):
 
 def _build(options, subjects, output_dir, shard_size=1):
     """The participant workflow (and its graph); returns it and the report folder."""
+    from functools import partial
+
     from anatcl_nipype.cli.execution import configure_nipype
     from anatcl_nipype.cli.report import report_dir
     from anatcl_nipype.workflows.base import init_anatcl_participant_wf
 
     configure_nipype(options.work_dir, options.verbose)
     encoding_nodes = -(-len(subjects) // shard_size)  # one per participant, or per shard
-    workflow = init_anatcl_participant_wf(
-        subjects=[subject.as_inputs() for subject in subjects], output_dir=output_dir,
-        shard_size=shard_size, omp_nthreads=options.omp_nthreads
-        or max(1, options.nprocs // max(1, min(options.nprocs, encoding_nodes))),
+    build = partial(init_anatcl_participant_wf, output_dir=output_dir, omp_nthreads=(
+        options.omp_nthreads or max(1, options.nprocs // max(1, min(options.nprocs,
+                                                                    encoding_nodes)))),
         **options.encoder_options())
+    inputs = [subject.as_inputs() for subject in subjects]
+    workflow = build(subjects=inputs, shard_size=shard_size)
     folder = report_dir(output_dir)  # methods.md is the report's, written with it at the end
-    if options.write_graph:
-        draw_graph(workflow.get_node(workflow.list_node_names()[0].split(".")[0]),
+    if options.write_graph:  # the first participant's branch; sharded: a shard of two
+        draw_graph(build(subjects=inputs[:2], shard_size=shard_size) if shard_size > 1 else
+                   workflow.get_node(workflow.list_node_names()[0].split(".")[0]),
                    folder / "graph.svg")
     return workflow, folder
 
