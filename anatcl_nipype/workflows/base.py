@@ -117,19 +117,10 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
         name="inputnode")
     inputnode.inputs.gm_modulated = str(subject["gm_modulated"])
     workflow.__desc__ = encoding_description(weights, descriptor, fold, precision, folds)
-    if shard_index is None:
-        encoding = init_anatcl_encoding_wf(
-            weights=weights, descriptor=descriptor, fold=fold, precision=precision,
-            device=device, use_gpu=use_gpu, omp_nthreads=omp_nthreads, folds=folds,
-            force_precision=force_precision, resample=resample)
-        workflow.connect(inputnode, "gm_modulated", encoding, "inputnode.gm_modulated")
-        produced = {name: f"outputnode.{name}" for name in ENCODED}
-    else:
-        encoding = pe.Node(SelectShardScan(index=shard_index), name="select_shard_scan",
-                           run_without_submitting=True)  # picks list items: no job of its own
-        workflow.connect([(inputnode, encoding, [
-            (f"shard_{field}", field) for field in SHARD_FIELDS])])
-        produced = dict(zip(ENCODED, ("out_file", "out_json", "out_files", "out_jsons")))
+    encoding, produced = _add_encoding(
+        workflow, inputnode, shard_index, weights=weights, descriptor=descriptor, fold=fold,
+        precision=precision, device=device, use_gpu=use_gpu, omp_nthreads=omp_nthreads,
+        folds=folds, force_precision=force_precision, resample=resample)
     if folds:
         fold = folds[0]  # the encoding's ``embedding`` is the first fold's
     inputnode.inputs.source_file = bids_source_for(subject["participant_id"],
@@ -160,6 +151,20 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
             ("outputnode.regional_tsv", "inputnode.regional_tsv"),
             ("outputnode.regional_json", "inputnode.regional_json")])])
     return workflow
+
+
+def _add_encoding(workflow, inputnode, shard_index, **encoder):
+    """What gives a branch its embeddings, connected to ``inputnode``: the encoding workflow,
+    or (``shard_index`` given) a pick of this scan's outputs from its shard. Returns it and
+    the names of its outputs, by :data:`ENCODED` field."""
+    if shard_index is None:
+        encoding = init_anatcl_encoding_wf(**encoder)
+        workflow.connect(inputnode, "gm_modulated", encoding, "inputnode.gm_modulated")
+        return encoding, {name: f"outputnode.{name}" for name in ENCODED}
+    pick = pe.Node(SelectShardScan(index=shard_index), name="select_shard_scan",
+                   run_without_submitting=True)  # picks list items: no job of its own
+    workflow.connect([(inputnode, pick, [(f"shard_{field}", field) for field in SHARD_FIELDS])])
+    return pick, dict(zip(ENCODED, ("out_file", "out_json", "out_files", "out_jsons")))
 
 
 def _add_fold_derivatives(workflow, inputnode, encoding, produced, index, fold, output_dir,
