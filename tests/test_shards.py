@@ -206,3 +206,32 @@ def test_a_bad_map_in_a_shard_fails_only_its_scan(cohort, random_weights, tmp_pa
     assert sorted(p.name for p in (tmp_path / "out").glob("sub-*")) == ["sub-01", "sub-03"]
     assert (tmp_path / "out" / "sub-01" / "anat" /
             "sub-01_desc-anatclCustom_embedding.npy").is_file()
+
+
+@pytest.mark.slow
+def test_a_fold_ensemble_in_shards_writes_what_it_writes_per_participant(cohort, tmp_path,
+                                                                        monkeypatch):
+    from anatcl_nipype.encoder import write_random_checkpoint
+    from anatcl_nipype.encoder.weights import cached_weights_path
+    from anatcl_nipype.workflows.base import init_anatcl_participant_wf
+
+    monkeypatch.setenv("ANATCL_NIPYPE_HOME", str(tmp_path / "home"))
+    for fold in (0, 2):  # seeded random checkpoints standing in for released folds
+        path = cached_weights_path("global", fold)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_random_checkpoint(path, seed=20 + fold)
+    subjects = [s.as_inputs() for s in discover_cat12(cohort.root).subjects][:2]
+    for size in (1, 2):
+        workflow = init_anatcl_participant_wf(subjects=subjects, output_dir=tmp_path / f"out{size}",
+                                              shard_size=size, folds=(0, 2))
+        workflow.base_dir = str(tmp_path / f"work{size}")
+        workflow.run(plugin="Linear")
+    written = files_under(tmp_path / "out2")
+    assert sorted(name for name in written if name.startswith("sub-01/")) == [
+        f"sub-01/anat/sub-01_desc-{kind}" for kind in (
+            "anatclGlobalFold0_embedding.json", "anatclGlobalFold0_embedding.npy",
+            "anatclGlobalFold2_embedding.json", "anatclGlobalFold2_embedding.npy",
+            "cat12_regions.json", "cat12_regions.tsv")]
+    assert sorted(written) == sorted(files_under(tmp_path / "out1"))
+    for name, path in written.items():
+        assert path.read_bytes() == (tmp_path / "out1" / name).read_bytes(), name
