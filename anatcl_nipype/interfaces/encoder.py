@@ -263,7 +263,6 @@ class AnatCLEncodeBatch(SimpleInterface):
         return runtime
 
 
-
 class AnatCLEncodeShardInputSpec(EncoderOptionsInputSpec):
     # No exists=True: a missing map fails its own scan, not the shard (see AnatCLEncode)
     in_files = InputMultiObject(File(), mandatory=True,
@@ -309,16 +308,17 @@ class AnatCLEncodeShard(SimpleInterface):
                                                           encoder.iter_encode(in_files))):
             files, jsons, error = [], [], result.error
             if error is None:
-                folder = Path(runtime.cwd) / f"map{position:04d}"
+                folder = Path(runtime.cwd) / f"map{position:04d}"  # names may repeat
                 folder.mkdir(exist_ok=True)
                 files, jsons = write_map_outputs(encoder, in_file, result.embedding, folder)
             else:
                 LOGGER.warning("AnatCL: %s failed: %s", ids[position], error)
-            for name, value in zip(outputs, (files, jsons, "" if error is None else str(error),
-                                             "" if error is None else type(error).__name__)):
-                outputs[name].append(value)
+            outputs["out_files"].append(files)
+            outputs["out_jsons"].append(jsons)
+            outputs["errors"].append("" if error is None else str(error))
+            outputs["error_types"].append("" if error is None else type(error).__name__)
             LOGGER.info("AnatCL: shard map %d/%d (%s) %s", position + 1, len(in_files),
-                        ids[position], "failed" if error else "encoded")
+                        ids[position], "encoded" if error is None else "failed")
         self._results.update(outputs, scan_ids=list(ids))
         return runtime
 
