@@ -60,23 +60,24 @@ def subjects_of(root, n):
 
 def test_workflow_has_one_submitted_node_per_shard_and_builds_without_torch():
     code = (
-        "import sys\n"
+        "import json, sys\n"
         "from anatcl_nipype.workflows.base import init_anatcl_participant_wf\n"
         "from nipype.pipeline.engine.utils import generate_expanded_graph\n"
         "subjects = [{'participant_id': f'sub-0{i}', 'session_id': 'ses-1',\n"
         "             'gm_modulated': f'/d/mwp1sub-0{i}_ses-1_T1w.nii'} for i in range(1, 6)]\n"
         "wf = init_anatcl_participant_wf(subjects=subjects, output_dir='/tmp/o', shard_size=2)\n"
         "graph = generate_expanded_graph(wf._create_flat_graph())\n"
-        "print(sorted(n.fullname for n in graph.nodes() if not n.run_without_submitting))\n"
-        "print([n.inputs.scan_ids for n in graph.nodes() if 'encode_shard' in n.name])\n"
-        "print('torch' in sys.modules)\n")
+        "print(json.dumps(sorted(n.fullname for n in graph.nodes()\n"
+        "                        if not n.run_without_submitting)))\n"
+        "print(json.dumps(sorted(n.inputs.scan_ids for n in graph.nodes()\n"
+        "                        if 'encode_shard' in n.name)))\n"
+        "print(json.dumps('torch' in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
-    submitted, scans, torch = done.stdout.splitlines()
-    assert submitted == str([f"anatcl_participant_wf.anatcl_encode_shard_{k}" for k in (1, 2, 3)])
-    assert sorted(eval(scans)) == [[f"sub-0{i}_ses-1" for i in pair]  # noqa: S307 (our print)
-                                   for pair in ((1, 2), (3, 4), (5,))]
-    assert torch == "False"
+    submitted, scans, torch = map(json.loads, done.stdout.splitlines())
+    assert submitted == [f"anatcl_participant_wf.anatcl_encode_shard_{k}" for k in (1, 2, 3)]
+    assert scans == [[f"sub-0{i}_ses-1" for i in pair] for pair in ((1, 2), (3, 4), (5,))]
+    assert torch is False
 
 
 @pytest.mark.parametrize("argv, device_has_gpu, expected, line", [
