@@ -57,7 +57,9 @@ def step_kind(node_name):
 
 class ProgressPrinter:
     """Nipype status callback: one line per finished or failed participant, counting both
-    (``[3/5] sub-03 failed: <reason>``), and the running nodes and time per kind of step
+    (``[3/5] sub-03 failed: <reason>``), or per finished shard of the sharded path
+    (``[4/5] anatcl_encode_shard_2 done: 2 of 2 scan(s) encoded (sub-03 .. sub-04)``),
+    and the running nodes and time per kind of step
     in the report (for the heartbeat and the summary).
 
     It pickles (Nipype pickles a MapNode with the plugin's arguments, this callback among
@@ -84,15 +86,26 @@ class ProgressPrinter:
             kind = step_kind(node.name)
             self.report.step_seconds[kind] = (self.report.step_seconds.get(kind, 0.0)
                                               + time.monotonic() - started)
+        from anatcl_nipype.workflows.base import encoded_scans, shard_scans
+
         participant = _participant_of(node)
+        shard = None if participant else shard_scans(node)  # a shard node's scans
         if status == "exception":
             key = participant or node.fullname
             self.report.tracebacks[key], self.report.failed[key] = _failure_of(node)
             if participant:  # another step's failure is said once: in the summary or error
                 self._say(f"{key} failed: {self.report.failed[key]}")
+            elif shard:
+                self._say(f"{node.name} failed ({len(shard)} scans): {self.report.failed[key]}")
         elif status == "end" and node.name in self.watched and participant:
             self.report.done.append(participant)
             self._say(f"{participant}: {node.name} done")
+        elif status == "end" and shard:
+            encoded = encoded_scans(node)
+            self.report.done.extend(encoded)
+            scans = shard[0] if len(shard) == 1 else f"{shard[0]} .. {shard[-1]}"
+            self._say(f"{node.name} done: {len(encoded)} of {len(shard)} scan(s) encoded "
+                      f"({scans})")
 
     def _say(self, text):
         counter = f"[{self.report.finished()}/{self.report.total_subjects or '?'}] "

@@ -68,6 +68,7 @@ class Options:
     relevance_labels: Path | None = None
     stop_on_first_crash: bool = False
     omp_nthreads: int | None = None
+    shard_size: int | None = None
     mem_gb: float | None = None
     wait_for_lock: bool = False
     resample: bool = False
@@ -309,6 +310,11 @@ def add_run_control_options(parser):
     group.add_argument("--omp-nthreads", type=_positive(int), metavar="N",
                        help="threads per node (torch/OpenMP; default: nprocs divided among "
                             "the participants running at once)")
+    group.add_argument("--shard-size", type=_positive(int), metavar="N",
+                       help="participant level: encode the maps in shards of N scans, one "
+                            "node (one model load, one cluster job) per shard, outputs "
+                            "unchanged (default: 64 on CUDA, 1 on a CPU: one node per "
+                            "participant)")
     group.add_argument("--mem-gb", type=_positive(float), metavar="GB",
                        help="memory MultiProc may schedule (its memory_gb; default: 90%% of "
                             "this machine's)")

@@ -5,6 +5,7 @@ machinery, then runs one branch per participant and writes BIDS derivatives, the
 text, ``failed.tsv`` and the report.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,13 +31,14 @@ def run_participant_level(options):
     with phases("start-up"):
         start_workers_early(options)
         ensure_weights(options)
-        workflow, folder = _build(options, subjects, output_dir)
+        shard_size = choose_shard_size(options, len(subjects))
+        workflow, folder = _build(options, subjects, output_dir, shard_size)
     phases.say(f"Encoding {_count(subjects)} from {options.cat12_dir} into "
                f"{output_dir}")
     report = run_timed(workflow, options, phases, "encoding, regional and sinks",
                        total_subjects=len(subjects))
-    failures = failures_by_scan(report.failed, subjects, discovery.unusable)
-    tracebacks = failures_by_scan(report.tracebacks, subjects)  # keyed like failures
+    failures = failures_by_scan(report.failed, subjects, discovery.unusable, shard_size)
+    tracebacks = failures_by_scan(report.tracebacks, subjects, shard_size=shard_size)
     write_failures(folder / "failed.tsv", failures,
                    {scan: text for scan, (_, text) in tracebacks.items()})
     code = _summarise(failures, output_dir, subjects)
@@ -44,23 +46,61 @@ def run_participant_level(options):
     return code
 
 
-def _build(options, subjects, output_dir):
+def _build(options, subjects, output_dir, shard_size=1):
     """The participant workflow (and its graph); returns it and the report folder."""
+    from functools import partial
+
     from anatcl_nipype.cli.execution import configure_nipype
     from anatcl_nipype.cli.report import report_dir
     from anatcl_nipype.workflows.base import init_anatcl_participant_wf
 
     configure_nipype(options.work_dir, options.verbose)
-    workflow = init_anatcl_participant_wf(
-        subjects=[subject.as_inputs() for subject in subjects], output_dir=output_dir,
-        omp_nthreads=options.omp_nthreads
-        or max(1, options.nprocs // max(1, min(options.nprocs, len(subjects)))),
+    encoding_nodes = -(-len(subjects) // shard_size)  # one per participant, or per shard
+    build = partial(init_anatcl_participant_wf, output_dir=output_dir, omp_nthreads=(
+        options.omp_nthreads or max(1, options.nprocs // max(1, min(options.nprocs,
+                                                                    encoding_nodes)))),
         **options.encoder_options())
+    inputs = [subject.as_inputs() for subject in subjects]
+    workflow = build(subjects=inputs, shard_size=shard_size)
     folder = report_dir(output_dir)  # methods.md is the report's, written with it at the end
-    if options.write_graph:
-        draw_graph(workflow.get_node(workflow.list_node_names()[0].split(".")[0]),
+    if options.write_graph:  # the first participant's branch; sharded: a shard of two
+        draw_graph(build(subjects=inputs[:2], shard_size=shard_size) if shard_size > 1 else
+                   workflow.get_node(workflow.list_node_names()[0].split(".")[0]),
                    folder / "graph.svg")
     return workflow, folder
+
+
+#: ``--shard-size`` when the maps are encoded on CUDA: a batch that keeps a GPU busy.
+CUDA_SHARD_SIZE = 64
+
+
+def choose_shard_size(options, n_scans):
+    """``--shard-size``, or the default for the device (:data:`CUDA_SHARD_SIZE` on CUDA, 1,
+    one encoding node per participant, on a CPU); says the choice in one line."""
+    size, why = options.shard_size, f"--shard-size {options.shard_size}"
+    if size is None:
+        cuda = str(options.device).startswith("cuda") or (options.device == "auto"
+                                                          and gpu_visible())
+        size = CUDA_SHARD_SIZE if cuda else 1
+        why = f"the default on {'CUDA' if cuda else 'a CPU'}; set with --shard-size"
+    if size <= 1:
+        print(f"Shards: off, one encoding node per participant ({why})", flush=True)
+    else:
+        print(f"Shards: {-(-n_scans // size)} encoding node(s) of up to {size} scans each "
+              f"({why})", flush=True)
+    return size
+
+
+def gpu_visible():
+    """Whether this process sees an NVIDIA GPU, asked of the driver, not of torch (which
+    would set up CUDA in the process MultiProc starts its workers from).
+
+    >>> isinstance(gpu_visible(), bool)
+    True
+    """
+    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
+        return False
+    return any(Path("/proc/driver/nvidia/gpus").glob("*"))
 
 
 def ensure_weights(options):
@@ -114,19 +154,27 @@ def rebuild_report(options):
     return EXIT_OK
 
 
-def failures_by_scan(failed, subjects, unusable=()):
+def failures_by_scan(failed, subjects, unusable=(), shard_size=1):
     """``{scan id: (input path, reason)}`` from the run's failures (keyed by participant or
     by a node's name) and the maps that gave no id (keyed by :func:`unnamed_id`).
 
     A failure is traced to its scan through the branch's name, so ``failed.tsv`` and the
-    summary name the participant (and session) and the input, never a node.
+    summary name the participant (and session) and the input, never a node; a shard node
+    that failed as a whole (``shard_size`` above 1) fails each scan of its shard.
     """
     from anatcl_nipype.bids import unnamed_id
-    from anatcl_nipype.workflows.base import scan_of_branch, single_subject_wf_name
+    from anatcl_nipype.workflows.base import (
+        scan_of_branch, shard_number, shards_of, single_subject_wf_name)
 
     branches = {scan_of_branch(single_subject_wf_name(s.as_inputs())): s for s in subjects}
+    shards = shards_of(subjects, shard_size) if shard_size > 1 else []
     failures = {}
     for key, reason in failed.items():
+        number = shard_number(key)
+        if number is not None and number <= len(shards):
+            for subject in shards[number - 1]:
+                failures.setdefault(subject.scan_id, (subject.gm_modulated, reason))
+            continue
         subject = branches.get(key) or branches.get(scan_of_branch(key))
         scan, path = (subject.scan_id, subject.gm_modulated) if subject else (key, "")
         failures.setdefault(scan, (path, reason))

@@ -151,26 +151,39 @@ class AnatCLEncode(SimpleInterface):
     output_spec = AnatCLEncodeOutputSpec
 
     def _run_interface(self, runtime):
-        from anatcl_nipype.encoder.embedding_files import save_embedding
-
         encoder = make_encoder(self.inputs)
-        embeddings = encoder.encode([self.inputs.in_file])
-        stem = Path(runtime.cwd) / f"{_output_stem(self.inputs.in_file)}_anatcl"
-        if not encoder.ensemble:
-            embeddings, suffixes, indices = embeddings[None], [""], [None]
-        else:
-            suffixes = [f"Fold{label}" for label in encoder.folds]
-            indices = list(range(len(encoder.folds)))
-        out_files, out_jsons = [], []
-        in_file = self.inputs.in_file
-        source = {"path": str(Path(in_file).resolve()), "sha256": sha256_file(in_file)}
-        for fold_embeddings, suffix, index in zip(embeddings, suffixes, indices):
-            out_files.append(str(save_embedding(f"{stem}{suffix}.npy", fold_embeddings[0])))
-            sidecar = _sidecar(encoder, source, fold_index=index)
-            out_jsons.append(str(write_json_atomic(f"{stem}{suffix}.json", sidecar)))
+        result = next(encoder.iter_encode([self.inputs.in_file]))
+        if result.error is not None:
+            raise result.error
+        out_files, out_jsons = write_map_outputs(encoder, self.inputs.in_file, result.embedding,
+                                                 runtime.cwd)
         self._results.update(out_file=out_files[0], out_json=out_jsons[0], out_files=out_files,
                              out_jsons=out_jsons, fold_labels=list(encoder.folds))
         return runtime
+
+
+def write_map_outputs(encoder, in_file, embedding, folder):
+    """Write one map's embedding ((D,), or (F, D) for a fold ensemble) and provenance into
+    ``folder`` as ``<name>_anatcl[Fold<k>].npy``/``.json``; return (npy files, sidecars).
+
+    :class:`AnatCLEncode` and :class:`AnatCLEncodeShard` both write through here, so a map
+    encoded alone and one encoded in a shard give the same bytes.
+    """
+    from anatcl_nipype.encoder.embedding_files import save_embedding
+
+    stem = Path(folder) / f"{_output_stem(in_file)}_anatcl"
+    if encoder.ensemble:
+        rows, suffixes = embedding, [f"Fold{label}" for label in encoder.folds]
+        indices = list(range(len(encoder.folds)))
+    else:
+        rows, suffixes, indices = [embedding], [""], [None]
+    source = {"path": str(Path(in_file).resolve()), "sha256": sha256_file(in_file)}
+    out_files, out_jsons = [], []
+    for row, suffix, index in zip(rows, suffixes, indices):
+        out_files.append(str(save_embedding(f"{stem}{suffix}.npy", row)))
+        sidecar = _sidecar(encoder, source, fold_index=index)
+        out_jsons.append(str(write_json_atomic(f"{stem}{suffix}.json", sidecar)))
+    return out_files, out_jsons
 
 
 class AnatCLEncodeBatchInputSpec(EncoderOptionsInputSpec):
@@ -249,3 +262,103 @@ class AnatCLEncodeBatch(SimpleInterface):
         self._results["out_json"] = str(write_json_atomic(folder / "embeddings.json", sidecar))
         return runtime
 
+
+class AnatCLEncodeShardInputSpec(EncoderOptionsInputSpec):
+    # No exists=True: a missing map fails its own scan, not the shard (see AnatCLEncode)
+    in_files = InputMultiObject(File(), mandatory=True,
+                                desc="CAT12 grey-matter maps (mri/mwp1*.nii), one per scan")
+    scan_ids = traits.List(traits.Str(), desc="one id per map, for logs and progress")
+    batch_size = traits.Range(low=1, value=1, usedefault=True,
+                              desc="maps per forward pass; 1 gives the bytes AnatCLEncode "
+                                   "gives (a batched fp32 forward differs in the last bits)")
+
+
+class AnatCLEncodeShardOutputSpec(TraitedSpec):
+    out_files = traits.List(traits.List(traits.Str()),
+                            desc="per map: its embedding per fold, as AnatCLEncode's "
+                                 "out_files (empty where the map failed)")
+    out_jsons = traits.List(traits.List(traits.Str()), desc="per map: each fold's sidecar")
+    errors = traits.List(traits.Str(), desc="per map: why it failed ('' where encoded)")
+    error_types = traits.List(traits.Str(), desc="per map: the error's class ('' if none)")
+    scan_ids = traits.List(traits.Str(), desc="the scan_ids input, passed on")
+
+
+class AnatCLEncodeShard(SimpleInterface):
+    """Embed a shard of CAT12 maps with one model load, each map's outputs written as
+    :class:`AnatCLEncode` writes them (same names, same bytes), one folder per map.
+
+    A map that cannot be encoded fails alone: its ``errors`` entry says why and
+    :class:`SelectShardScan` raises it in that scan's branch; the other maps are written.
+    This is the node of the participant level's sharded path (``--shard-size``).
+
+    >>> shard = AnatCLEncodeShard(in_files=["a.nii", "b.nii"], batch_size=2)
+    >>> shard.inputs.batch_size, len(shard.inputs.in_files)
+    (2, 2)
+    """
+
+    input_spec = AnatCLEncodeShardInputSpec
+    output_spec = AnatCLEncodeShardOutputSpec
+
+    def _run_interface(self, runtime):
+        in_files = list(self.inputs.in_files)
+        ids = self.inputs.scan_ids if isdefined(self.inputs.scan_ids) else in_files
+        encoder = make_encoder(self.inputs, batch_size=self.inputs.batch_size)
+        outputs = {"out_files": [], "out_jsons": [], "errors": [], "error_types": []}
+        for position, (in_file, result) in enumerate(zip(in_files,
+                                                          encoder.iter_encode(in_files))):
+            files, jsons, error = [], [], result.error
+            if error is None:
+                folder = Path(runtime.cwd) / f"map{position:04d}"  # names may repeat
+                folder.mkdir(exist_ok=True)
+                files, jsons = write_map_outputs(encoder, in_file, result.embedding, folder)
+            else:
+                LOGGER.warning("AnatCL: %s failed: %s", ids[position], error)
+            outputs["out_files"].append(files)
+            outputs["out_jsons"].append(jsons)
+            outputs["errors"].append("" if error is None else str(error))
+            outputs["error_types"].append("" if error is None else type(error).__name__)
+            LOGGER.info("AnatCL: shard map %d/%d (%s) %s", position + 1, len(in_files),
+                        ids[position], "encoded" if error is None else "failed")
+        self._results.update(outputs, scan_ids=list(ids))
+        return runtime
+
+
+class SelectShardScanInputSpec(BaseInterfaceInputSpec):
+    index = traits.Int(mandatory=True, desc="the scan's position in its shard")
+    out_files = traits.List(traits.List(traits.Str()), mandatory=True,
+                            desc="AnatCLEncodeShard's out_files")
+    out_jsons = traits.List(traits.List(traits.Str()), mandatory=True,
+                            desc="AnatCLEncodeShard's out_jsons")
+    errors = traits.List(traits.Str(), mandatory=True, desc="AnatCLEncodeShard's errors")
+    error_types = traits.List(traits.Str(), mandatory=True,
+                              desc="AnatCLEncodeShard's error_types")
+
+
+class SelectShardScan(SimpleInterface):
+    """One scan's outputs of an :class:`AnatCLEncodeShard`, under :class:`AnatCLEncode`'s
+    output names; raises the scan's own error (same class and message) where its map failed,
+    so the failure belongs to that scan's branch alone.
+
+    >>> select = SelectShardScan(index=1, out_files=[["a.npy"], []], out_jsons=[["a.json"], []],
+    ...                          errors=["", "the map is empty"], error_types=["", "VolumeError"])
+    >>> select.run()
+    Traceback (most recent call last):
+    anatcl_nipype.errors.VolumeError: the map is empty
+    """
+
+    input_spec = SelectShardScanInputSpec
+    output_spec = AnatCLEncodeOutputSpec
+
+    def _run_interface(self, runtime):
+        from anatcl_nipype import errors
+
+        index = self.inputs.index
+        if self.inputs.errors[index]:
+            kind = getattr(errors, self.inputs.error_types[index], None)
+            if not (isinstance(kind, type) and issubclass(kind, AnatCLError)):
+                kind = AnatCLError
+            raise kind(self.inputs.errors[index])
+        out_files, out_jsons = self.inputs.out_files[index], self.inputs.out_jsons[index]
+        self._results.update(out_file=out_files[0], out_json=out_jsons[0], out_files=out_files,
+                             out_jsons=out_jsons)
+        return runtime

@@ -1,10 +1,13 @@
 """The participant-level workflow of the ``anatcl-nipype`` command (one branch per subject).
 
->>> wf = init_anatcl_participant_wf(
-...     subjects=[{"participant_id": "sub-01", "gm_modulated": "/data/sub-01/mri/mwp1sub-01_T1w.nii"}],
-...     output_dir="/tmp/out")
+>>> subjects = [{"participant_id": f"sub-0{i}", "gm_modulated": f"/d/mwp1sub-0{i}_T1w.nii"}
+...             for i in (1, 2, 3)]
+>>> wf = init_anatcl_participant_wf(subjects=subjects[:1], output_dir="/tmp/out")
 >>> [n for n in wf.list_node_names() if n.endswith("anatcl_encode")]
 ['single_subject_01_wf.anatcl_encoding_wf.anatcl_encode']
+>>> wf = init_anatcl_participant_wf(subjects=subjects, output_dir="/tmp/out", shard_size=2)
+>>> [n for n in wf.list_node_names() if "encode" in n]
+['anatcl_encode_shard_1', 'anatcl_encode_shard_2']
 """
 
 import re
@@ -14,50 +17,112 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from anatcl_nipype.bids import bids_label, bids_source_for, bounded_label, scan_id
+from anatcl_nipype.interfaces.encoder import SelectShardScan
 from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
-from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf
+from anatcl_nipype.workflows.encoding import (
+    encoding_description,
+    init_anatcl_encoding_wf,
+    init_shard_encode_node,
+)
 from anatcl_nipype.workflows.regional import init_anatcl_regional_wf
 
 _BRANCH = re.compile(r"(?:^|\.)single_subject_([A-Za-z0-9]+)(?:_ses_([A-Za-z0-9]+))?_wf(?:\.|$)")
 #: CAT12 files the regional branch reads, by their CAT12Segment output names.
 REGIONAL_FIELDS = ("label_roi", "label_rois", "report")
+#: What a branch takes from the encoding (the encoding workflow's outputnode fields).
+ENCODED = ("embedding", "embedding_json", "embeddings", "embeddings_json")
+#: AnatCLEncodeShard outputs every branch of a shard takes (as ``inputnode.shard_<name>``).
+SHARD_FIELDS = ("out_files", "out_jsons", "errors", "error_types")
+#: Options of :func:`init_single_subject_wf` that a shard's encoding node takes too.
+ENCODER_OPTIONS = ("weights", "descriptor", "fold", "precision", "device", "use_gpu",
+                   "omp_nthreads", "folds", "force_precision", "resample")
+#: Name of the shard nodes, ``<SHARD_NODE>_<k>`` (k from 1).
+SHARD_NODE = "anatcl_encode_shard"
 
 
-def init_anatcl_participant_wf(*, subjects, output_dir, name="anatcl_participant_wf",
-                               **options):
+def init_anatcl_participant_wf(*, subjects, output_dir, shard_size=1,
+                               name="anatcl_participant_wf", **options):
     """One :func:`init_single_subject_wf` per subject, side by side.
 
     ``subjects`` holds dicts with ``participant_id`` and ``gm_modulated`` (and, when
     present, ``label_roi``, ``label_rois``, ``report``); ``options`` go to every branch.
+
+    ``shard_size`` above 1: the maps are encoded in shards of that many scans, in the
+    order of ``subjects`` (:func:`shards_of`), one :class:`AnatCLEncodeShard` node per
+    shard (``anatcl_encode_shard_<k>``, one model load, one cluster job each); every branch
+    picks its scan's outputs from its shard and writes the same files as without shards
+    (in fp32, byte for byte: see :func:`shard_batch_size`). A map that fails fails its
+    own branch only.
     """
     workflow = Workflow(name=name)
-    for subject in subjects:
-        workflow.add_nodes([init_single_subject_wf(subject=subject, output_dir=output_dir,
-                                                   **options)])
+    if shard_size <= 1:
+        for subject in subjects:
+            workflow.add_nodes([init_single_subject_wf(subject=subject, output_dir=output_dir,
+                                                       **options)])
+        return workflow
+    encoder = {key: options[key] for key in ENCODER_OPTIONS if key in options}
+    for number, shard in enumerate(shards_of(subjects, shard_size), start=1):
+        encode = init_shard_encode_node(
+            [str(subject["gm_modulated"]) for subject in shard],
+            [scan_id(s["participant_id"], s.get("session_id")) for s in shard],
+            batch_size=shard_batch_size(shard_size, options.get("precision", "fp32")),
+            name=f"{SHARD_NODE}_{number}", **encoder)
+        for index, subject in enumerate(shard):
+            branch = init_single_subject_wf(subject=subject, output_dir=output_dir,
+                                            shard_index=index, **options)
+            workflow.connect([(encode, branch, [
+                (field, f"inputnode.shard_{field}") for field in SHARD_FIELDS])])
     return workflow
+
+
+def shards_of(subjects, shard_size):
+    """``subjects`` in consecutive shards of ``shard_size`` (the last one may be smaller).
+
+    >>> shards_of(["a", "b", "c"], 2)
+    [['a', 'b'], ['c']]
+    """
+    subjects = list(subjects)
+    return [subjects[start:start + shard_size] for start in range(0, len(subjects), shard_size)]
+
+
+def shard_batch_size(shard_size, precision):
+    """Maps per forward pass in a shard: ``shard_size``, except in fp32, where each map runs
+    alone, so embeddings are byte-identical to the per-participant path's (a batched fp32
+    forward runs other kernels and differs in the last bits; measured in
+    benchmarks/RESULTS.md). The shard still loads the model once and reads maps ahead.
+
+    >>> shard_batch_size(64, "fp32"), shard_batch_size(64, "bf16")
+    (1, 64)
+    """
+    return 1 if precision == "fp32" else shard_size
 
 
 def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="global", fold=0,
                            precision="fp32", device="auto", use_gpu=False, omp_nthreads=1,
-                           folds=None, force_precision=False, resample=False):
+                           folds=None, force_precision=False, resample=False, shard_index=None):
     """Encode one subject's CAT12 map, read its CAT12 ROI measures, write BIDS derivatives.
 
     The regional branch runs when the subject has CAT12 ROI files or a report
     (``label_roi``, ``label_rois``, ``report``). ``folds`` (released weights, e.g.
     ``(0, 1, 2, 3, 4)``): the map is read once and encoded by every fold's model, each
     fold written as its own derivative (``desc-anatclGlobalFold3``) with its own sidecar.
+    ``shard_index`` (the sharded path of :func:`init_anatcl_participant_wf`): the map is
+    encoded elsewhere, in a shard; the inputnode's ``shard_*`` fields take that
+    :class:`AnatCLEncodeShard`'s outputs and this scan is the shard's ``shard_index``-th.
     """
     workflow = Workflow(name=single_subject_wf_name(subject))
-    inputnode = pe.Node(niu.IdentityInterface(fields=["gm_modulated", "source_file"]),
-                        name="inputnode")
+    inputnode = pe.Node(niu.IdentityInterface(fields=[
+        "gm_modulated", "source_file",
+        *(f"shard_{field}" for field in SHARD_FIELDS if shard_index is not None)]),
+        name="inputnode")
     inputnode.inputs.gm_modulated = str(subject["gm_modulated"])
-    encoding_wf = init_anatcl_encoding_wf(weights=weights, descriptor=descriptor, fold=fold,
-                                          precision=precision, device=device, use_gpu=use_gpu,
-                                          omp_nthreads=omp_nthreads, folds=folds,
-                                          force_precision=force_precision, resample=resample)
-    workflow.__desc__ = encoding_wf.__desc__
+    workflow.__desc__ = encoding_description(weights, descriptor, fold, precision, folds)
+    encoding, produced = _add_encoding(
+        workflow, inputnode, shard_index, weights=weights, descriptor=descriptor, fold=fold,
+        precision=precision, device=device, use_gpu=use_gpu, omp_nthreads=omp_nthreads,
+        folds=folds, force_precision=force_precision, resample=resample)
     if folds:
-        fold = folds[0]  # the encoding workflow's ``embedding`` is the first fold's
+        fold = folds[0]  # the encoding's ``embedding`` is the first fold's
     inputnode.inputs.source_file = bids_source_for(subject["participant_id"],
                                                    subject.get("session_id"),
                                                    subject["gm_modulated"])
@@ -68,14 +133,13 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
                                                 regional=bool(regional_inputs),
                                                 id_note=subject.get("id_note"))
     workflow.connect([
-        (inputnode, encoding_wf, [("gm_modulated", "inputnode.gm_modulated")]),
         (inputnode, derivatives_wf, [("source_file", "inputnode.source_file")]),
-        (encoding_wf, derivatives_wf, [("outputnode.embedding", "inputnode.embedding"),
-                                       ("outputnode.embedding_json", "inputnode.embedding_json")]),
+        (encoding, derivatives_wf, [(produced["embedding"], "inputnode.embedding"),
+                                    (produced["embedding_json"], "inputnode.embedding_json")]),
     ])
     for index, other in enumerate(folds[1:] if folds else (), start=1):
-        _add_fold_derivatives(workflow, inputnode, encoding_wf, index, other, output_dir,
-                              descriptor, subject.get("id_note"))
+        _add_fold_derivatives(workflow, inputnode, encoding, produced, index, other,
+                              output_dir, descriptor, subject.get("id_note"))
     if regional_inputs:
         regional_wf = init_anatcl_regional_wf()
         for field, path in regional_inputs.items():
@@ -89,7 +153,21 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
     return workflow
 
 
-def _add_fold_derivatives(workflow, inputnode, encoding_wf, index, fold, output_dir,
+def _add_encoding(workflow, inputnode, shard_index, **encoder):
+    """What gives a branch its embeddings, connected to ``inputnode``: the encoding workflow,
+    or (``shard_index`` given) a pick of this scan's outputs from its shard. Returns it and
+    the names of its outputs, by :data:`ENCODED` field."""
+    if shard_index is None:
+        encoding = init_anatcl_encoding_wf(**encoder)
+        workflow.connect(inputnode, "gm_modulated", encoding, "inputnode.gm_modulated")
+        return encoding, {name: f"outputnode.{name}" for name in ENCODED}
+    pick = pe.Node(SelectShardScan(index=shard_index), name="select_shard_scan",
+                   run_without_submitting=True)  # picks list items: no job of its own
+    workflow.connect([(inputnode, pick, [(f"shard_{field}", field) for field in SHARD_FIELDS])])
+    return pick, dict(zip(ENCODED, ("out_file", "out_json", "out_files", "out_jsons")))
+
+
+def _add_fold_derivatives(workflow, inputnode, encoding, produced, index, fold, output_dir,
                           descriptor, id_note):
     """Sink the ``index``-th fold's embedding of a fold ensemble (``desc-anatcl...Fold<k>``)."""
     # picking a list item: in the scheduler's process, not a worker round trip
@@ -101,8 +179,8 @@ def _add_fold_derivatives(workflow, inputnode, encoding_wf, index, fold, output_
                                                 fold=fold, id_note=id_note,
                                                 name=f"anatcl_derivatives_fold{fold}_wf")
     workflow.connect([
-        (encoding_wf, pick, [("outputnode.embeddings", "inlist")]),
-        (encoding_wf, pick_json, [("outputnode.embeddings_json", "inlist")]),
+        (encoding, pick, [(produced["embeddings"], "inlist")]),
+        (encoding, pick_json, [(produced["embeddings_json"], "inlist")]),
         (inputnode, derivatives_wf, [("source_file", "inputnode.source_file")]),
         (pick, derivatives_wf, [("out", "inputnode.embedding")]),
         (pick_json, derivatives_wf, [("out", "inputnode.embedding_json")]),
@@ -138,3 +216,27 @@ def scan_of_branch(node_name):
     if not match:
         return None
     return scan_id(f"sub-{match.group(1)}", match.group(2) and f"ses-{match.group(2)}")
+
+
+def shard_scans(node):
+    """The scans a shard node (``anatcl_encode_shard_<k>``) encodes, or None for any other
+    node (the progress lines count a shard's scans)."""
+    if shard_number(node.name) is None:
+        return None
+    return list(node.inputs.scan_ids)
+
+
+def encoded_scans(node):
+    """The scans a finished shard node encoded (those whose map did not fail)."""
+    outputs = node.result.outputs
+    return [scan for scan, error in zip(outputs.scan_ids, outputs.errors) if not error]
+
+
+def shard_number(node_name):
+    """``k`` of a shard node's name (``...anatcl_encode_shard_<k>``), or None.
+
+    >>> shard_number("anatcl_participant_wf.anatcl_encode_shard_12"), shard_number("x")
+    (12, None)
+    """
+    match = re.search(rf"(?:^|\.){SHARD_NODE}_([0-9]+)$", node_name)
+    return int(match.group(1)) if match else None

@@ -12,7 +12,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from anatcl_nipype.interfaces.encoder import AnatCLEncode, AnatCLEncodeBatch
+from anatcl_nipype.interfaces.encoder import AnatCLEncode, AnatCLEncodeBatch, AnatCLEncodeShard
 
 #: Peak memory of one encoding process at batch size 1 (model + activations), measured
 #: in benchmarks/encoder.py; the batch node adds about this per extra volume in a batch.
@@ -101,6 +101,29 @@ def init_anatcl_encoding_wf(*, weights=None, descriptor="global", fold=0, precis
                               ("out_files", "embeddings"), ("out_jsons", "embeddings_json")]),
     ])
     return workflow
+
+
+def init_shard_encode_node(in_files, scan_ids, *, weights=None, descriptor="global", fold=0,
+                           precision="fp32", device="auto", use_gpu=False, omp_nthreads=1,
+                           folds=None, force_precision=False, resample=False, batch_size=1,
+                           name="anatcl_encode_shard"):
+    """One node encoding a shard of maps (``in_files``, one per scan of ``scan_ids``) with
+    one model load (:class:`AnatCLEncodeShard`); ``batch_size`` maps per forward pass.
+
+    >>> node = init_shard_encode_node(["/d/a.nii", "/d/b.nii"], ["sub-a", "sub-b"],
+    ...                               folds=(0, 3), batch_size=2)
+    >>> node.inputs.scan_ids, node.inputs.folds, node.mem_gb
+    (['sub-a', 'sub-b'], [0, 3], 2.1)
+    """
+    return pe.Node(
+        AnatCLEncodeShard(in_files=list(in_files), scan_ids=list(scan_ids),
+                          batch_size=batch_size, force_precision=force_precision,
+                          resample=resample, folds=list(folds) if folds else None,
+                          **encode_node_options(weights, descriptor, fold, precision, device,
+                                                use_gpu, False)),
+        name=name, n_procs=omp_nthreads,
+        mem_gb=ENCODE_MEM_GB + BATCH_VOLUME_MEM_GB * (batch_size - 1),
+    )
 
 
 def init_anatcl_group_encoding_wf(*, weights=None, descriptor="global", fold=0,
