@@ -244,8 +244,8 @@ def _print_results(options, output_dir, plan, folds):
 
     destination = output_dir / target_folder(plan["target"])
     if options.model:
-        print(f"Applied {options.model} (predictions are in sample for participants it was "
-              f"fitted on, not cross-validated): "
+        print(f"Applied {Path(options.model).absolute()} (predictions are in sample for "
+              "participants it was fitted on, not cross-validated): "
               f"{destination / 'desc-applied_predictions.tsv'}")
     elif folds:
         for fold in folds:
