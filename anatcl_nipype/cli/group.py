@@ -326,10 +326,13 @@ def read_metrics(metrics_tsv):
 
 
 def _print_metrics(metrics_tsv):
-    """Print the mean +- sd rows of the cross-validation's metrics table."""
+    """Print the mean ± sd rows of the cross-validation's metrics table (the report's rule:
+    :func:`~anatcl_nipype.prediction.summary_text.mean_sd_text`)."""
+    from anatcl_nipype.prediction.summary_text import mean_sd_text
+
     rows = read_metrics(metrics_tsv)
     mean, sd = rows.get("mean"), rows.get("sd")
     if mean and sd:
-        shown = [f"{name} {float(mean[name]):.3f} +- {float(sd[name]):.3f}"
+        shown = [f"{name} {mean_sd_text(mean[name], sd[name])}"
                  for name in mean if name not in ("fold", "repeat") and mean[name] not in ("", "n/a")]
         print("Cross-validated " + ", ".join(shown))

@@ -14,6 +14,7 @@ each with its BibTeX entry. The same text is written to ``methods.md``.
 import re
 from collections import Counter
 
+from anatcl_nipype.prediction.summary_text import mean_sd_text
 from anatcl_nipype.reports.collect import read_json, scans_of
 from anatcl_nipype.reports.studies import probe_cards
 
@@ -201,7 +202,7 @@ def probe_paragraph(target):
             f"(both fitted on training folds only), then {model}. It was evaluated by "
             f"{scheme}{f', repeated {repeats} times' if repeats and repeats > 1 else ''} "
             f"(seed {validation.get('seed', 0)}): "
-            + ", ".join(f"{name} {_g(v['mean'])} ± {_g(v['sd'])}"
+            + ", ".join(f"{name} {mean_sd_text(v['mean'], v['sd'])}"
                         for name, v in summary["cv_metrics"].items()
                         if isinstance(v, dict) and "mean" in v) + " (mean ± sd over folds).")
     if task == "brain_age":
