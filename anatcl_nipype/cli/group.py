@@ -269,10 +269,11 @@ def _ensemble_folds(options):
 
 
 def _study_options(options):
-    """FitProbe's harmonisation options and the relevance maps' (fitting only)."""
+    """FitProbe's brain-age bias folds, harmonisation options and the relevance maps'
+    (fitting only)."""
     if options.model:
         return {}
-    study = {}
+    study = {"bias_cv": options.bias_cv}
     if options.harmonize != "none":
         study.update(harmonize=options.harmonize, site_column=options.site_column,
                      covariate_columns=list(options.covariates),
@@ -333,6 +334,6 @@ def _print_metrics(metrics_tsv):
     rows = read_metrics(metrics_tsv)
     mean, sd = rows.get("mean"), rows.get("sd")
     if mean and sd:
-        shown = [f"{name} {mean_sd_text(mean[name], sd[name])}"
-                 for name in mean if name not in ("fold", "repeat") and mean[name] not in ("", "n/a")]
+        shown = [f"{name} {mean_sd_text(mean[name], sd[name])}" for name in mean
+                 if name not in ("fold", "repeat") and mean[name] not in ("", "n/a")]
         print("Cross-validated " + ", ".join(shown))
