@@ -37,12 +37,12 @@ def test_participant_level_writes_bids_derivatives_and_a_summary(cohort, random_
     assert f"Encoding 2 participant(s) from {cohort.root} into {tmp_path / 'out'}\n" in out
     anat = tmp_path / "out" / "sub-01" / "anat"
     assert sorted(p.name for p in anat.iterdir()) == [
-        "sub-01_desc-anatclCustom_embedding.json", "sub-01_desc-anatclCustom_embedding.npy",
+        "sub-01_desc-anatclRandom_embedding.json", "sub-01_desc-anatclRandom_embedding.npy",
         "sub-01_desc-cat12_regions.json", "sub-01_desc-cat12_regions.tsv"]
     regions = (anat / "sub-01_desc-cat12_regions.tsv").read_text().splitlines()
     assert len(regions) == 2 and regions[1].startswith("sub-01\t")
     assert "synthetic_lMedialTemporal_Vgm" in regions[0] and "cat12_TIV" in regions[0]
-    assert np.load(anat / "sub-01_desc-anatclCustom_embedding.npy").shape == (512,)
+    assert np.load(anat / "sub-01_desc-anatclRandom_embedding.npy").shape == (512,)
     assert not (tmp_path / "out" / "sub-02").exists()
     assert json.loads((tmp_path / "out" / "dataset_description.json").read_text())[
         "GeneratedBy"][0]["Name"] == "anatcl-nipype"

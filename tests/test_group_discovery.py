@@ -33,11 +33,28 @@ def plan(study, *options):
 
 
 def test_custom_embeddings_are_found_and_their_weights_named(study, capsys):
-    write_outputs(study / "out", "anatclCustom", {"path": "/w/random.pth", "random": True})
-    assert plan(study)["desc"] == "anatclCustom"
-    assert capsys.readouterr().out == ("Using the participant-level embeddings desc-anatclCustom, "
+    write_outputs(study / "out", "anatclRandom", {"path": "/w/random.pth", "random": True})
+    assert plan(study)["desc"] == "anatclRandom"
+    assert capsys.readouterr().out == ("Using the participant-level embeddings desc-anatclRandom, "
                                        "made with the checkpoint /w/random.pth (SEEDED RANDOM "
                                        "weights)\n")
+
+
+def test_a_checkpoint_named_on_the_command_line_finds_its_random_or_custom_embeddings(study):
+    """--weights FILE: desc-anatclRandom when the participant level wrote that file's
+    embeddings as seeded random weights, else desc-anatclCustom (no checkpoint loaded)."""
+    write_outputs(study / "out", "anatclRandom", {"path": "/w/random.pth", "random": True})
+    write_outputs(study / "out", "anatclCustom", {"path": "/w/mine.pth"})
+    assert plan(study, "--weights", "/w/random.pth")["desc"] == "anatclRandom"
+    assert plan(study, "--weights", "/w/mine.pth")["desc"] == "anatclCustom"
+
+
+def test_a_probe_fitted_on_random_embeddings_is_applied_to_them(study):
+    card = {"target": "diagnosis", "task": "classification", "features": "embeddings",
+            "feature_source": {"weights": {"path": "/w/random.pth", "random": True}}}
+    (study / "probe.skops").write_bytes(b"")
+    (study / "probe.json").write_text(json.dumps(card))
+    assert plan(study, "--model", str(study / "probe.skops"))["desc"] == "anatclRandom"
 
 
 def test_released_weights_are_found_by_their_name(study):

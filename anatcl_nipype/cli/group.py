@@ -87,8 +87,7 @@ def _weights_given(options):
 def _embeddings_desc(options, features):
     """The ``desc`` of the embeddings to fit on: the weights options' when given, else the one
     kind the participant level wrote (said, with its weights); several kinds: ask which."""
-    encoder = options.encoder_options()
-    chosen = weights_desc(encoder["descriptor"], encoder["fold"], options.weights)
+    chosen = _options_desc(options)
     if _weights_given(options) or features == "regional":
         return chosen
     found = find_embedding_kinds(options.output_dir)
@@ -135,15 +134,39 @@ def _weights_of(sidecar):
     return name + (" (SEEDED RANDOM weights)" if weights.get("random") else "")
 
 
+def _options_desc(options):
+    """The ``desc`` the weights options name; for ``--weights FILE``, ``anatclRandom`` when
+    the participant level found it holds seeded random weights (its sidecars say so)."""
+    encoder = options.encoder_options()
+    random = options.weights is not None and _written_as_random(options.output_dir,
+                                                                options.weights)
+    return weights_desc(encoder["descriptor"], encoder["fold"], options.weights, random)
+
+
+def _written_as_random(output_dir, weights):
+    """Whether the participant level wrote ``weights``' embeddings as ``desc-anatclRandom``
+    (one sidecar of that kind names the file)."""
+    from anatcl_nipype.prediction.feature_source import read_sidecar
+
+    sidecar = next(Path(output_dir).glob("sub-*/**/*_desc-anatclRandom_embedding.json"), None)
+    if sidecar is None:
+        return False
+    try:
+        recorded = (read_sidecar(sidecar).get("weights") or {}).get("path")
+    except PredictionError:
+        return False
+    return recorded == str(Path(weights).resolve())
+
+
 def _card_desc(card, options):
     """The ``desc`` of the embeddings to apply the probe to: the options', else the card's."""
     if _weights_given(options):
-        encoder = options.encoder_options()
-        return weights_desc(encoder["descriptor"], encoder["fold"], options.weights)
+        return _options_desc(options)
     from anatcl_nipype.prediction.applying import card_weights
 
     weights = card_weights(card) or {}
-    return weights_desc(weights.get("descriptor"), weights.get("fold"))
+    return weights_desc(weights.get("descriptor"), weights.get("fold"),
+                        random=weights.get("random") is True)
 
 
 def find_features(output_dir, desc, features):
