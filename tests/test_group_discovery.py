@@ -50,11 +50,16 @@ def test_a_checkpoint_named_on_the_command_line_finds_its_random_or_custom_embed
 
 
 def test_a_probe_fitted_on_random_embeddings_is_applied_to_them(study):
-    card = {"target": "diagnosis", "task": "classification", "features": "embeddings",
-            "feature_source": {"weights": {"path": "/w/random.pth", "random": True}}}
+    """The card names a checkpoint by its sha256; the sidecars say which desc it got."""
+    write_outputs(study / "out", "anatclRandom",
+                  {"path": "/w/random.pth", "random": True, "sha256": "ab" * 32})
     (study / "probe.skops").write_bytes(b"")
-    (study / "probe.json").write_text(json.dumps(card))
-    assert plan(study, "--model", str(study / "probe.skops"))["desc"] == "anatclRandom"
+    for sha256, desc in (("ab" * 32, "anatclRandom"), ("cd" * 32, "anatclCustom")):
+        (study / "probe.json").write_text(json.dumps(
+            {"target": "diagnosis", "task": "classification", "features": "embeddings",
+             "feature_source": {"weights": {"descriptor": None, "fold": None,
+                                            "sha256": sha256}}}))
+        assert plan(study, "--model", str(study / "probe.skops"))["desc"] == desc
 
 
 def test_released_weights_are_found_by_their_name(study):

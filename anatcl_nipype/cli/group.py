@@ -135,38 +135,45 @@ def _weights_of(sidecar):
 
 
 def _options_desc(options):
-    """The ``desc`` the weights options name; for ``--weights FILE``, ``anatclRandom`` when
-    the participant level found it holds seeded random weights (its sidecars say so)."""
+    """The ``desc`` the weights options name (``--weights FILE``: see
+    :func:`_checkpoint_desc`)."""
+    if options.weights is not None:
+        return _checkpoint_desc(options.output_dir, path=options.weights)
     encoder = options.encoder_options()
-    random = options.weights is not None and _written_as_random(options.output_dir,
-                                                                options.weights)
-    return weights_desc(encoder["descriptor"], encoder["fold"], options.weights, random)
+    return weights_desc(encoder["descriptor"], encoder["fold"])
 
 
-def _written_as_random(output_dir, weights):
-    """Whether the participant level wrote ``weights``' embeddings as ``desc-anatclRandom``
-    (one sidecar of that kind names the file)."""
+def _checkpoint_desc(output_dir, path=None, sha256=None):
+    """``anatclRandom`` when the participant level wrote the embeddings of the checkpoint
+    (its ``path`` or ``sha256``) as seeded random weights (one sidecar of that kind names
+    it), else ``anatclCustom``: the sinks chose it from the sidecars, no checkpoint is read.
+
+    >>> _checkpoint_desc("/nonexistent", path="/w/mine.pth")
+    'anatclCustom'
+    """
     from anatcl_nipype.prediction.feature_source import read_sidecar
 
     sidecar = next(Path(output_dir).glob("sub-*/**/*_desc-anatclRandom_embedding.json"), None)
-    if sidecar is None:
-        return False
     try:
-        recorded = (read_sidecar(sidecar).get("weights") or {}).get("path")
+        recorded = {} if sidecar is None else read_sidecar(sidecar).get("weights") or {}
     except PredictionError:
-        return False
-    return recorded == str(Path(weights).resolve())
+        recorded = {}
+    same = ((path is not None and recorded.get("path") == str(Path(path).resolve()))
+            or (sha256 is not None and recorded.get("sha256") == sha256))
+    return weights_desc(weights=path or sha256, random=same)
 
 
 def _card_desc(card, options):
-    """The ``desc`` of the embeddings to apply the probe to: the options', else the card's."""
+    """The ``desc`` of the embeddings to apply the probe to: the options', else the card's
+    (a checkpoint's: found by its sha256)."""
     if _weights_given(options):
         return _options_desc(options)
     from anatcl_nipype.prediction.applying import card_weights
 
     weights = card_weights(card) or {}
-    return weights_desc(weights.get("descriptor"), weights.get("fold"),
-                        random=weights.get("random") is True)
+    if weights.get("descriptor") is None and weights.get("sha256"):
+        return _checkpoint_desc(options.output_dir, sha256=weights["sha256"])
+    return weights_desc(weights.get("descriptor"), weights.get("fold"))
 
 
 def find_features(output_dir, desc, features):
