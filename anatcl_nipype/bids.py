@@ -256,13 +256,19 @@ def participant_ids_for(paths, participant_ids=None):
     return ids
 
 
-def weights_desc(descriptor="global", fold=0, weights=None):
+def weights_desc(descriptor="global", fold=0, weights=None, random=False):
     """The BIDS ``desc`` entity naming the encoder weights: ``anatclGlobalFold0`` for released
-    weights, ``anatclCustom`` for a user's checkpoint (or no descriptor).
+    weights, ``anatclCustom`` for a user's checkpoint (or no descriptor), ``anatclRandom``
+    for a checkpoint of seeded random weights (``random``: its sidecars' weights record
+    says ``"random": true``; known once it is loaded, so the sinks decide it at run time).
 
     >>> weights_desc("local", 3), weights_desc(weights="my.pth"), weights_desc(None, None)
     ('anatclLocalFold3', 'anatclCustom', 'anatclCustom')
+    >>> weights_desc(weights="random-weights-seed0.pth", random=True)
+    'anatclRandom'
     """
+    if random:
+        return "anatclRandom"
     if weights is not None or descriptor is None:
         return "anatclCustom"
     return f"anatcl{descriptor.capitalize()}Fold{fold}"

@@ -23,12 +23,15 @@ examples and users' own scripts:
 
 import csv
 import os
-from dataclasses import asdict, dataclass, field
+import re
+import warnings
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from anatcl_nipype.bids import (  # noqa: F401 (bids_label, bids_source_from_cat12: public here)
     bids_label,
     bids_source_from_cat12,
+    bounded_label,
     cat12_stem,
     participant_id_with_note,
     scan_id,
@@ -40,6 +43,7 @@ ID_COLUMN = "participant_id"
 SESSION_COLUMN = "session_id"
 #: Cell values read as missing.
 MISSING_VALUES = frozenset({"n/a", ""})
+_SUBJECT_FOLDER = re.compile(r"sub-[A-Za-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -78,13 +82,16 @@ class Discovery:
     """What :func:`discover_cat12` found: the scans, how many maps, and what it could not use.
 
     ``empty_folders`` holds ``(folder, why)`` for subject folders without a map;
-    ``unusable`` holds ``(map, reason)`` for maps that give no participant id.
+    ``unusable`` holds ``(map, reason)`` for maps that give no participant id;
+    ``misfiled`` holds ``(map, why)`` for maps whose name gives another participant than
+    the ``sub-*`` folder they lie in (the name's id is used).
     """
 
     subjects: list
     n_maps: int
     empty_folders: list = field(default_factory=list)
     unusable: list = field(default_factory=list)
+    misfiled: list = field(default_factory=list)
 
     def describe(self):
         """Lines for a person: how many maps, which folders had none and why.
@@ -95,7 +102,7 @@ class Discovery:
         lines = [f"Found {self.n_maps} grey-matter map(s) (mri/mwp1*.nii) for "
                  f"{len(self.subjects)} scan(s)"]
         lines += [f"  {folder}: {why}" for folder, why in self.empty_folders]
-        lines += [f"  {path}: {reason}" for path, reason in self.unusable]
+        lines += [f"  {path}: {reason}" for path, reason in self.unusable + self.misfiled]
         return lines
 
 
@@ -105,32 +112,45 @@ def find_cat12_subjects(cat12_dir, participant_labels=None, session_labels=None)
     ``participant_labels`` (with or without ``sub-``) keeps only those participants,
     ``session_labels`` (with or without ``ses-``) only those sessions; a label with no
     map raises :class:`AnatCLError` listing the ones found. Maps that give no participant
-    id are left out (:func:`discover_cat12` lists them).
+    id are left out (:func:`discover_cat12` lists them); a map named for another
+    participant than its ``sub-*`` folder is warned about (``UserWarning``, both names).
     """
-    return discover_cat12(cat12_dir, participant_labels, session_labels).subjects
+    discovery = discover_cat12(cat12_dir, participant_labels, session_labels)
+    for path, why in discovery.misfiled:
+        warnings.warn(f"{path}: {why}", stacklevel=2)
+    return discovery.subjects
 
 
 def discover_cat12(cat12_dir, participant_labels=None, session_labels=None):
     """Find every scan's CAT12 files under ``cat12_dir``: a :class:`Discovery`.
 
     Sessions (``ses-<label>`` in the file name or a folder) give one scan each; folders
-    reached through symbolic links are followed (each real folder once).
+    reached through symbolic links are followed (each real folder once). The participant
+    id comes from the map's name when it has one: a map in ``sub-05/`` named
+    ``mwp1sub-02_T1w.nii`` is sub-02, listed in ``misfiled`` and noted in its ``id_note``;
+    two maps giving one scan id are refused, naming both.
     """
     cat12_dir = Path(cat12_dir).absolute()
     maps = find_cat12_maps(cat12_dir)
-    subjects, unusable = [], []
+    subjects, unusable, misfiled = [], [], []
     for path in maps:
         try:
-            subjects.append(_subject_of(path))
+            subject = _subject_of(path)
         except AnatCLError as error:
             unusable.append((path, str(error).removeprefix(f"{path}: ")))
+            continue
+        why = _misfiled(subject, cat12_dir)
+        if why:
+            misfiled.append((path, why))
+            subject = replace(subject, id_note="; ".join(filter(None, [subject.id_note, why])))
+        subjects.append(subject)
     _check_unique(subjects)
     if participant_labels:
-        subjects = _select(subjects, participant_labels, "sub-", "participant_id")
+        subjects = _select(subjects, participant_labels, "sub-", "participant_id", misfiled)
     if session_labels:
         subjects = _select(subjects, session_labels, "ses-", "session_id")
     subjects = sorted(subjects, key=lambda s: (s.participant_id, s.session_id or ""))
-    return Discovery(subjects, len(maps), _empty_folders(cat12_dir, maps), unusable)
+    return Discovery(subjects, len(maps), _empty_folders(cat12_dir, maps), unusable, misfiled)
 
 
 def find_cat12_maps(cat12_dir):
@@ -216,6 +236,27 @@ def _subject_of(mwp1):
                         session_id_from_path(mwp1), note)
 
 
+def _misfiled(subject, cat12_dir):
+    """Why ``subject``'s map seems misfiled: named for another participant than the
+    nearest ``sub-*`` folder holding it below ``cat12_dir``; None when they agree.
+
+    >>> print(_misfiled(CAT12Subject("sub-02", Path("/d/sub-05/mri/mwp1sub-02_T1w.nii")),
+    ...                 Path("/d")))
+    the map is named for sub-02 but lies in the folder sub-05; read as sub-02 (rename the map \
+or the folder if it belongs to sub-05)
+    """
+    parts = subject.gm_modulated.parent.relative_to(cat12_dir).parts
+    folders = [part for part in parts if _SUBJECT_FOLDER.fullmatch(part)]
+    if not folders or folders[-1] == subject.participant_id:
+        return None
+    folder = folders[-1]
+    if f"sub-{bounded_label(folder.removeprefix('sub-'))}" == subject.participant_id:
+        return None  # a long folder name, shortened the same way
+    return (f"the map is named for {subject.participant_id} but lies in the folder {folder}; "
+            f"read as {subject.participant_id} (rename the map or the folder if it belongs to "
+            f"{folder})")
+
+
 def _beside(mwp1, folder, prefix):
     candidate = mwp1.parent.parent / folder / f"{prefix}{cat12_stem(mwp1)}.xml"
     return candidate if candidate.is_file() else None
@@ -228,18 +269,21 @@ def _check_unique(subjects):
             raise AnatCLError(
                 f"two grey-matter maps for {subject.scan_id}: {seen[subject.scan_id]}"
                 f" and {subject.gm_modulated}; keep one per participant and session (name "
-                "sessions ses-<label>, in the file name or a folder) or point at a folder "
-                "holding one of them")
+                "sessions ses-<label>, in the file name or a folder; a map's name, not its "
+                "folder, gives its participant) or point at a folder holding one of them")
         seen[subject.scan_id] = subject.gm_modulated
 
 
-def _select(subjects, labels, prefix, attribute):
+def _select(subjects, labels, prefix, attribute, misfiled=()):
     wanted = {f"{prefix}{label.removeprefix(prefix)}" for label in labels}
     found = {getattr(s, attribute) for s in subjects} - {None}
     unknown = sorted(wanted - found)
     if unknown:
+        hints = [f"; {path}: {why}" for path, why in misfiled
+                 if any(f"the folder {name};" in why for name in unknown)]
         raise AnatCLError(f"no CAT12 maps for {', '.join(unknown)}; found: "
-                          f"{', '.join(sorted(found)[:20])}{' ...' if len(found) > 20 else ''}")
+                          f"{', '.join(sorted(found)[:20])}{' ...' if len(found) > 20 else ''}"
+                          + "".join(hints))
     return [s for s in subjects if getattr(s, attribute) in wanted]
 
 

@@ -70,7 +70,7 @@ def make_outputs(root, n):
     for subject in cohort.subjects:
         anat = root / "out" / subject / "anat"
         anat.mkdir(parents=True)
-        stem = anat / f"{subject}_desc-anatclCustom_embedding"
+        stem = anat / f"{subject}_desc-anatclRandom_embedding"
         np.save(stem.with_suffix(".npy"), rng.normal(size=512).astype(np.float32))
         stem.with_suffix(".json").write_text(json.dumps(
             {"input": {"path": str(cohort.gm_map(subject))}, "precision": "fp32",

@@ -26,20 +26,23 @@ def cohort(tmp_path_factory):
 
 
 def test_participant_level_writes_bids_derivatives_and_a_summary(cohort, random_weights, tmp_path):
-    code, out, err = anatcl_nipype(cohort.root, tmp_path / "out", "participant", "--weights",
-                                   random_weights, "--nprocs", "2", "-w", tmp_path / "work",
-                                   "--participant-label", "01", "sub-03")
+    """Relative folders on the command line; every path it prints is absolute."""
+    code, out, err = anatcl_nipype(cohort.root, "out", "participant", "--weights",
+                                   random_weights, "--nprocs", "2", "-w", "work",
+                                   "--participant-label", "01", "sub-03", cwd=tmp_path)
     assert code == 0, err
     assert "[2/2] sub-03: anatcl_encode done" in out or "[2/2] sub-01: anatcl_encode done" in out
-    assert "Done: 2 of 2 participant(s)" in out
+    assert f"Done: 2 of 2 participant(s) written to {tmp_path / 'out'}\n" in out
+    assert f"\nReport: {tmp_path / 'out' / 'anatcl' / 'report.html'}\n" in out
+    assert f"Encoding 2 participant(s) from {cohort.root} into {tmp_path / 'out'}\n" in out
     anat = tmp_path / "out" / "sub-01" / "anat"
     assert sorted(p.name for p in anat.iterdir()) == [
-        "sub-01_desc-anatclCustom_embedding.json", "sub-01_desc-anatclCustom_embedding.npy",
+        "sub-01_desc-anatclRandom_embedding.json", "sub-01_desc-anatclRandom_embedding.npy",
         "sub-01_desc-cat12_regions.json", "sub-01_desc-cat12_regions.tsv"]
     regions = (anat / "sub-01_desc-cat12_regions.tsv").read_text().splitlines()
     assert len(regions) == 2 and regions[1].startswith("sub-01\t")
     assert "synthetic_lMedialTemporal_Vgm" in regions[0] and "cat12_TIV" in regions[0]
-    assert np.load(anat / "sub-01_desc-anatclCustom_embedding.npy").shape == (512,)
+    assert np.load(anat / "sub-01_desc-anatclRandom_embedding.npy").shape == (512,)
     assert not (tmp_path / "out" / "sub-02").exists()
     assert json.loads((tmp_path / "out" / "dataset_description.json").read_text())[
         "GeneratedBy"][0]["Name"] == "anatcl-nipype"

@@ -289,7 +289,7 @@ def test_a_run_into_unicode_and_shell_like_folders_with_run_control_options(
     assert code == 0, err
     assert "Done: 1 of 1 participant(s)" in out
     assert (output / "anatcl" / "graph.svg").read_text().lstrip().startswith("<?xml")
-    assert (output / "sub-01" / "anat" / "sub-01_desc-anatclCustom_embedding.npy").is_file()
+    assert (output / "sub-01" / "anat" / "sub-01_desc-anatclRandom_embedding.npy").is_file()
     assert list(tmp_path.rglob("PWNED")) == []
     from nipype.utils.filemanip import loadpkl
 

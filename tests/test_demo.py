@@ -36,7 +36,7 @@ def test_demo_says_its_data_and_weights_are_synthetic(demo):
     n = DEMO_SUBJECTS
     assert f"[{n}/{n}]" in out and f"Done: {n} of {n} participant(s)" in out
     sidecar = json.loads((root / "derivatives" / "sub-01" / "anat" /
-                          "sub-01_desc-anatclCustom_embedding.json").read_text())
+                          "sub-01_desc-anatclRandom_embedding.json").read_text())
     assert sidecar["weights"]["random"] is True
 
 
@@ -66,7 +66,7 @@ def test_demo_participant_outputs(demo):
     assert len(subjects) == DEMO_SUBJECTS
     for subject in subjects:
         anat = derivatives / subject / "anat"
-        assert (anat / f"{subject}_desc-anatclCustom_embedding.npy").is_file()
+        assert (anat / f"{subject}_desc-anatclRandom_embedding.npy").is_file()
         regions = read_tsv(anat / f"{subject}_desc-cat12_regions.tsv")
         assert len(regions) == 1 and regions[0]["participant_id"] == subject
 
@@ -155,7 +155,7 @@ def test_a_failed_apply_is_said_once(demo, tmp_path):
 
 def test_running_the_demo_again_reuses_its_cohort_checkpoint_and_results(demo):
     root, first = demo
-    embedding = root / "derivatives" / "sub-01" / "anat" / "sub-01_desc-anatclCustom_embedding.npy"
+    embedding = root / "derivatives" / "sub-01" / "anat" / "sub-01_desc-anatclRandom_embedding.npy"
     before = embedding.read_bytes(), embedding.stat().st_mtime_ns
     checkpoint = (root / "random-weights-seed0.pth").stat().st_mtime_ns
     code, out, err = anatcl_nipype("demo", root, "--n-subjects", DEMO_SUBJECTS)

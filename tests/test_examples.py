@@ -49,7 +49,7 @@ def test_fmriprep_style_parent_runs_with_multiproc(small_cohort, random_weights,
                  "--work-dir", str(tmp_path / "work"), "--nprocs", "2"])
     anat = out / "sub-04" / "anat"
     assert (anat / "sub-04_desc-totalgm_features.tsv").read_text().startswith("total_gm_cm3\n")
-    assert np.load(anat / "sub-04_desc-anatclCustom_embedding.npy").shape == (512,)
+    assert np.load(anat / "sub-04_desc-anatclRandom_embedding.npy").shape == (512,)
     assert len(list(out.glob("sub-*/anat/*_embedding.npy"))) == 4
 
 
@@ -87,6 +87,6 @@ def test_fmriprep_style_parent_keeps_sessions_apart(random_weights, tmp_path):
     for subject, session in maps:
         stem = out / f"sub-{subject}" / f"ses-{session}" / "anat" / f"sub-{subject}_ses-{session}"
         assert Path(f"{stem}_desc-totalgm_features.tsv").is_file()
-        embeddings[subject, session] = np.load(f"{stem}_desc-anatclCustom_embedding.npy")
+        embeddings[subject, session] = np.load(f"{stem}_desc-anatclRandom_embedding.npy")
     assert len(list(out.rglob("*_embedding.npy"))) == 4
     assert not np.allclose(embeddings["02", "1"], embeddings["02", "2"])  # not overwritten

@@ -117,7 +117,7 @@ def test_one_failing_subject_of_ten_through_the_command(ten, reference):
     for subject in good:
         assert len(list((output / subject / "anat").iterdir())) == 4
         assert np.load(output / subject / "anat" /
-                       f"{subject}_desc-anatclCustom_embedding.npy").shape == (512,)
+                       f"{subject}_desc-anatclRandom_embedding.npy").shape == (512,)
 
 
 @pytest.mark.slow
@@ -131,7 +131,7 @@ def test_one_failing_subject_of_ten_in_a_batch_node(ten, reference, random_weigh
     ids, table = read_embeddings_tsv(outputs.out_tsv)
     assert ids == outputs.participant_ids == good and len(outputs.out_files) == 9
     written = reference[3]
-    expected = np.stack([np.load(written / s / "anat" / f"{s}_desc-anatclCustom_embedding.npy")
+    expected = np.stack([np.load(written / s / "anat" / f"{s}_desc-anatclRandom_embedding.npy")
                          for s in good])
     np.testing.assert_allclose(table, expected, atol=1e-5)  # batched == one at a time
     assert open(outputs.failed_tsv).read().splitlines() == [

@@ -33,11 +33,33 @@ def plan(study, *options):
 
 
 def test_custom_embeddings_are_found_and_their_weights_named(study, capsys):
-    write_outputs(study / "out", "anatclCustom", {"path": "/w/random.pth", "random": True})
-    assert plan(study)["desc"] == "anatclCustom"
-    assert capsys.readouterr().out == ("Using the participant-level embeddings desc-anatclCustom, "
+    write_outputs(study / "out", "anatclRandom", {"path": "/w/random.pth", "random": True})
+    assert plan(study)["desc"] == "anatclRandom"
+    assert capsys.readouterr().out == ("Using the participant-level embeddings desc-anatclRandom, "
                                        "made with the checkpoint /w/random.pth (SEEDED RANDOM "
                                        "weights)\n")
+
+
+def test_a_checkpoint_named_on_the_command_line_finds_its_random_or_custom_embeddings(study):
+    """--weights FILE: desc-anatclRandom when the participant level wrote that file's
+    embeddings as seeded random weights, else desc-anatclCustom (no checkpoint loaded)."""
+    write_outputs(study / "out", "anatclRandom", {"path": "/w/random.pth", "random": True})
+    write_outputs(study / "out", "anatclCustom", {"path": "/w/mine.pth"})
+    assert plan(study, "--weights", "/w/random.pth")["desc"] == "anatclRandom"
+    assert plan(study, "--weights", "/w/mine.pth")["desc"] == "anatclCustom"
+
+
+def test_a_probe_fitted_on_random_embeddings_is_applied_to_them(study):
+    """The card names a checkpoint by its sha256; the sidecars say which desc it got."""
+    write_outputs(study / "out", "anatclRandom",
+                  {"path": "/w/random.pth", "random": True, "sha256": "ab" * 32})
+    (study / "probe.skops").write_bytes(b"")
+    for sha256, desc in (("ab" * 32, "anatclRandom"), ("cd" * 32, "anatclCustom")):
+        (study / "probe.json").write_text(json.dumps(
+            {"target": "diagnosis", "task": "classification", "features": "embeddings",
+             "feature_source": {"weights": {"descriptor": None, "fold": None,
+                                            "sha256": sha256}}}))
+        assert plan(study, "--model", str(study / "probe.skops"))["desc"] == desc
 
 
 def test_released_weights_are_found_by_their_name(study):

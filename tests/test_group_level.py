@@ -97,7 +97,7 @@ def test_group_workflow_from_python_in_a_parent_matches_the_command(fitted, tmp_
     group_wf = init_anatcl_group_wf(target="age", task="regression", features="both", cv=2,
                                     output_dir=tmp_path / "mine")
     group_wf.inputs.inputnode.embeddings = [
-        str(p) for p in sorted(out.glob("sub-*/anat/*_desc-anatclCustom_embedding.npy"))]
+        str(p) for p in sorted(out.glob("sub-*/anat/*_desc-anatclRandom_embedding.npy"))]
     group_wf.inputs.inputnode.regional_tsv = [
         str(p) for p in sorted(out.glob("sub-*/anat/*_desc-cat12_regions.tsv"))]
     group_wf.inputs.inputnode.participants_tsv = str(cohort.participants_tsv)

@@ -74,3 +74,42 @@ def test_one_subject_folder_reports_no_empty_folders(tmp_path):
     discovery = discover_cat12(tmp_path)
     assert discovery.describe() == ["Found 1 grey-matter map(s) (mri/mwp1*.nii) for 1 scan(s)"]
     assert discovery.subjects[0].label_roi == tmp_path / "label" / "catROI_sub-01_T1w.xml"
+
+
+def test_a_map_named_for_another_participant_than_its_folder_is_warned_about(tmp_path):
+    """cat12/sub-05/mri/mwp1sub-02_T1w.nii: the map's name wins, said with both names."""
+    touch(tmp_path / "sub-01" / "mri" / "mwp1sub-01_T1w.nii")
+    misfiled = tmp_path / "sub-05" / "mri" / "mwp1sub-02_T1w.nii"
+    touch(misfiled)
+    discovery = discover_cat12(tmp_path)
+    why = ("the map is named for sub-02 but lies in the folder sub-05; read as sub-02 (rename "
+           "the map or the folder if it belongs to sub-05)")
+    assert discovery.misfiled == [(misfiled, why)]
+    assert f"  {misfiled}: {why}" in discovery.describe()
+    assert [(s.participant_id, s.id_note) for s in discovery.subjects] == [
+        ("sub-01", None), ("sub-02", why)]  # the note goes into the outputs' sidecars
+    with pytest.warns(UserWarning, match="named for sub-02 but lies in the folder sub-05"):
+        find_cat12_subjects(tmp_path)
+    with pytest.raises(AnatCLError, match=r"no CAT12 maps for sub-05; found: sub-01, sub-02; "
+                                          rf"{misfiled}: the map is named for sub-02"):
+        discover_cat12(tmp_path, ["05"])
+
+
+def test_two_maps_claiming_one_participant_are_refused_naming_both(tmp_path):
+    touch(tmp_path / "sub-02" / "mri" / "mwp1sub-02_T1w.nii")
+    touch(tmp_path / "sub-05" / "mri" / "mwp1sub-02_T1w.nii")
+    with pytest.raises(AnatCLError) as error:
+        discover_cat12(tmp_path)
+    assert str(error.value).startswith(
+        f"two grey-matter maps for sub-02: {tmp_path / 'sub-02' / 'mri' / 'mwp1sub-02_T1w.nii'} "
+        f"and {tmp_path / 'sub-05' / 'mri' / 'mwp1sub-02_T1w.nii'}; ")
+    assert "a map's name, not its folder, gives its participant" in str(error.value)
+
+
+def test_a_folder_and_a_map_that_agree_are_not_misfiled(tmp_path):
+    touch(tmp_path / "derivatives" / "CAT12.9" / "sub-01" / "ses-1" / "anat" / "mri" /
+          "mwp1sub-01_ses-1_T1w.nii")
+    touch(tmp_path / "derivatives" / "CAT12.9" / "sub-02" / "anat" / "mri" / "mwp1scan.nii")
+    discovery = discover_cat12(tmp_path)
+    assert [s.scan_id for s in discovery.subjects] == ["sub-01_ses-1", "sub-02"]
+    assert discovery.misfiled == []

@@ -32,3 +32,21 @@ def test_importing_the_package_is_cheap():
     code = "import sys, anatcl_nipype; print(sorted(m for m in ('torch', 'sklearn', 'nipype', 'niworkflows') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_security_contact_is_in_the_metadata_and_named_by_security_md():
+    """SECURITY.md sends reports to the tracker the package metadata names."""
+    import configparser
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    config = configparser.ConfigParser()
+    config.read(root / "setup.cfg")
+    urls = dict(line.split(" = ", 1) for line in
+                config["metadata"]["project_urls"].strip().splitlines())
+    assert urls["Bug Tracker"] == "https://github.com/anatcl-nipype/anatcl-nipype/issues"
+    assert urls["Bug Tracker"].startswith(urls["Source"])
+    policy = (root / "SECURITY.md").read_text().split("## Reporting a problem", 1)[1]
+    assert urls["Source"] in policy
+    assert '"Security" tab' in policy and '"Report a vulnerability"' in policy
+    assert "Bug Tracker" in policy

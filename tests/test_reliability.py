@@ -345,9 +345,9 @@ def test_participant_level_lists_every_bad_participant_and_writes_the_others(
         tracebacks, [row for row in rows[1:] if row[3]]))
     for participant in cohort.subjects:
         anat = output / participant / "anat"
-        np.testing.assert_allclose(np.load(anat / f"{participant}_desc-anatclCustom_embedding.npy"),
+        np.testing.assert_allclose(np.load(anat / f"{participant}_desc-anatclRandom_embedding.npy"),
                                    reference_embeddings[participant], atol=1e-5)
-        sidecar = json.loads((anat / f"{participant}_desc-anatclCustom_embedding.json").read_text())
+        sidecar = json.loads((anat / f"{participant}_desc-anatclRandom_embedding.json").read_text())
         assert sidecar["input"]["path"] == str(study[0] / participant / "mri" /
                                                f"mwp1{participant}_T1w.nii")
         assert (anat / f"{participant}_desc-cat12_regions.tsv").read_text().count("\n") == 2
@@ -358,7 +358,7 @@ def test_participant_level_writes_nothing_under_final_names_for_bad_participants
         participant_run, study, cohort):
     *_, output = participant_run
     written = sorted(str(path.relative_to(output)) for path in output.rglob("*") if path.is_file())
-    per_subject = ["desc-anatclCustom_embedding.json", "desc-anatclCustom_embedding.npy",
+    per_subject = ["desc-anatclRandom_embedding.json", "desc-anatclRandom_embedding.npy",
                    "desc-cat12_regions.json", "desc-cat12_regions.tsv"]
     embedding_only = per_subject[:2]  # hostile XML: the embedding is fine, the regions are not
     expected = ["anatcl/failed.tsv", "anatcl/methods.md", "anatcl/report.html",

@@ -93,7 +93,8 @@ def _chromium(width):
 def write_embedding(anat, label, vector, gm_map, weights=RANDOM_WEIGHTS):
     """An embedding and its sidecar, as the participant level writes them."""
     anat.mkdir(parents=True, exist_ok=True)
-    stem = anat / f"{label}_desc-anatclCustom_embedding"
+    desc = "anatclRandom" if weights.get("random") else "anatclCustom"  # as the sinks name them
+    stem = anat / f"{label}_desc-{desc}_embedding"
     np.save(stem.with_suffix(".npy"), vector.astype(np.float32))
     stem.with_suffix(".json").write_text(json.dumps({
         "device": "cpu", "input": {"path": str(gm_map), "sha256": "ab" * 32},

@@ -244,14 +244,14 @@ def test_sessions_through_the_command(bids_sessions, random_weights, tmp_path):
     assert "sub-02_ses-2: anatcl_encode done" in stdout
     anat = out / "sub-01" / "ses-2" / "anat"
     assert sorted(p.name for p in anat.iterdir()) == [
-        "sub-01_ses-2_desc-anatclCustom_embedding.json",
-        "sub-01_ses-2_desc-anatclCustom_embedding.npy",
+        "sub-01_ses-2_desc-anatclRandom_embedding.json",
+        "sub-01_ses-2_desc-anatclRandom_embedding.npy",
         "sub-01_ses-2_desc-cat12_regions.json", "sub-01_ses-2_desc-cat12_regions.tsv"]
     assert read_tsv(anat / "sub-01_ses-2_desc-cat12_regions.tsv")[0]["participant_id"] == \
         "sub-01_ses-2"
     assert not (out / "sub-01" / "ses-1").exists()
     report = out / "anatcl" / "report.html"
-    embedding = anat / "sub-01_ses-2_desc-anatclCustom_embedding.npy"
+    embedding = anat / "sub-01_ses-2_desc-anatclRandom_embedding.npy"
     stamp = embedding.stat().st_mtime_ns
     report.unlink()
     code, stdout, err = anatcl_nipype(bids_sessions, out, "participant", "--reports-only",

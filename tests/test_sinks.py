@@ -109,3 +109,37 @@ def test_a_sink_node_checks_its_destinations_on_every_run(tmp_path):
     workflow.run(plugin="Linear")
     assert (base / VECTOR).read_bytes() == vector.read_bytes()
     assert _stamps(base, [VECTOR_JSON]) == before
+
+
+def test_embeddings_of_random_weights_say_so_in_their_names(tmp_path):
+    """The desc of a checkpoint's embeddings is decided when the sink runs, from the
+    sidecar's weights record: anatclRandom for seeded random weights, else anatclCustom."""
+    import subprocess
+    import sys
+
+    from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
+
+    source = tmp_path / "cat12" / "sub-01" / "mri" / "mwp1sub-01_T1w.nii"
+    for name, weights, desc in (("random", {"path": "/w/r.pth", "random": True}, "anatclRandom"),
+                                ("custom", {"path": "/w/mine.pth", "random": False},
+                                 "anatclCustom")):
+        vector, sidecar, _ = _inputs(tmp_path / name)
+        sidecar.write_text(json.dumps({"weights": weights}))
+        workflow = init_anatcl_derivatives_wf(output_dir=tmp_path / name / "out",
+                                              weights="/w/any.pth",
+                                              id_note="participant id from a test", name=name)
+        workflow.base_dir = str(tmp_path / "work")
+        workflow.inputs.inputnode.source_file = str(source)
+        workflow.inputs.inputnode.embedding = str(vector)
+        workflow.inputs.inputnode.embedding_json = str(sidecar)
+        workflow.run()
+        anat = tmp_path / name / "out" / "sub-01" / "anat"
+        assert sorted(p.name for p in anat.iterdir()) == [
+            f"sub-01_desc-{desc}_embedding.json", f"sub-01_desc-{desc}_embedding.npy"]
+    # the graph is built without loading the checkpoint: no torch, no scikit-learn
+    code = ("import sys\n"
+            "from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf\n"
+            "init_anatcl_derivatives_wf(output_dir='/o', weights='/w/r.pth')\n"
+            "print(sorted(m for m in ('torch', 'sklearn') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

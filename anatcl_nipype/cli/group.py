@@ -88,8 +88,7 @@ def _weights_given(options):
 def _embeddings_desc(options, features):
     """The ``desc`` of the embeddings to fit on: the weights options' when given, else the one
     kind the participant level wrote (said, with its weights); several kinds: ask which."""
-    encoder = options.encoder_options()
-    chosen = weights_desc(encoder["descriptor"], encoder["fold"], options.weights)
+    chosen = _options_desc(options)
     if _weights_given(options) or features == "regional":
         return chosen
     found = find_embedding_kinds(options.output_dir)
@@ -136,14 +135,45 @@ def _weights_of(sidecar):
     return name + (" (SEEDED RANDOM weights)" if weights.get("random") else "")
 
 
+def _options_desc(options):
+    """The ``desc`` the weights options name (``--weights FILE``: see
+    :func:`_checkpoint_desc`)."""
+    if options.weights is not None:
+        return _checkpoint_desc(options.output_dir, path=options.weights)
+    encoder = options.encoder_options()
+    return weights_desc(encoder["descriptor"], encoder["fold"])
+
+
+def _checkpoint_desc(output_dir, path=None, sha256=None):
+    """``anatclRandom`` when the participant level wrote the embeddings of the checkpoint
+    (its ``path`` or ``sha256``) as seeded random weights (one sidecar of that kind names
+    it), else ``anatclCustom``: the sinks chose it from the sidecars, no checkpoint is read.
+
+    >>> _checkpoint_desc("/nonexistent", path="/w/mine.pth")
+    'anatclCustom'
+    """
+    from anatcl_nipype.prediction.feature_source import read_sidecar
+
+    sidecar = next(Path(output_dir).glob("sub-*/**/*_desc-anatclRandom_embedding.json"), None)
+    try:
+        recorded = {} if sidecar is None else read_sidecar(sidecar).get("weights") or {}
+    except PredictionError:
+        recorded = {}
+    same = ((path is not None and recorded.get("path") == str(Path(path).resolve()))
+            or (sha256 is not None and recorded.get("sha256") == sha256))
+    return weights_desc(weights=path or sha256, random=same)
+
+
 def _card_desc(card, options):
-    """The ``desc`` of the embeddings to apply the probe to: the options', else the card's."""
+    """The ``desc`` of the embeddings to apply the probe to: the options', else the card's
+    (a checkpoint's: found by its sha256)."""
     if _weights_given(options):
-        encoder = options.encoder_options()
-        return weights_desc(encoder["descriptor"], encoder["fold"], options.weights)
+        return _options_desc(options)
     from anatcl_nipype.prediction.applying import card_weights
 
     weights = card_weights(card) or {}
+    if weights.get("descriptor") is None and weights.get("sha256"):
+        return _checkpoint_desc(options.output_dir, sha256=weights["sha256"])
     return weights_desc(weights.get("descriptor"), weights.get("fold"))
 
 
@@ -246,8 +276,8 @@ def _print_results(options, output_dir, plan, folds):
 
     destination = output_dir / target_folder(plan["target"])
     if options.model:
-        print(f"Applied {options.model} (predictions are in sample for participants it was "
-              f"fitted on, not cross-validated): "
+        print(f"Applied {Path(options.model).absolute()} (predictions are in sample for "
+              "participants it was fitted on, not cross-validated): "
               f"{destination / 'desc-applied_predictions.tsv'}")
     elif folds:
         for fold in folds:
@@ -271,10 +301,11 @@ def _ensemble_folds(options):
 
 
 def _study_options(options):
-    """FitProbe's harmonisation options and the relevance maps' (fitting only)."""
+    """FitProbe's brain-age bias folds, harmonisation options and the relevance maps'
+    (fitting only)."""
     if options.model:
         return {}
-    study = {}
+    study = {"bias_cv": options.bias_cv}
     if options.harmonize != "none":
         study.update(harmonize=options.harmonize, site_column=options.site_column,
                      covariate_columns=list(options.covariates),
@@ -328,10 +359,13 @@ def read_metrics(metrics_tsv):
 
 
 def _print_metrics(metrics_tsv):
-    """Print the mean +- sd rows of the cross-validation's metrics table."""
+    """Print the mean ± sd rows of the cross-validation's metrics table (the report's rule:
+    :func:`~anatcl_nipype.prediction.summary_text.mean_sd_text`)."""
+    from anatcl_nipype.prediction.summary_text import mean_sd_text
+
     rows = read_metrics(metrics_tsv)
     mean, sd = rows.get("mean"), rows.get("sd")
     if mean and sd:
-        shown = [f"{name} {float(mean[name]):.3f} +- {float(sd[name]):.3f}"
-                 for name in mean if name not in ("fold", "repeat") and mean[name] not in ("", "n/a")]
+        shown = [f"{name} {mean_sd_text(mean[name], sd[name])}" for name in mean
+                 if name not in ("fold", "repeat") and mean[name] not in ("", "n/a")]
         print("Cross-validated " + ", ".join(shown))

@@ -40,6 +40,7 @@ class Options:
     model: Path | None = None
     participants: Path | None = None
     cv: int = 5
+    bias_cv: int | None = 5
     n_repeats: int = 1
     group_column: str | None = None
     weights: Path | None = None
@@ -131,6 +132,19 @@ def _plugin_args(text):
     return pairs
 
 
+def _bias_cv(text):
+    """``--bias-cv``: 2 folds or more, or ``none`` (in-sample predictions).
+
+    >>> _bias_cv("3"), _bias_cv("none")
+    (3, None)
+    """
+    if text.lower() == "none":
+        return None
+    if text.isdigit() and int(text) >= 2:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"{text!r}: choose 2 folds or more, or none")
+
+
 def _fold(text):
     """``--fold``: one of the released folds, or ``all``."""
     if text == ALL_FOLDS:
@@ -212,6 +226,12 @@ def build_parser():
     group.add_argument("--participants", type=Path, help="participants.tsv (default: found in "
                        "or above cat12_dir)")
     group.add_argument("--cv", type=int, default=5, help="cross-validation folds (default: 5)")
+    group.add_argument("--bias-cv", type=_bias_cv, default=5, metavar="{N,none}",
+                       help="brain age: folds of the cross-validation within each training "
+                            "set whose predictions the age-bias line is fitted on (default: "
+                            "5; with sessions or --group-column at most one per participant "
+                            "or group); none: fit it on in-sample predictions, for cohorts "
+                            "too small to split (it then under-corrects)")
     group.add_argument("--n-repeats", type=int, default=1, help="repeated CV (default: 1)")
     group.add_argument("--group-column", help="participants.tsv column for group-aware "
                        "splits, e.g. site")

@@ -33,7 +33,7 @@ def run_participant_level(options):
         ensure_weights(options)
         shard_size = choose_shard_size(options, len(subjects))
         workflow, folder = _build(options, subjects, output_dir, shard_size)
-    phases.say(f"Encoding {_count(subjects)} from {options.cat12_dir} into "
+    phases.say(f"Encoding {_count(subjects)} from {Path(options.cat12_dir).absolute()} into "
                f"{output_dir}")
     report = run_timed(workflow, options, phases, "encoding, regional and sinks",
                        total_subjects=len(subjects))
@@ -110,7 +110,7 @@ def ensure_weights(options):
 
         checkpoint = load_checkpoint(options.weights)  # refuse a bad file now, not per node
         if checkpoint.options.get("random"):
-            warn_random_weights(options.weights)
+            warn_random_weights(Path(options.weights).absolute())
         return
     from anatcl_nipype.encoder.weights import fetch_weights
 

@@ -24,13 +24,15 @@ def report_dir(output_dir):
 
 
 def write_report(output_dir, participants_tsv=None, work_dir=None):
-    """Write ``<output_dir>/anatcl/report.html`` and ``methods.md``; return the page's path.
+    """Write ``<output_dir>/anatcl/report.html`` and ``methods.md``; return the page's
+    absolute path (the command line prints every path absolute).
 
     ``participants_tsv`` colours the embedding overview; ``work_dir`` keeps the reportlets
     and a cache of participant figures (redrawn only when a map changes) between runs.
     """
     from anatcl_nipype.reports.assemble import build_report
 
+    output_dir = Path(output_dir).absolute()
     report_dir(output_dir)
     return build_report(output_dir, participants_tsv, work_dir=work_dir)
 

@@ -36,6 +36,7 @@ from nipype.interfaces.base import (
 )
 
 import anatcl_nipype
+from anatcl_nipype.bids import weights_desc
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import write_json_atomic
 
@@ -65,6 +66,10 @@ class _DerivativesSinkInputSpec(BaseInterfaceInputSpec):
     compress = traits.Either(None, traits.Bool, default=None, usedefault=True,
                              desc="gzip (True), gunzip (False) or copy as is (None)")
     meta_dict = traits.Dict(traits.Str, desc="metadata for a JSON sidecar beside the file")
+    weights_sidecar = File(exists=True, desc="an embedding's JSON sidecar: when its weights "
+                                             "record says \"random\": true, desc is "
+                                             "anatclRandom (files from seeded random weights "
+                                             "say so in their names)")
 
 
 class _DerivativesSinkOutputSpec(TraitedSpec):
@@ -79,7 +84,10 @@ class AnatCLDerivativesDataSink(SimpleInterface):
     ``source_file``, then ``desc``/``space``/``suffix``, the input's extension) with
     pybids' ``build_path``, and written into ``base_directory`` atomically: each file
     appears under its final name complete, or not at all (see the module docstring).
-    ``meta_dict`` is written as a JSON sidecar. A file whose final path already holds the
+    ``meta_dict`` is written as a JSON sidecar. With ``weights_sidecar`` (an embedding's
+    sidecar) whose weights record says ``"random": true``, ``desc`` becomes
+    ``anatclRandom``: known only once the encoder loaded the checkpoint, so decided here,
+    at run time. A file whose final path already holds the
     same bytes is not copied again and keeps its mtime; the sink still runs every time
     (``_always_run``) to check its destinations. A write that fails (disk full, unwritable
     folder) raises :class:`AnatCLError`.
@@ -127,6 +135,8 @@ class AnatCLDerivativesDataSink(SimpleInterface):
         for key in ("desc", "space", "suffix"):
             if isdefined(getattr(self.inputs, key)):
                 entities[key] = getattr(self.inputs, key)
+        if isdefined(self.inputs.weights_sidecar) and _random_weights(self.inputs.weights_sidecar):
+            entities["desc"] = weights_desc(random=True)
         names = []
         for in_file in self.inputs.in_file:
             extension = output_extension(in_file, self.inputs.compress)
@@ -138,6 +148,20 @@ class AnatCLDerivativesDataSink(SimpleInterface):
                     f"with extensions {', '.join(EXTENSIONS)}")
             names.append(name)
         return names
+
+
+def _random_weights(sidecar):
+    """Whether an embedding's sidecar records seeded random weights."""
+    from anatcl_nipype.files import (MAX_SIDECAR_BYTES, MAX_SIDECAR_DEPTH, JSONFileError,
+                                     read_json_bounded)
+
+    try:
+        content = read_json_bounded(sidecar, max_bytes=MAX_SIDECAR_BYTES,
+                                    max_depth=MAX_SIDECAR_DEPTH, what="JSON sidecar")
+    except JSONFileError as error:
+        raise AnatCLError(f"{error}; the encoder writes it beside each embedding") from None
+    weights = content.get("weights") if isinstance(content, dict) else None
+    return isinstance(weights, dict) and weights.get("random") is True
 
 
 def output_extension(in_file, compress=None):

@@ -200,6 +200,11 @@ class FitProbeInputSpec(BaseInterfaceInputSpec):
                                desc="a test participant from a site absent from training: "
                                     "refused, or its offsets estimated from its own rows "
                                     "(needed when folds are grouped by site)")
+    bias_cv = traits.Either(None, traits.Range(low=2), default=5, usedefault=True,
+                            desc="brain age: folds of the cross-validation, within each "
+                                 "training set, whose predictions the age-bias line is fitted "
+                                 "on (at most one per group); None: in-sample predictions, "
+                                 "for cohorts too small to split")
 
 
 class FitProbeOutputSpec(TraitedSpec):
@@ -242,7 +247,7 @@ class FitProbe(SimpleInterface):
             group_column=inputs.group_column if isdefined(inputs.group_column) else None,
             harmonize=None if inputs.harmonize == "none" else inputs.harmonize,
             site_column=inputs.site_column, covariate_columns=list(inputs.covariate_columns),
-            unseen_sites=inputs.unseen_sites))
+            unseen_sites=inputs.unseen_sites, bias_cv=inputs.bias_cv))
         return runtime
 
 

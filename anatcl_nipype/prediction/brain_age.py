@@ -20,10 +20,13 @@ The metrics of a brain-age model (MAE, R2) are therefore reported on the raw
 predictions.
 
 The line is fitted on cross-validated predictions within the training data
-(``bias_cv`` folds) rather than on in-sample predictions, which are closer to the
-truth than any test prediction will be and so would under-correct. With ``groups``
-(``fit(X, age, groups=...)``: participants with several sessions, sites) those folds
-are ``GroupKFold`` folds and the probe's own penalty search splits by group too.
+(``bias_cv`` folds; the command line's ``--bias-cv``) rather than on in-sample
+predictions, which are closer to the truth than any test prediction will be and so
+would under-correct (``bias_cv=None`` fits it on them all the same, for cohorts too
+small to split). With ``groups`` (``fit(X, age, groups=...)``: participants with
+several sessions, sites) those folds are ``GroupKFold`` folds over the groups, fewer
+than ``bias_cv`` when the training rows hold fewer groups (``bias_folds_`` says how
+many were used), and the probe's own penalty search splits by group too.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -58,7 +61,8 @@ class BrainAgeRegressor(RegressorMixin, BaseEstimator):
         predictions and gaps are left as the probe gives them.
     bias_cv : int or None
         Folds of the training-data cross-validation whose predictions the bias line
-        is fitted on; ``None`` fits it on in-sample training predictions.
+        is fitted on (with groups: at most one per group); ``None`` fits it on in-sample
+        training predictions.
     seed : int
         Seed of the ``bias_cv`` fold shuffle.
 
@@ -70,6 +74,8 @@ class BrainAgeRegressor(RegressorMixin, BaseEstimator):
         ``bias_correction`` is None). Never refitted by ``predict``.
     bias_fit_predictions_ : ndarray
         The training predictions the line was fitted on.
+    bias_folds_ : int or None
+        The folds of that cross-validation (``None``: in-sample predictions).
 
     >>> model = BrainAgeRegressor(bias_correction=None)
     >>> model.get_params()["bias_correction"] is None
@@ -94,6 +100,7 @@ class BrainAgeRegressor(RegressorMixin, BaseEstimator):
         age = np.asarray(y, dtype=float)
         probe = make_probe("brain_age") if self.probe is None else self.probe
         self.probe_ = fit_probe(probe, X, age, groups)
+        self.bias_folds_ = None
         if self.bias_correction is None:
             self.bias_slope_, self.bias_intercept_ = 1.0, 0.0
             return self
@@ -121,23 +128,38 @@ class BrainAgeRegressor(RegressorMixin, BaseEstimator):
     def _training_predictions(self, probe, X, age, groups=None):
         if self.bias_cv is None:
             return self.probe_.predict(X)
+        if groups is not None:
+            self.bias_folds_, predictions = _grouped_predictions(
+                probe, X, age, np.asarray(groups), self.bias_cv)
+            return predictions
         if len(age) < self.bias_cv:
             raise PredictionError(
-                f"{len(age)} participants are too few for the brain-age bias correction's "
-                f"{self.bias_cv}-fold cross-validation of the training predictions (needs "
-                f"{self.bias_cv} in every training set); add participants or lower cv")
-        if groups is None:
-            folds = KFold(self.bias_cv, shuffle=True, random_state=self.seed)
-            return cross_val_predict(clone(probe), X, age, cv=folds)
-        return _grouped_predictions(probe, X, age, np.asarray(groups), self.bias_cv)
+                f"{len(age)} training participants are too few for the brain-age bias "
+                f"correction's {self.bias_cv}-fold cross-validation of the training "
+                f"predictions; {_FEWER_FOLDS}")
+        self.bias_folds_ = self.bias_cv
+        folds = KFold(self.bias_cv, shuffle=True, random_state=self.seed)
+        return cross_val_predict(clone(probe), X, age, cv=folds)
+
+
+#: What to do when the training rows are too few for the bias line's cross-validation.
+_FEWER_FOLDS = ("lower bias_cv (the command line's --bias-cv), or pass none to fit the "
+                "bias line on in-sample training predictions, or add participants")
 
 
 def _grouped_predictions(probe, X, age, groups, n_folds):
-    """Out-of-fold predictions over ``GroupKFold`` folds, each fit searching by group."""
+    """``(folds, out-of-fold predictions)`` over ``GroupKFold`` folds (at most one per
+    group), each fit searching its penalty by group."""
     n_groups = len(set(groups.tolist()))
     if n_groups < 2:
         raise PredictionError(f"the training rows hold {n_groups} group: too few for the "
-                              "grouped cross-validation of the brain-age bias line; use more "
-                              "groups or bias_cv=None")
-    return cross_val_predict(GroupedFit(probe), X, age, groups=groups,
-                             cv=GroupKFold(min(n_folds, n_groups)), params={"groups": groups})
+                              "grouped cross-validation of the brain-age bias line; "
+                              + _FEWER_FOLDS)
+    folds = min(n_folds, n_groups)
+    try:
+        return folds, cross_val_predict(GroupedFit(probe), X, age, groups=groups,
+                                        cv=GroupKFold(folds), params={"groups": groups})
+    except PredictionError as error:
+        raise PredictionError(f"the brain-age bias correction's {folds}-fold cross-validation "
+                              f"over the {n_groups} groups of the training rows: {error}; or "
+                              + _FEWER_FOLDS) from None

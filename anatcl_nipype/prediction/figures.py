@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from anatcl_nipype.files import atomic_write
+from anatcl_nipype.prediction.summary_text import mean_sd_text
 
 
 def plot_cv_results(result, out_stem):
@@ -89,7 +90,7 @@ def _draw_scatter(ax, predictions):
 
 
 def _title(summary, names):
-    parts = [f"{name} {summary[name]['mean']:.3g} ± {summary[name]['sd']:.2g}"
+    parts = [f"{name} {mean_sd_text(summary[name]['mean'], summary[name]['sd'])}"
              + _usable(summary[name]) for name in names if name in summary]
     return "Cross-validated\n" + ", ".join(parts)
 

@@ -27,7 +27,7 @@ from anatcl_nipype.prediction.feature_source import (
 def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
                     features_json=None, cv=5, n_repeats=1, seed=0, n_permutations=0,
                     group_column=None, harmonize=None, site_column="site",
-                    covariate_columns=(), unseen_sites="refuse"):
+                    covariate_columns=(), unseen_sites="refuse", bias_cv=5):
     """Cross-validate and fit a probe; return the paths written (FitProbe's output names).
 
     ``task="auto"``: brain_age for an ``age`` column, regression for numbers, else
@@ -35,11 +35,13 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
     table are left out and listed in the summary. ``harmonize="combat"``: ComBat on the
     sites of ``site_column`` (protecting ``covariate_columns``), fitted inside each
     training fold and saved with the final probe; the card records it and the summary
-    gives the site separability before and after.
+    gives the site separability before and after. ``bias_cv``: folds of the brain-age
+    bias line's cross-validation in each training set (None: in-sample predictions); the
+    card's ``validation`` records it and the folds used (fewer with few groups).
     """
     from anatcl_nipype.prediction import (cross_validate_probe, plot_cv_results, save_probe,
                                           write_metrics_tsv, write_predictions_tsv)
-    from anatcl_nipype.prediction.validation import fit_final_probe
+    from anatcl_nipype.prediction.validation import default_estimator, fit_final_probe
 
     if task == AUTO_TASK:
         task = infer_task(target, target_values(participants_tsv, target))
@@ -50,19 +52,26 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
     X = features.loc[ids]
     harmonization = _harmonization_options(participants_tsv, ids, harmonize, site_column,
                                            covariate_columns, unseen_sites)
+    # brain age: the estimator of every fit (CV, permutations, final) with its bias folds
+    study = dict(harmonization, estimator=default_estimator(task, seed, bias_cv=bias_cv)
+                 if task == "brain_age" else None)
     say = _progress_line(f"probe {target!r}")
     result = cross_validate_probe(
-        X, y, task, cv=cv, n_repeats=n_repeats, groups=groups, seed=seed, **harmonization,
+        X, y, task, cv=cv, n_repeats=n_repeats, groups=groups, seed=seed, **study,
+        return_estimators=task == "brain_age",
         progress=lambda done, total: say(f"cross-validation fold {done}/{total} done"))
+    validation = {"cv": cv, "n_repeats": n_repeats, "seed": seed,
+                  "group_column": _grouped_by(group_column, groups)}
+    if task == "brain_age":
+        validation.update(_bias_folds(result.estimators, bias_cv, say))
     if n_permutations:
         say(f"permutation test ({n_permutations} permutations)")
-    permutation = _permutation_test(X, y, groups, task, n_permutations, seed, cv, harmonization)
+    permutation = _permutation_test(X, y, groups, task, n_permutations, seed, cv, study)
     say("final fit on all participants")
-    model = fit_final_probe(X, y, task, groups=groups, seed=seed, **harmonization)
+    model = fit_final_probe(X, y, task, groups=groups, seed=seed, **study)
     card = {"task": task, "target": target, "n_train": len(X),
             "features": feature_kind(source["columns"]), "cv_metrics": result.summary,
-            "validation": {"cv": cv, "n_repeats": n_repeats, "seed": seed,
-                           "group_column": _grouped_by(group_column, groups)},
+            "validation": validation,
             "feature_source": source,
             # by name: the group folder holds them beside the card (the work folder's copies
             # are temporary)
@@ -84,6 +93,22 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
         figures=[str(path) for path in plot_cv_results(result, f"{stem}_cv")],
         out_json=str(write_json_atomic(f"{stem}_summary.json", summary)),
     )
+
+
+def _bias_folds(estimators, bias_cv, say):
+    """The brain-age bias line's cross-validation as the card records it: ``bias_cv``
+    asked for and ``bias_folds``, the folds each training set used (fewer where it held
+    fewer groups than ``bias_cv``), said on the terminal when they differ."""
+    if bias_cv is None:
+        return {"bias_cv": None}
+    # a ComBat pipeline's last step is the brain-age model
+    used = sorted({(model[-1] if hasattr(model, "steps") else model).bias_folds_
+                   for model in estimators})
+    if used != [bias_cv]:
+        say(f"brain-age bias line: {' or '.join(map(str, used))}-fold cross-validation "
+            f"within the training folds instead of {bias_cv} (at most one fold per "
+            "participant or group in a training fold)")
+    return {"bias_cv": bias_cv, "bias_folds": used}
 
 
 def _progress_line(name):
@@ -196,15 +221,15 @@ def participant_groups(row_ids):
     return np.array([participant for participant, _ in scans])
 
 
-def _permutation_test(X, y, groups, task, n_permutations, seed, cv, harmonization):
+def _permutation_test(X, y, groups, task, n_permutations, seed, cv, study):
     """The permutation test of the cross-validated probe: same estimator, harmoniser
-    (``harmonization``: :func:`_harmonization_options`) included; None without shuffles."""
+    (``study``: :func:`_harmonization_options` and the estimator) included; None without
+    shuffles."""
     from anatcl_nipype.prediction import permutation_test
 
     if n_permutations == 0:
         return None
-    test = permutation_test(X, y, task, n_permutations, seed, cv=cv, groups=groups,
-                            **harmonization)
+    test = permutation_test(X, y, task, n_permutations, seed, cv=cv, groups=groups, **study)
     return {"metric": test.metric, "score": test.score, "pvalue": test.pvalue,
             "n_permutations": n_permutations,
             "permutation_mean": float(np.mean(test.permutation_scores))}

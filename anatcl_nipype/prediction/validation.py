@@ -86,15 +86,16 @@ class PermutationResult:
     pvalue: float
 
 
-def default_estimator(task, seed=0):
-    """The probe :func:`cross_validate_probe` uses when none is given.
+def default_estimator(task, seed=0, bias_cv=5):
+    """The probe :func:`cross_validate_probe` uses when none is given; ``bias_cv``: the
+    brain-age bias line's folds (:class:`BrainAgeRegressor`).
 
-    >>> type(default_estimator("brain_age")).__name__
-    'BrainAgeRegressor'
+    >>> default_estimator("brain_age", bias_cv=None).bias_cv is None
+    True
     """
     check_task(task)
     if task == "brain_age":
-        return BrainAgeRegressor(make_probe("brain_age"), seed=seed)
+        return BrainAgeRegressor(make_probe("brain_age"), bias_cv=bias_cv, seed=seed)
     return make_probe(task, seed=seed)
 
 

@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from anatcl_nipype.files import atomic_write
+from anatcl_nipype.prediction.summary_text import mean_sd_text
 from anatcl_nipype.reports import REPORT_DIR, qc
 from anatcl_nipype.reports.collect import collect_output_folder, scans_of
 from anatcl_nipype.reports.studies import (ensemble_fragment, harmonization_fragment,
                                            relevance_fragment)
 from anatcl_nipype.reports.fragments import (esc, figure_img, figure_svg, flags_list,
-                                             key_values, records_table, sig3, table)
+                                             key_values, metrics_table, records_table, sig3,
+                                             table)
 
 #: Bumped when a participant's cached figure or checks would come out differently.
 CACHE_VERSION = "2"
@@ -358,7 +360,7 @@ def summary_fragment(folder, flagged):
         key, name = HEADLINE.get(target.task, ("", ""))
         if key in metrics:
             tiles.append((f"{target.name}: {name}",
-                          f"{sig3(metrics[key]['mean'])} \u00b1 {sig3(metrics[key]['sd'])}",
+                          mean_sd_text(metrics[key]["mean"], metrics[key]["sd"]),
                           False))
         for applied in target.applied:
             tiles.append((f"{target.name}: applied probe", f"{len(applied.rows)} predicted",
@@ -439,7 +441,7 @@ def prediction_fragment(folder):
         parts += _target_figures(target)
         if target.metrics:
             parts.append("<p>Cross-validated metrics per fold, then their mean and sd.</p>"
-                         + records_table(target.metrics))
+                         + metrics_table(target.metrics))
     return "".join(parts) or "<p>No probe fitted yet (run the group level with --target).</p>"
 
 

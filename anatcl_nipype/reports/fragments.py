@@ -7,33 +7,15 @@
 """
 
 import html
-import math
 import re
+
+from anatcl_nipype.prediction.summary_text import sd_text, sig3
 
 _SVG_SIZE = re.compile(r'\s(width|height)="[^"]*"')
 
 
 def esc(text):
     return html.escape(str(text), quote=True)
-
-
-def sig3(value):
-    """``value`` rounded to 3 significant digits when it is a number, else as it is.
-
-    >>> sig3(1439.2), sig3(-0.0001234), sig3(7), sig3(float("nan"))
-    ('1440', '-0.000123', '7', 'n/a')
-    """
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if not math.isfinite(number):
-        return "n/a" if number != number else str(number)
-    if number == 0 or 1e-4 <= abs(number) < 1000:
-        return f"{number:.3g}"
-    if abs(number) >= 1000:
-        return str(int(round(number, 2 - int(math.floor(math.log10(abs(number)))))))
-    return f"{number:.2e}"
 
 
 def _cell(value, raw=False):
@@ -67,6 +49,20 @@ def records_table(records):
         return ""
     header = list(records[0])
     return table(header, [[sig3(row.get(column, "")) for column in header] for row in records])
+
+
+def metrics_table(records):
+    """:func:`records_table` of a metrics TSV (per fold, then ``mean`` and ``sd`` rows), its
+    ``sd`` row shown by the one rule for standard deviations (:func:`sd_text`).
+
+    >>> metrics_table([{"fold": "sd", "pearson_r": "5.551115123e-17"}]).split("<tr>")[-1]
+    '<td>sd</td><td class="num">0</td></tr></table>'
+    """
+    if not records:
+        return ""
+    header = list(records[0])
+    return table(header, [[(sd_text if row.get("fold") == "sd" and column != "fold" else sig3)(
+        row.get(column, "")) for column in header] for row in records])
 
 
 def key_values(pairs):

@@ -14,6 +14,7 @@ each with its BibTeX entry. The same text is written to ``methods.md``.
 import re
 from collections import Counter
 
+from anatcl_nipype.prediction.summary_text import mean_sd_text
 from anatcl_nipype.reports.collect import read_json, scans_of
 from anatcl_nipype.reports.studies import probe_cards
 
@@ -201,14 +202,13 @@ def probe_paragraph(target):
             f"(both fitted on training folds only), then {model}. It was evaluated by "
             f"{scheme}{f', repeated {repeats} times' if repeats and repeats > 1 else ''} "
             f"(seed {validation.get('seed', 0)}): "
-            + ", ".join(f"{name} {_g(v['mean'])} ± {_g(v['sd'])}"
+            + ", ".join(f"{name} {mean_sd_text(v['mean'], v['sd'])}"
                         for name, v in summary["cv_metrics"].items()
                         if isinstance(v, dict) and "mean" in v) + " (mean ± sd over folds).")
     if task == "brain_age":
         text += (" The brain-age gap was corrected for the age bias with a linear fit of the "
-                 "predictions on age, estimated by inner cross-validation within the training "
-                 "folds only and applied to the test fold; the metrics are those of the raw "
-                 "predictions.")
+                 f"predictions on age, estimated on {bias_fit_text(validation)} and applied "
+                 "to the test fold; the metrics are those of the raw predictions.")
     permutation = summary.get("permutation_test")
     if isinstance(permutation, dict) and permutation.get("pvalue") is not None:
         text += (f" A permutation test with {permutation.get('n_permutations', 'several')} "
@@ -220,6 +220,29 @@ def probe_paragraph(target):
         text += (f" The fitted probe was saved with skops [skops] (sha256 "
                  f"{target.card['model_sha256']}).")
     return text
+
+
+def bias_fit_text(validation):
+    """What the brain-age bias line was fitted on, from a card's ``validation``.
+
+    >>> bias_fit_text({"bias_cv": 5, "bias_folds": [2, 5], "group_column": "participant_id"})
+    "5-fold cross-validated predictions within each training fold (GroupKFold by \
+'participant_id'; 2 folds where a training fold held fewer than 5 values of it)"
+    >>> bias_fit_text({"bias_cv": None})[:54]
+    'the in-sample predictions of each training fold (--bia'
+    """
+    bias_cv = validation.get("bias_cv", 5)
+    if bias_cv is None:
+        return ("the in-sample predictions of each training fold (--bias-cv none: too few "
+                "participants to cross-validate within them), which under-corrects the bias")
+    groups = validation.get("group_column")
+    fewer = [str(n) for n in validation.get("bias_folds", [bias_cv]) if n != bias_cv]
+    unit = "values of it" if groups else "participants"
+    notes = ([f"GroupKFold by '{groups}'"] if groups else []) + (
+        [f"{' or '.join(fewer)} folds where a training fold held fewer than {bias_cv} {unit}"]
+        if fewer else [])
+    return (f"{bias_cv}-fold cross-validated predictions within each training fold"
+            + (f" ({'; '.join(notes)})" if notes else ""))
 
 
 def harmonization_paragraph(target):

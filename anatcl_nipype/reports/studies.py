@@ -8,7 +8,8 @@ Each function returns an HTML fragment, or "" when no target has that study.
 """
 
 from anatcl_nipype.reports.collect import read_json, read_tsv
-from anatcl_nipype.reports.fragments import esc, figure_img, key_values, records_table, sig3
+from anatcl_nipype.reports.fragments import (esc, figure_img, key_values, metrics_table,
+                                             records_table, sig3)
 
 #: Regions listed under the group relevance map.
 TOP_REGIONS = 10
@@ -27,11 +28,11 @@ def ensemble_fragment(targets):
             f"<h3>{esc(target.name)}: fold ensemble</h3>"
             "<p>One probe per AnatCL encoder fold, cross-validated with the same splits: each "
             "fold's mean over the CV folds, then their mean and sd across encoder folds.</p>"
-            + records_table(folds))
+            + metrics_table(folds))
         if ensemble:
             parts.append("<p>The ensemble (mean of the per-fold probes' out-of-fold "
                          "predictions), per CV fold, then mean and sd.</p>"
-                         + records_table(ensemble))
+                         + metrics_table(ensemble))
     return "".join(parts)
 
 

@@ -44,6 +44,9 @@ def init_anatcl_derivatives_wf(*, output_dir, descriptor="global", fold=0, weigh
     and ``.json``, ``..._desc-cat12_regions.tsv`` and ``.json``, and
     ``dataset_description.json`` with ``GeneratedBy``. ``id_note`` (how a non-BIDS file
     name became the participant id) goes into the sidecars as ``ParticipantIdSource``.
+    With ``weights`` (a checkpoint file) the embedding sinks read ``embedding_json`` when
+    they run: seeded random weights write ``desc-anatclRandom``, others ``desc-anatclCustom``
+    (building the graph loads no checkpoint and imports no torch).
     """
     workflow = Workflow(name=name)
     kinds = {"embedding": (weights_desc(descriptor, fold, weights), "embedding"),
@@ -73,5 +76,7 @@ def init_anatcl_derivatives_wf(*, output_dir, descriptor="global", fold=0, weigh
             (source, sink, [(kind, "in_file")]),
             (sink, outputnode, [("out_file", kind)]),
         ])
+        if weights is not None and kind.startswith("embedding"):
+            workflow.connect(inputnode, "embedding_json", sink, "weights_sidecar")
     workflow.connect([(workflow.get_node("ds_embedding"), description, [("out_file", "trigger")])])
     return workflow
