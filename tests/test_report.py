@@ -379,7 +379,7 @@ def test_combat_grouped_search_and_ensemble_have_a_paragraph_each_only_when_they
     assert "inside each training fold" in combat[0] and "3 site(s)" in combat[0]
     assert "2 released AnatCL encoder folds (0, 1)" in ensemble[0]
     probe = probe_paragraph(target)  # one paragraph, from the first fold's card
-    assert [p for p in paragraphs if p.startswith("A linear probe")] == [probe]
+    assert [p for p in paragraphs if p.startswith("The target")] == [probe]
     assert "by an inner 5-fold GroupKFold cross-validation" in probe
     assert "5-fold GroupKFold cross-validation keeping every value of 'site'" in probe
     markdown = methods_markdown(plain)

@@ -36,6 +36,7 @@ from nipype.interfaces.base import (
 )
 
 import anatcl_nipype
+from anatcl_nipype.citations import REFERENCES
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import write_json_atomic
 
@@ -300,9 +301,7 @@ def dataset_description():
             "Description": "AnatCL (Barbano et al., Pattern Recognition Letters 2026) as Nipype "
                            "interfaces, run on CAT12 grey-matter maps",
         }],
-        "HowToAcknowledge": "Cite Barbano et al., 'Anatomical foundation models for brain MRIs', "
-                            "Pattern Recognition Letters 199:178-184, 2026, "
-                            "doi:10.1016/j.patrec.2025.11.028",
+        "HowToAcknowledge": f"Cite {REFERENCES['barbano2026anatcl']}",
     }
 
 

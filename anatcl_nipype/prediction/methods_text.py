@@ -80,7 +80,7 @@ BRAIN_AGE_TEXT = (
     f"The brain-age gap was then adjusted with the linear age-bias correction "
     f"{cite('beheshti2019bias')}: a line of the predictions on age, fitted on inner "
     "cross-validated predictions within the training folds only and applied to the test "
-    "fold; the metrics are those of the uncorrected predictions.")
+    "fold.")
 
 
 def permutation_text(n_permutations, pvalue=None, metric=None):
