@@ -348,6 +348,8 @@ class _GroupDerivativesSinkInputSpec(BaseInterfaceInputSpec):
                             desc="file(s) to write")
     out_name = traits.Str(mandatory=True, desc="name to write under (each file keeps its "
                                                "suffix when it is a list: cv -> cv.svg, cv.png)")
+    trigger = traits.Any(desc="connect an output here to write only after it exists (a "
+                              "group feature table only once the probe was fitted)")
 
 
 class _GroupDerivativesSinkOutputSpec(TraitedSpec):
