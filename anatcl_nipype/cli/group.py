@@ -349,5 +349,6 @@ def _print_metrics(metrics_tsv):
     mean, sd = rows.get("mean"), rows.get("sd")
     if mean and sd:
         shown = [f"{name} {float(mean[name]):.3f} +- {float(sd[name]):.3f}"
-                 for name in mean if name not in ("fold", "repeat") and mean[name] not in ("", "n/a")]
+                 for name in mean
+                 if name not in ("fold", "repeat") and mean[name] not in ("", "n/a")]
         print("Cross-validated " + ", ".join(shown))

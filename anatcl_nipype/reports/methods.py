@@ -106,11 +106,12 @@ def qc_paragraph(n_checked):
     if not n_checked:
         return None
     return (f"Each of the {n_checked} cropped grey-matter map(s) was compared with the MNI152 "
-            f"grey-matter prior shipped with nilearn {cite('abraham2014nilearn')}: maps correlating below "
-            f"{qc.MIN_PRIOR_CORRELATION} with it (both smoothed to about 8 mm) or overlapping "
-            f"it with a Dice coefficient below {qc.MIN_PRIOR_DICE} were flagged as "
-            "misregistered, as were maps with odd intensities and CAT12 image-quality grades worse than C (rating "
-            f"below {qc.MIN_IQR_RATING:.0f} %). Embeddings whose distance to the cohort's "
+            f"grey-matter prior shipped with nilearn {cite('abraham2014nilearn')}: maps "
+            f"correlating below {qc.MIN_PRIOR_CORRELATION} with it (both smoothed to about "
+            f"8 mm) or overlapping it with a Dice coefficient below {qc.MIN_PRIOR_DICE} were "
+            "flagged as misregistered, as were maps with odd intensities and CAT12 "
+            f"image-quality grades worse than C (rating below {qc.MIN_IQR_RATING:.0f} %). "
+            "Embeddings whose distance to the cohort's "
             f"median embedding had a robust z-score above {qc.OUTLIER_Z} (median and MAD) "
             "were flagged as outliers. The report was assembled with nireports "
             f"{cite('esteban2019fmriprep')}.")
