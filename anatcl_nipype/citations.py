@@ -1,66 +1,83 @@
-"""What the methods texts cite, by BibTeX key: one place for each reference.
+"""What the methods texts cite, by BibTeX key: one place for each reference, the BibTeX.
 
 A methods text cites with :func:`cite` (``[@key]``, the citation syntax of pandoc and of
-fMRIPrep's boilerplate); the key is an entry of ``reports/data/references.bib``, and
-:data:`REFERENCES` holds the same reference as one line of text for a reference list.
+fMRIPrep's boilerplate); the key is an entry of :data:`BIBTEX`, and :func:`reference` writes
+that entry as one line of a reference list. Adding a reference is adding its entry there.
 Imports nothing heavy: workflows use it while they are built.
 
 >>> cite("barbano2026anatcl")
 '[@barbano2026anatcl]'
 >>> cited_keys("embedded with AnatCL [@barbano2026anatcl] in Nipype [@gorgolewski2011nipype]")
 ['barbano2026anatcl', 'gorgolewski2011nipype']
+>>> reference("barbano2026anatcl")  # doctest: +NORMALIZE_WHITESPACE
+'Barbano CA, Brunello M, Dufumier B, Grangetto M. Anatomical foundation models for brain
+ MRIs. Pattern Recognition Letters 199:178-184, 2026. doi:10.1016/j.patrec.2025.11.028'
 """
 
+import functools
 import re
 from pathlib import Path
 
 #: The BibTeX file of every key cited.
 BIBTEX = Path(__file__).parent / "reports" / "data" / "references.bib"
-
-#: Each citable reference, as one line of a reference list, by its BibTeX key.
-REFERENCES = {
-    "barbano2026anatcl": (
-        "Barbano CA, Brunello M, Dufumier B, Grangetto M. Anatomical foundation models for "
-        "brain MRIs. Pattern Recognition Letters 199:178-184, 2026. "
-        "doi:10.1016/j.patrec.2025.11.028"),
-    "gorgolewski2011nipype": (
-        "Gorgolewski K, et al. Nipype: a flexible, lightweight and extensible neuroimaging data "
-        "processing framework in Python. Frontiers in Neuroinformatics 5:13, 2011. "
-        "doi:10.3389/fninf.2011.00013"),
-    "esteban2019fmriprep": (
-        "Esteban O, et al. fMRIPrep: a robust preprocessing pipeline for functional MRI. Nature "
-        "Methods 16:111-116, 2019. doi:10.1038/s41592-018-0235-4 (the NiPreps framework of "
-        "niworkflows and nireports, which assemble this report)."),
-    "pedregosa2011sklearn": (
-        "Pedregosa F, et al. Scikit-learn: machine learning in Python. Journal of Machine "
-        "Learning Research 12:2825-2830, 2011."),
-    "gaser2024cat": (
-        "Gaser C, Dahnke R, Thompson PM, Kurth F, Luders E, the Alzheimer's Disease "
-        "Neuroimaging Initiative. CAT: a computational anatomy toolbox for the analysis of "
-        "structural MRI data. GigaScience 13:giae049, 2024. doi:10.1093/gigascience/giae049"),
-    "skops": "skops: secure persistence of scikit-learn models. https://skops.readthedocs.io",
-    "abraham2014nilearn": (
-        "Abraham A, et al. Machine learning for neuroimaging with scikit-learn. Frontiers in "
-        "Neuroinformatics 8:14, 2014. doi:10.3389/fninf.2014.00014 (nilearn, which ships the "
-        "MNI152 grey-matter prior the report checks maps against and draws relevance maps)."),
-    "fortin2018combat": (
-        "Fortin JP, et al. Harmonization of cortical thickness measurements across scanners "
-        "and sites. NeuroImage 167:104-120, 2018. doi:10.1016/j.neuroimage.2017.11.024 "
-        "(ComBat, as implemented in neuroCombat)."),
-    "beheshti2019bias": (
-        "Beheshti I, Nugent S, Potvin O, Duchesne S. Bias-adjustment in neuroimaging-based "
-        "brain age frameworks: a robust scheme. NeuroImage: Clinical 24:102063, 2019. "
-        "doi:10.1016/j.nicl.2019.102063"),
-}
+#: Authors listed before "et al." in a reference.
+MAX_AUTHORS = 4
 
 _CITATION = re.compile(r"\[@([^\]\s]+)\]")
 
 
 def cite(key):
     """The citation of ``key`` in a methods text; an unknown key is a programming error."""
-    if key not in REFERENCES:
-        raise KeyError(f"{key}: no such reference; add it to REFERENCES and {BIBTEX.name}")
+    if key not in bibtex_entries():
+        raise KeyError(f"{key}: no such reference; add its entry to {BIBTEX}")
     return f"[@{key}]"
+
+
+def reference(key):
+    """The BibTeX entry ``key`` as one line of a reference list (its ``addendum``, what it
+    is cited for, in parentheses)."""
+    fields = _fields(bibtex_entries()[key])
+    names = [_initials(name) for name in fields.get("author", "").split(" and ") if name]
+    authors = ", ".join(names[:MAX_AUTHORS] if len(names) <= MAX_AUTHORS else
+                        [names[0], "et al"])
+    where = fields.get("journal", "")
+    if "volume" in fields:
+        where += f" {fields['volume']}:{fields.get('pages', '').replace('--', '-')}"
+    parts = [authors, fields.get("title", key), ", ".join(filter(None, [where,
+                                                                        fields.get("year")]))]
+    text = ". ".join(part for part in parts if part) + "."
+    if fields.get("doi"):
+        text += f" doi:{fields['doi']}"
+    if fields.get("howpublished"):
+        text += " " + re.sub(r"\\url\{(.*)\}", r"\1", fields["howpublished"])
+    if fields.get("addendum"):
+        text += f" ({fields['addendum']})."
+    return text
+
+
+def _fields(entry):
+    """``{field: value}`` of a BibTeX entry, braces and TeX accents removed."""
+    fields, position = {}, 0
+    for match in re.finditer(r"(\w+)\s*=\s*\{", entry):
+        if match.start() < position:
+            continue
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(entry[end], 0)
+            end += 1
+        value = entry[match.end():end - 1]
+        if match.group(1) != "howpublished":
+            value = re.sub(r"[{}]", "", re.sub(r"\\[\"'`^~]", "", value))
+        fields[match.group(1).lower()] = " ".join(value.split())
+        position = end
+    return fields
+
+
+def _initials(name):
+    """``Barbano, C. A.`` -> ``Barbano CA``; a name without a comma stays as it is."""
+    family, _, given = name.partition(",")
+    letters = "".join(part[0] for part in re.split(r"[\s.\-]+", given) if part)
+    return f"{family.strip()} {letters}".strip()
 
 
 def cited_keys(text):
@@ -68,6 +85,7 @@ def cited_keys(text):
     return list(dict.fromkeys(_CITATION.findall(text)))
 
 
+@functools.cache
 def bibtex_entries():
     """``{BibTeX key: entry}`` of :data:`BIBTEX`.
 

@@ -36,7 +36,7 @@ from nipype.interfaces.base import (
 )
 
 import anatcl_nipype
-from anatcl_nipype.citations import REFERENCES
+from anatcl_nipype.citations import reference
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import write_json_atomic
 
@@ -301,7 +301,7 @@ def dataset_description():
             "Description": "AnatCL (Barbano et al., Pattern Recognition Letters 2026) as Nipype "
                            "interfaces, run on CAT12 grey-matter maps",
         }],
-        "HowToAcknowledge": f"Cite {REFERENCES['barbano2026anatcl']}",
+        "HowToAcknowledge": f"Cite {reference('barbano2026anatcl')}",
     }
 
 

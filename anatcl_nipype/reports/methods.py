@@ -13,7 +13,7 @@ each with its BibTeX entry. The same text is written to ``methods.md``.
 
 from collections import Counter
 
-from anatcl_nipype.citations import REFERENCES, bibtex_entries, cite, cited_keys
+from anatcl_nipype.citations import bibtex_entries, cite, cited_keys, reference
 from anatcl_nipype.prediction.methods_text import (applied_text, ensemble_text,
                                                    harmonization_text, probe_text)
 from anatcl_nipype.reports.collect import read_json, scans_of
@@ -198,7 +198,7 @@ def methods_markdown(folder):
     paragraphs = methods_paragraphs(folder)
     keys = cited_keys(" ".join(paragraphs))
     lines = ["# Methods", "", *(p + "\n" for p in paragraphs), "## References", ""]
-    lines += [f"- [@{key}] {REFERENCES[key]}" for key in keys]
+    lines += [f"- [@{key}] {reference(key)}" for key in keys]
     entries = bibtex_entries()
     lines += ["", "## BibTeX", "", "```bibtex", *(entries[key] + "\n" for key in keys), "```",
               ""]
