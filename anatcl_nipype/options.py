@@ -29,6 +29,13 @@ FEATURE_KINDS = ("embeddings", "regional", "both")
 #: ``task="auto"``: brain_age for an ``age`` column, regression for numbers, else
 #: classification.
 AUTO_TASK = "auto"
+#: Penalty grids of the linear probes as ``numpy.logspace(start, stop, num)`` arguments
+#: (powers of ten): the classifier's inverse penalty C and the ridge penalty alpha.
+C_GRID = (-4, 2, 7)
+ALPHA_GRID = (-2, 5, 15)
+#: Folds of the inner cross-validation that picks a classifier's penalty (and, with
+#: groups, any probe's).
+INNER_CV = 5
 
 
 def check_choice(name, value, choices):

@@ -68,9 +68,9 @@ def test_four_participants_two_sessions_cv2_say_which_option_to_change(tmp_path)
     summary = study(tmp_path / "in_sample", 4, bias_cv=None)
     assert summary["validation"]["bias_cv"] is None
     text = probe_paragraph(TargetResults("age", tmp_path, summary=summary))
-    assert ("estimated on the in-sample predictions of each training fold (--bias-cv none: "
+    assert ("fitted on the in-sample predictions of each training fold (--bias-cv none: "
             "too few participants to cross-validate within them), which under-corrects the "
-            "bias and applied to the test fold") in text
+            "bias, then applied to the test fold") in text
 
 
 def test_fewer_bias_folds_than_asked_are_said_and_recorded(tmp_path, capsys):
@@ -82,9 +82,9 @@ def test_fewer_bias_folds_than_asked_are_said_and_recorded(tmp_path, capsys):
             "of 5 (at most one fold per participant or group in a training fold)"
             in capsys.readouterr().out)
     text = probe_paragraph(TargetResults("age", tmp_path, summary=summary))
-    assert ("estimated on 5-fold cross-validated predictions within each training fold "
+    assert ("fitted on 5-fold cross-validated predictions within each training fold "
             "(GroupKFold by 'participant_id'; 3 folds where a training fold held fewer than 5 "
-            "values of it) and applied to the test fold") in text
+            "values of it), then applied to the test fold") in text
 
 
 def test_bias_cv_goes_from_the_command_line_to_the_probe_node(tmp_path):
@@ -97,6 +97,8 @@ def test_bias_cv_goes_from_the_command_line_to_the_probe_node(tmp_path):
         assert options.bias_cv == expected
         workflow = init_anatcl_group_wf(target="age", **_study_options(options))
         assert workflow.get_node("fit_probe").inputs.bias_cv == expected
+        said = "in-sample predictions" if expected is None else f"fitted on {expected}-fold"
+        assert said in workflow.__desc__  # the workflow's methods text says the same
     with pytest.raises(SystemExit) as exit_:
         parse_options(["cat12", "out", "group", "--bias-cv", "1"])
     assert exit_.value.code == 2

@@ -104,14 +104,21 @@ def test_group_workflow_fits_a_probe_per_fold_and_their_ensemble(fold_tables, tm
     root, tables = fold_tables
     wf = init_anatcl_group_wf(target="age", task="regression", cv=4, folds=FOLDS,
                               output_dir=tmp_path / "out")
-    for fold, path in tables.items():
-        setattr(wf.inputs.inputnode, f"embeddings_fold{fold}", [str(path)])
-        setattr(wf.inputs.inputnode, f"embeddings_json_fold{fold}",
-                [str(path.with_suffix(".json"))])
+    wf.inputs.inputnode.embeddings = [[str(tables[fold])] for fold in FOLDS]  # one per fold
+    wf.inputs.inputnode.embeddings_json = [[str(tables[fold].with_suffix(".json"))]
+                                           for fold in FOLDS]
     wf.inputs.inputnode.participants_tsv = str(root / "participants.tsv")
     wf.base_dir = str(tmp_path / "work")
     wf.run()
     target = tmp_path / "out" / "group" / "target-age"
+    assert sorted(p.name for p in target.iterdir()) == [
+        "desc-ensemble_metrics.tsv", "desc-ensemble_predictions.tsv",
+        "desc-ensemble_summary.json", "desc-folds_metrics.tsv",
+        *(f"fold-{fold}" for fold in FOLDS)]
+    for fold in FOLDS:  # written by one MapNode sink per kind of result
+        assert sorted(p.name for p in (target / f"fold-{fold}").iterdir()) == [
+            "cv.png", "cv.svg", "embeddings.json", "embeddings.tsv", "metrics.tsv",
+            "predictions.tsv", "probe.json", "probe.skops", "summary.json"]
     fold_predictions = []
     for fold in FOLDS:
         card = json.loads((target / f"fold-{fold}" / "probe.json").read_text())

@@ -399,7 +399,9 @@ def test_group_level_participants_tsv_and_probe_file(case, participant_run, stud
         return
     expected = {
         "duplicate id": f"{participants}, line 4: participant 'sub-01' is listed twice; keep "
-                        "one row per participant",
+                        "one row per participant. The probe was not fitted, so no feature "
+                        "table, probe or metrics of this run were written to "
+                        f"{destination}",
         "other probe": f"{tmp_path / 'other.skops'}: the probe was trained on other features "
                        "than expected: weights.descriptor: card has 'global', expected None; "
                        "weights.fold: card has 0, expected None; weights.sha256: card has "
@@ -410,6 +412,7 @@ def test_group_level_participants_tsv_and_probe_file(case, participant_run, stud
     assert code == 1
     assert err == f"anatcl-nipype: error: {expected}\n"
     assert not (destination / "predictions.tsv").exists()
+    assert not (destination / "embeddings.tsv").exists()  # a failed fit leaves no table
 
 
 def _probe_from_other_weights(path):

@@ -354,6 +354,21 @@ CV_SUMMARY = {"target": "age", "task": "brain_age", "n_train": 30,
               "validation": {"cv": 5, "n_repeats": 1, "seed": 0, "group_column": "site"}}
 
 
+def test_references_are_cited_by_key_and_listed_from_the_bibtex():
+    from anatcl_nipype.citations import bibtex_entries, cite, cited_keys, reference
+
+    assert all(cite(key) == f"[@{key}]" for key in bibtex_entries())
+    assert reference("fortin2018combat") == (
+        "Fortin JP, et al. Harmonization of cortical thickness measurements across scanners "
+        "and sites. NeuroImage 167:104-120, 2018. doi:10.1016/j.neuroimage.2017.11.024 "
+        "(ComBat, as implemented in neuroCombat).")
+    assert reference("skops") == ("skops: secure persistence of scikit-learn models. "
+                                  "https://skops.readthedocs.io")
+    assert cited_keys("a [@b] c [@d] e [@b]") == ["b", "d"]
+    with pytest.raises(KeyError, match="nobody2020: no such reference; add its entry"):
+        cite("nobody2020")
+
+
 def test_combat_grouped_search_and_ensemble_have_a_paragraph_each_only_when_they_ran(
         tmp_path, outputs):
     cohort, out = outputs
@@ -380,7 +395,7 @@ def test_combat_grouped_search_and_ensemble_have_a_paragraph_each_only_when_they
     assert "inside each training fold" in combat[0] and "3 site(s)" in combat[0]
     assert "2 released AnatCL encoder folds (0, 1)" in ensemble[0]
     probe = probe_paragraph(target)  # one paragraph, from the first fold's card
-    assert [p for p in paragraphs if p.startswith("A linear probe")] == [probe]
+    assert [p for p in paragraphs if p.startswith("The target")] == [probe]
     assert "by an inner 5-fold GroupKFold cross-validation" in probe
     assert "5-fold GroupKFold cross-validation keeping every value of 'site'" in probe
     markdown = methods_markdown(plain)

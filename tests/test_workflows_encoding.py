@@ -138,9 +138,12 @@ def test_every_workflow_draws(tmp_path, graph2use, image_format):
 
 
 def test_methods_boilerplate_cites_anatcl():
+    from anatcl_nipype.citations import bibtex_entries
+
     wf = init_anatcl_encoding_wf(descriptor="local", fold=3)
     text = wf.visit_desc()
-    assert "Barbano" in text and "doi:10.1016/j.patrec.2025.11.028" in text
+    assert "[@barbano2026anatcl]" in text  # cited by its key in the package's BibTeX
+    assert "doi     = {10.1016/j.patrec.2025.11.028}" in bibtex_entries()["barbano2026anatcl"]
     assert "descriptor 'local', fold 3" in text
 
 

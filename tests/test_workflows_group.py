@@ -95,11 +95,12 @@ def test_outputnode_contract_and_nodes(model_file):
     fit = init_anatcl_group_wf(target="diagnosis", task="classification", features="both")
     apply = init_anatcl_group_wf(target="diagnosis", model=model_file)
     for wf in (fit, apply):
-        assert sorted(wf.get_node("inputnode").inputs.copyable_trait_names()) == [
-            "embeddings", "embeddings_json", "participants_tsv", "regional_tsv"]
-        assert sorted(wf.get_node("outputnode").outputs.copyable_trait_names()) == [
-            "features_tsv", "figures", "metrics_tsv", "model", "model_card", "predictions_tsv",
-            "summary_json"]
+        assert wf.get_node("inputnode").inputs.copyable_trait_names() == [
+            "embeddings", "embeddings_json", "embedding_ids", "regional_tsv", "participants_tsv"]
+        assert wf.get_node("outputnode").outputs.copyable_trait_names() == [
+            "features_tsv", "embeddings_table", "embeddings_table_json", "regional_table",
+            "regional_table_json", "model", "model_card", "metrics_tsv", "predictions_tsv",
+            "figures", "summary_json"]
     assert sorted(fit.list_node_names()) == [
         "collect_features", "collect_sidecars", "fit_probe", "inputnode", "join_embeddings",
         "merge_regional", "outputnode", "regional_sidecars"]
@@ -110,15 +111,20 @@ def test_outputnode_contract_and_nodes(model_file):
 def test_sinks_write_fitted_and_applied_results_to_their_own_names(model_file, tmp_path):
     fit = init_anatcl_group_wf(target="MMSE score", features="both", output_dir=tmp_path)
     apply = init_anatcl_group_wf(target="MMSE score", model=model_file, output_dir=tmp_path)
-    names = {wf: {node: wf.get_node(node).inputs.out_name
-                  for node in wf.list_node_names() if node.startswith("ds_")}
+    sinks = {wf: wf.get_node("anatcl_group_derivatives_wf") for wf in (fit, apply)}
+    names = {wf: {node: sinks[wf].get_node(node).inputs.out_name
+                  for node in sinks[wf].list_node_names() if node.startswith("ds_")}
              for wf in (fit, apply)}
     assert sorted(names[fit].values()) == [
         "cv", "embeddings.json", "embeddings.tsv", "metrics.tsv", "predictions.tsv",
         "probe.json", "probe.skops", "regional.json", "regional.tsv", "summary.json"]
     assert sorted(names[apply].values()) == ["desc-applied_predictions.json",
                                              "desc-applied_predictions.tsv"]
-    assert {fit.get_node(n).inputs.folder for n in names[fit]} == {"group/target-MMSEscore"}
+    assert {sinks[fit].get_node(n).inputs.folder for n in names[fit]} == {
+        "group/target-MMSEscore"}
+    # fed from the outputnode, field by field of the same name
+    edges = {(u.name, v.name): d["connect"] for u, v, d in fit._graph.edges(data=True)}
+    assert ("model", "inputnode.model") in edges[("outputnode", "anatcl_group_derivatives_wf")]
 
 
 def test_group_column_and_options_reach_the_probe():
@@ -153,7 +159,8 @@ def test_relevance_node_explains_the_fitted_probe(tmp_path):
     edges = {(u.name, v.name): d["connect"] for u, v, d in wf._graph.edges(data=True)}
     assert ("model", "model") in edges[("fit_probe", "relevance_maps")]
     assert ("gm_maps", "in_files") in edges[("inputnode", "relevance_maps")]
-    sinks = {n: wf.get_node(n).inputs.out_name for n in wf.list_node_names()
+    derivatives = wf.get_node("anatcl_group_derivatives_wf")
+    sinks = {n: derivatives.get_node(n).inputs.out_name for n in derivatives.list_node_names()
              if n.startswith("ds_relevance")}
     assert sinks == {"ds_relevance_map": "desc-relevance_statmap.nii.gz",
                      "ds_relevance_json": "desc-relevance_statmap.json"}  # no atlas, no table
@@ -189,22 +196,28 @@ def test_building_imports_neither_torch_nor_sklearn():
 
 def test_methods_text_describes_the_probe():
     text = init_anatcl_group_wf(task="classification", target="diagnosis", cv=10,
-                                n_repeats=5, group_column="site", n_permutations=1000,
-                                features="both").visit_desc()
+                                n_repeats=5, n_permutations=1000, features="both").visit_desc()
     assert "joined with the region-wise measures" in text
     assert "each feature was standardised" in text
     # The numbers in the text are the probe's defaults.
     assert (len(DEFAULT_CS), min(DEFAULT_CS), max(DEFAULT_CS)) == (7, 1e-4, 1e2)
     assert "chosen among 7 values from 1e-4 to 1e2 by an inner stratified 5-fold" in text
-    assert "10-fold cross-validation, repeated 5 times" in text
+    assert "stratified 10-fold cross-validation, repeated 5 times" in text
     assert "balanced accuracy and the area under the ROC curve" in text
-    assert "grouped by site" in text and "1000 label permutations" in text
+    assert "1000 label permutations" in text and "GroupKFold" not in text
+    # Grouped folds (the command line groups sessions by participant): GroupKFold, inside
+    # and out, as the report says.
+    grouped = init_anatcl_group_wf(task="classification", target="diagnosis",
+                                   group_column="participant_id").visit_desc()
+    assert "by an inner 5-fold GroupKFold cross-validation" in grouped
+    assert "5-fold GroupKFold cross-validation keeping every value of 'participant_id'" in grouped
+    assert "stratified" not in grouped
     age = init_anatcl_group_wf(target="age").visit_desc()  # auto: brain age for 'age'
     assert (len(DEFAULT_ALPHAS), min(DEFAULT_ALPHAS), max(DEFAULT_ALPHAS)) == (15, 1e-2, 1e5)
     assert "ridge regression, its penalty chosen among 15 values from 1e-2 to 1e5" in age
     assert "age-bias correction" in age and "mean absolute error (MAE)" in age
     wrapped = init_anatcl_prediction_wf(task="brain_age", target="age").visit_desc()
-    assert "Barbano" in wrapped and "age-bias correction" in wrapped
+    assert "[@barbano2026anatcl]" in wrapped and "age-bias correction" in wrapped
 
 
 def test_applying_is_never_called_cross_validated(model_file):
@@ -229,3 +242,62 @@ def test_workflow_draws(tmp_path, graph2use, image_format):
     wf.write_graph(graph2use=graph2use, format=image_format, simple_form=True)
     drawn = list((tmp_path / wf.name).glob(f"graph*.{image_format}"))
     assert drawn and all(path.stat().st_size > 500 for path in drawn)
+
+
+def small_study(folder, n, ages):
+    """``n`` participants: one embeddings table (with its sidecar), a regional table each,
+    and ``participants.tsv`` with ``ages``."""
+    from anatcl_nipype.encoder.embedding_files import write_embeddings_tsv
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [f"sub-{i:02d}" for i in range(1, n + 1)]
+    rng = np.random.default_rng(0)
+    embeddings = write_embeddings_tsv(folder / "emb.tsv", ids,
+                                      rng.normal(size=(n, 4)).astype(np.float32), "emb")
+    embeddings.with_suffix(".json").write_text(json.dumps(
+        {"weights": {"descriptor": "global", "fold": 0, "sha256": "0" * 64},
+         "precision": "fp32"}))
+    regional = []
+    for pid, value in zip(ids, rng.normal(size=n)):
+        regional.append(folder / f"{pid}_regions.tsv")
+        regional[-1].write_text(f"participant_id\tf1\n{pid}\t{value:.3f}\n")
+    participants = folder / "participants.tsv"
+    participants.write_text("participant_id\tage\n" + "".join(
+        f"{pid}\t{age}\n" for pid, age in zip(ids, ages)))
+    return embeddings, regional, participants
+
+
+@pytest.mark.parametrize("fails", [True, False])
+def test_feature_tables_are_written_only_after_the_fit(tmp_path, fails):
+    """A failed fit leaves no group feature table under its final name, as if it had
+    succeeded: the table sinks wait for the probe's summary."""
+    n = 4 if fails else 12  # 4 participants cannot be cross-validated in 5 folds
+    embeddings, regional, participants = small_study(tmp_path / "in", n,
+                                                     [20 + 5 * i for i in range(n)])
+    wf = init_anatcl_group_wf(target="age", task="regression", features="both", cv=5,
+                              output_dir=tmp_path / "out")
+    wf.base_dir = str(tmp_path / "work")
+    wf.inputs.inputnode.embeddings = [str(embeddings)]
+    wf.inputs.inputnode.regional_tsv = [str(p) for p in regional]
+    wf.inputs.inputnode.participants_tsv = str(participants)
+    edges = {(u.name, v.name): d["connect"]
+             for u, v, d in wf.get_node("anatcl_group_derivatives_wf")._graph.edges(data=True)}
+    assert ("summary_json", "trigger") in edges[("inputnode", "ds_embeddings_tsv")]
+    assert ("summary_json", "trigger") in edges[("inputnode", "ds_regional_json")]
+    target = tmp_path / "out" / "group" / "target-age"
+    wf.config["execution"]["stop_on_first_crash"] = "false"  # the other nodes go on
+    if fails:
+        with pytest.raises(RuntimeError, match="Node fit_probe"):
+            wf.run()
+        # the tables were made (and checked for session columns) but never sunk
+        made = tmp_path / "work" / wf.name / "anatcl_group_derivatives_wf"
+        assert (made / "sessions_ds_embeddings_tsv" /
+                "result_sessions_ds_embeddings_tsv.pklz").is_file()
+        written = sorted(p.name for p in target.rglob("*")) if target.exists() else []
+        assert written == [], f"a failed fit left {written} in {target}"
+    else:
+        wf.run()
+        assert sorted(p.name for p in target.iterdir()) == [
+            "cv.png", "cv.svg", "embeddings.json", "embeddings.tsv", "metrics.tsv",
+            "predictions.tsv", "probe.json", "probe.skops", "regional.json", "regional.tsv",
+            "summary.json"]

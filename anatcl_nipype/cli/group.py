@@ -234,10 +234,28 @@ def run_group_level(options):
                f"{max(len(embeddings), len(regional))} participant(s)")
     report = run_timed(workflow, options, phases, "probe")
     if report.failed:
-        raise AnatCLError("; ".join(report.failed.values()))
+        raise AnatCLError(_failure_message(report.failed, output_dir, plan["target"]))
     _print_results(options, output_dir, plan, folds)
     finish_level(options, "group", phases, plan["participants_tsv"])
     return EXIT_OK
+
+
+def _failure_message(failed, output_dir, target):
+    """What failed; where the probe itself failed, that nothing of it was written.
+
+    >>> _failure_message({"wf.fit_probe": "too few participants"}, Path("/o"), "age")
+    ... # doctest: +NORMALIZE_WHITESPACE
+    'too few participants. The probe was not fitted, so no feature table, probe or metrics
+     of this run were written to /o/group/target-age'
+    """
+    from anatcl_nipype.workflows.group import target_folder
+
+    text = "; ".join(failed.values())
+    probes = ("fit_probe", "combine_folds")
+    if any(node.rsplit(".", 1)[-1].startswith(probes) for node in failed):
+        text += (". The probe was not fitted, so no feature table, probe or metrics of this "
+                 f"run were written to {output_dir / target_folder(target)}")
+    return text
 
 
 def _build(options, plan, folds, output_dir, embeddings, regional):
@@ -255,18 +273,18 @@ def _build(options, plan, folds, output_dir, embeddings, regional):
         name=f"anatcl_group_{bounded_label(bids_label(plan['target']))}_wf",
         folds=folds, omp_nthreads=options.omp_nthreads or options.nprocs,
         **_study_options(options))
+    inputs = workflow.inputs.inputnode
     if folds:
-        _set_fold_embeddings(workflow, options, output_dir, plan["features"], folds)
+        inputs.embeddings, inputs.embeddings_json = _fold_embeddings(options, output_dir, folds)
     else:
-        workflow.inputs.inputnode.embeddings = [str(path) for path in embeddings]
+        inputs.embeddings = [str(path) for path in embeddings]
         if any("_ses-" in path.name for path in embeddings):  # one row per session
-            workflow.get_node("join_embeddings").inputs.participant_ids = [
-                path.name.split("_desc-")[0] for path in embeddings]
+            inputs.embedding_ids = [path.name.split("_desc-")[0] for path in embeddings]
     if options.relevance_maps:
-        _set_relevance_inputs(workflow, options)
-    workflow.inputs.inputnode.regional_tsv = [str(path) for path in regional]
+        _set_relevance_inputs(inputs, options)
+    inputs.regional_tsv = [str(path) for path in regional]
     if plan["participants_tsv"] is not None:
-        workflow.inputs.inputnode.participants_tsv = str(plan["participants_tsv"])
+        inputs.participants_tsv = str(plan["participants_tsv"])
     return workflow
 
 
@@ -324,27 +342,27 @@ def _study_options(options):
     return study
 
 
-def _set_fold_embeddings(workflow, options, output_dir, features, folds):
-    """Each encoder fold's embeddings (and sidecars) on the ensemble workflow's inputnode."""
+def _fold_embeddings(options, output_dir, folds):
+    """Each encoder fold's embeddings and their sidecars: one list per fold, in order."""
     descriptor = options.encoder_options()["descriptor"]
-    for fold in folds:
-        paths = of_sessions(find_features(output_dir, weights_desc(descriptor, fold),
-                                          "embeddings")[0], options.session_label)
-        setattr(workflow.inputs.inputnode, f"embeddings_fold{fold}", [str(p) for p in paths])
-        setattr(workflow.inputs.inputnode, f"embeddings_json_fold{fold}",
-                [str(p.with_suffix(".json")) for p in paths])
+    paths = [of_sessions(find_features(output_dir, weights_desc(descriptor, fold),
+                                       "embeddings")[0], options.session_label)
+             for fold in folds]
+    return ([[str(p) for p in fold] for fold in paths],
+            [[str(p.with_suffix(".json")) for p in fold] for fold in paths])
 
 
-def _set_relevance_inputs(workflow, options):
-    """The CAT12 grey-matter maps (and checkpoint) the relevance maps explain."""
+def _set_relevance_inputs(inputs, options):
+    """The CAT12 grey-matter maps (and checkpoint) the relevance maps explain, on the
+    inputnode's ``inputs``."""
     from anatcl_nipype.inputs import find_cat12_subjects
 
     subjects = find_cat12_subjects(options.cat12_dir, options.participant_label,
                                    options.session_label)
-    workflow.inputs.inputnode.gm_maps = [str(s.gm_modulated) for s in subjects]
-    workflow.inputs.inputnode.participant_ids = [s.scan_id for s in subjects]
+    inputs.gm_maps = [str(s.gm_modulated) for s in subjects]
+    inputs.participant_ids = [s.scan_id for s in subjects]
     if options.weights is not None:
-        workflow.inputs.inputnode.weights = str(Path(options.weights).absolute())
+        inputs.weights = str(Path(options.weights).absolute())
     print(f"Relevance maps: {len(subjects)} map(s), {options.relevance_method}"
           + (f", {options.relevance_steps} steps = {options.relevance_steps} forward and "
              "backward passes per map (minutes per map on a CPU)"

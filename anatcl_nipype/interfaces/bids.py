@@ -37,6 +37,7 @@ from nipype.interfaces.base import (
 
 import anatcl_nipype
 from anatcl_nipype.bids import weights_desc
+from anatcl_nipype.citations import reference
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import write_json_atomic
 
@@ -324,9 +325,7 @@ def dataset_description():
             "Description": "AnatCL (Barbano et al., Pattern Recognition Letters 2026) as Nipype "
                            "interfaces, run on CAT12 grey-matter maps",
         }],
-        "HowToAcknowledge": "Cite Barbano et al., 'Anatomical foundation models for brain MRIs', "
-                            "Pattern Recognition Letters 199:178-184, 2026, "
-                            "doi:10.1016/j.patrec.2025.11.028",
+        "HowToAcknowledge": f"Cite {reference('barbano2026anatcl')}",
     }
 
 
@@ -373,6 +372,8 @@ class _GroupDerivativesSinkInputSpec(BaseInterfaceInputSpec):
                             desc="file(s) to write")
     out_name = traits.Str(mandatory=True, desc="name to write under (each file keeps its "
                                                "suffix when it is a list: cv -> cv.svg, cv.png)")
+    trigger = traits.Any(desc="connect an output here to write only after it exists (a "
+                              "group feature table only once the probe was fitted)")
 
 
 class _GroupDerivativesSinkOutputSpec(TraitedSpec):

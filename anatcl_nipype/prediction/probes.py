@@ -36,13 +36,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from anatcl_nipype.errors import PredictionError
+from anatcl_nipype.options import ALPHA_GRID, C_GRID, INNER_CV
 from anatcl_nipype.options import TASKS  # noqa: F401 (re-exported)
-#: Inverse regularisation strengths searched by the classification probe.
+
 #: Folds of the inner cross-validation that picks a classifier's penalty.
-DEFAULT_INNER_CV = 5
-DEFAULT_CS = tuple(float(c) for c in np.logspace(-4, 2, 7))
+DEFAULT_INNER_CV = INNER_CV
+#: Inverse regularisation strengths searched by the classification probe.
+DEFAULT_CS = tuple(float(c) for c in np.logspace(*C_GRID))
 #: Ridge penalties searched by the regression and brain-age probes.
-DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-2, 5, 15))
+DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(*ALPHA_GRID))
 
 
 def check_task(task):

@@ -12,18 +12,13 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+from anatcl_nipype.citations import cite
 from anatcl_nipype.interfaces.encoder import AnatCLEncode, AnatCLEncodeBatch, AnatCLEncodeShard
 
 #: Peak memory of one encoding process at batch size 1 (model + activations), measured
 #: in benchmarks/encoder.py; the batch node adds about this per extra volume in a batch.
 ENCODE_MEM_GB = 1.5
 BATCH_VOLUME_MEM_GB = 0.6
-
-CITATION = (
-    "Barbano CA, Brunello M, Dufumier B, Grangetto M. Anatomical foundation models for "
-    "brain MRIs. Pattern Recognition Letters 199:178-184, 2026. doi:10.1016/j.patrec.2025.11.028"
-)
-
 
 def encode_node_options(weights, descriptor, fold, precision, device, use_gpu, use_head):
     """The :class:`AnatCLEncode` inputs that pick and run the weights."""
@@ -42,11 +37,11 @@ def encoding_description(weights, descriptor, fold, precision, folds=None):
     return f"""\
 Each participant's modulated, normalised grey-matter map from CAT12 (1.5 mm MNI grid,
 121x145x121 voxels) was centre-cropped to 121x128x121 voxels and embedded with AnatCL
-[{CITATION}], a 3D ResNet-18 pretrained on about 4,000 healthy-control scans of OpenBHB
-with a contrastive loss whose positives are weighted by regional anatomical similarity
-(cortical thickness, grey-matter volume and surface area). The 512-dimensional output of
-the network's global average pooling, computed with {which} in {precision} precision by
-anatcl-nipype, was used as the participant's embedding.
+{cite("barbano2026anatcl")}, a 3D ResNet-18 pretrained on about 4,000 healthy-control scans
+of OpenBHB with a contrastive loss whose positives are weighted by regional anatomical
+similarity (cortical thickness, grey-matter volume and surface area). The 512-dimensional
+output of the network's global average pooling, computed with {which} in {precision}
+precision by anatcl-nipype, was used as the participant's embedding.
 """
 
 

@@ -1,14 +1,24 @@
 """The group level: feature tables in, a cross-validated probe (or a saved one applied) out.
 
-The one group-level factory: the ``anatcl-nipype ... group`` command and users' own
-pipelines both call :func:`init_anatcl_group_wf`. Building it imports neither torch nor
-scikit-learn.
+Four factories, each with a fixed inputnode/outputnode contract:
+
+- :func:`init_anatcl_probe_fit_wf`: join the features, fit and cross-validate a probe
+  (ComBat site harmonisation is one of the probe's options);
+- :func:`init_anatcl_probe_apply_wf`: apply a saved probe;
+- :func:`init_anatcl_fold_ensemble_wf`: one probe per encoder fold, then their ensemble;
+- :func:`init_anatcl_probe_relevance_wf`: fit a probe on the embeddings, then map what it
+  relies on.
+
+:func:`init_anatcl_group_wf` picks one from its arguments: the ``anatcl-nipype ... group``
+command and users' own pipelines both call it. With ``output_dir``, each adds
+:func:`~anatcl_nipype.workflows.group_derivatives.init_anatcl_group_derivatives_wf`, fed
+from its outputnode. Building imports neither torch nor scikit-learn; the methods text
+(``__desc__``) is :mod:`anatcl_nipype.prediction.methods_text`'s, as the report's.
 
 >>> wf = init_anatcl_group_wf(target="age", output_dir="/tmp/derivatives")
->>> sorted(wf.get_node("outputnode").outputs.copyable_trait_names())  # doctest: +NORMALIZE_WHITESPACE
-['features_tsv', 'figures', 'metrics_tsv', 'model', 'model_card', 'predictions_tsv',
- 'summary_json']
->>> wf.get_node("ds_model").inputs.folder
+>>> wf.get_node("outputnode").outputs.copyable_trait_names() == list(OUTPUTS)
+True
+>>> wf.get_node("anatcl_group_derivatives_wf.ds_model").inputs.folder
 'group/target-age'
 """
 
@@ -18,93 +28,47 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from anatcl_nipype.bids import bids_label
 from anatcl_nipype.errors import AnatCLError
-from anatcl_nipype.interfaces.bids import GroupDerivativesSink
 from anatcl_nipype.interfaces.prediction import (ApplyProbe, CombineFoldProbes, FitProbe,
                                                   JoinEmbeddings)
 from anatcl_nipype.interfaces.regional import MergeRegionalTables
-from anatcl_nipype.options import AUTO_TASK, FEATURE_KINDS, TASKS, check_choice
+from anatcl_nipype.options import AUTO_TASK, FEATURE_KINDS, INNER_CV, TASKS, check_choice
+from anatcl_nipype.prediction.methods_text import (applied_text, ensemble_text,
+                                                   harmonization_text, probe_text)
+from anatcl_nipype.workflows.group_derivatives import (init_anatcl_group_derivatives_wf,
+                                                       relevance_desc, target_folder)
 
-#: The public contract of the outputnode.
-OUTPUTS = ("features_tsv", "model", "model_card", "metrics_tsv", "predictions_tsv", "figures",
-           "summary_json")
+__all__ = ("init_anatcl_group_wf", "init_anatcl_probe_fit_wf", "init_anatcl_probe_apply_wf",
+           "init_anatcl_fold_ensemble_wf", "init_anatcl_probe_relevance_wf", "target_folder",
+           "relevance_desc", "INPUTS", "OUTPUTS")
+
+#: The inputnode of every group workflow (a fold ensemble's ``embeddings`` and
+#: ``embeddings_json`` hold one list per encoder fold).
+INPUTS = ("embeddings", "embeddings_json", "embedding_ids", "regional_tsv", "participants_tsv")
+#: The outputnode of the fit and apply workflows (applying leaves the fit's fields unset).
+OUTPUTS = ("features_tsv", "embeddings_table", "embeddings_table_json", "regional_table",
+           "regional_table_json", "model", "model_card", "metrics_tsv", "predictions_tsv",
+           "figures", "summary_json")
+#: What a relevance workflow adds to both.
+RELEVANCE_INPUTS = ("gm_maps", "participant_ids", "weights")
+RELEVANCE_OUTPUTS = ("relevance_map", "relevance_json", "relevance_regions_tsv",
+                     "relevance_regions_json", "participant_maps", "participant_map_jsons",
+                     "participant_map_ids")
+#: Each encoder fold's results in a fold ensemble, one list entry per fold.
+FOLD_FIELDS = ("embeddings_table", "embeddings_table_json", "model", "model_card",
+               "metrics_tsv", "predictions_tsv", "figures", "summary_json")
+ENSEMBLE_OUTPUTS = (*OUTPUTS, "folds_metrics_tsv", *(f"fold_{f}" for f in FOLD_FIELDS))
+#: The fit's outputs and the probe fields they come from.
+_FIT_RESULTS = (("model", "model"), ("model_card", "model_card"),
+                ("metrics_tsv", "metrics_tsv"), ("predictions_tsv", "predictions_tsv"),
+                ("figures", "figures"), ("out_json", "summary_json"))
 #: Peak memory of a probe node: a few feature tables and a linear model (a guess with
 #: room to spare for thousands of subjects x 512 features).
 PROBE_MEM_GB = 1.0
-#: Where each result is written in ``<output_dir>/group/target-<target>/``:
-#: (node, field, file name, sink node).
-FIT_DERIVATIVES = (
-    ("join_embeddings", "out_tsv", "embeddings.tsv", "ds_embeddings_tsv"),
-    ("join_embeddings", "out_json", "embeddings.json", "ds_embeddings_json"),
-    ("merge_regional", "out_tsv", "regional.tsv", "ds_regional_tsv"),
-    ("merge_regional", "out_json", "regional.json", "ds_regional_json"),
-    ("fit_probe", "model", "probe.skops", "ds_model"),
-    ("fit_probe", "model_card", "probe.json", "ds_model_card"),
-    ("fit_probe", "metrics_tsv", "metrics.tsv", "ds_metrics"),
-    ("fit_probe", "predictions_tsv", "predictions.tsv", "ds_predictions"),
-    ("fit_probe", "figures", "cv", "ds_figures"),
-    ("fit_probe", "out_json", "summary.json", "ds_summary"),
-)
-#: A fold ensemble's combined results, beside the per-fold ``fold-<k>/`` folders.
-ENSEMBLE_DERIVATIVES = (
-    ("combine_folds", "predictions_tsv", "desc-ensemble_predictions.tsv",
-     "ds_ensemble_predictions"),
-    ("combine_folds", "metrics_tsv", "desc-ensemble_metrics.tsv", "ds_ensemble_metrics"),
-    ("combine_folds", "folds_tsv", "desc-folds_metrics.tsv", "ds_folds_metrics"),
-    ("combine_folds", "out_json", "desc-ensemble_summary.json", "ds_ensemble_summary"),
-)
-#: Relevance maps of the fitted probe (group map, its sidecar, the region table).
-RELEVANCE_DERIVATIVES = (
-    ("relevance_maps", "group_map", "desc-relevance_statmap.nii.gz", "ds_relevance_map"),
-    ("relevance_maps", "group_json", "desc-relevance_statmap.json", "ds_relevance_json"),
-    ("relevance_maps", "region_tsv", "desc-relevance_regions.tsv", "ds_relevance_regions"),
-    ("relevance_maps", "region_json", "desc-relevance_regions.json",
-     "ds_relevance_regions_json"),
-)
 #: Integrated-gradients steps of the relevance maps: forward+backward passes per map.
 RELEVANCE_STEPS = 20
-#: Applying a saved probe writes beside the fitted results, never over them.
-APPLY_DERIVATIVES = (
-    ("apply_probe", "predictions_tsv", "desc-applied_predictions.tsv", "ds_predictions"),
-    ("apply_probe", "out_json", "desc-applied_predictions.json", "ds_predictions_json"),
-)
-
-_MODELS = {
-    "classification": "L2-regularised logistic regression with balanced class weights, its "
-                      "inverse penalty C chosen among 7 values from 1e-4 to 1e2 by an inner "
-                      "stratified 5-fold cross-validation on the log-loss",
-    "regression": "ridge regression, its penalty chosen among 15 values from 1e-2 to 1e5 by "
-                  "efficient leave-one-out cross-validation",
-    "brain_age": "ridge regression, its penalty chosen among 15 values from 1e-2 to 1e5 by "
-                 "efficient leave-one-out cross-validation, followed by the linear age-bias "
-                 "correction of the brain-age gap fitted on the training data only "
-                 "(Beheshti et al., 2019)",
-    AUTO_TASK: "logistic regression (a categorical target) or ridge regression (a numeric "
-               "one), its penalty chosen by an inner cross-validation",
-}
-_METRICS = {
-    "classification": "balanced accuracy and the area under the ROC curve",
-    "regression": "mean absolute error (MAE), root mean squared error, R2 and Pearson's r",
-    "brain_age": "mean absolute error (MAE), root mean squared error, R2 and Pearson's r "
-                 "of the uncorrected predicted age",
-    AUTO_TASK: "balanced accuracy and ROC AUC (categories) or the mean absolute error, "
-               "root mean squared error, R2 and Pearson's r (numbers)",
-}
-_FEATURES_TEXT = {
-    "embeddings": "the AnatCL embeddings",
-    "regional": "the region-wise measures",
-    "both": "the AnatCL embeddings, joined with the region-wise measures,",
-}
-
-
-def target_folder(target):
-    """Where a target's group results go, relative to the derivatives folder.
-
-    >>> target_folder("MMSE score")
-    'group/target-MMSEscore'
-    """
-    return f"group/target-{bids_label(target)}"
+#: List merges, picks: no worker round trip.
+_LIGHT = {"run_without_submitting": True}
 
 
 def init_anatcl_group_wf(*, target, task=AUTO_TASK, features="embeddings", model=None, cv=5,
@@ -112,72 +76,16 @@ def init_anatcl_group_wf(*, target, task=AUTO_TASK, features="embeddings", model
                          output_dir=None, name="anatcl_group_wf", folds=None,
                          relevance_maps=False, relevance_options=None, omp_nthreads=1,
                          **probe_options):
-    """Join the participants' features, then fit and cross-validate a probe (or apply one).
+    """The group workflow these arguments ask for: a thin dispatcher to the four factories.
 
-    Inputs (``inputnode``)
-    ----------------------
-    embeddings
-        Per-participant embeddings (``.npy``, JSON sidecars beside them) or one group
-        table (``.tsv``); used for ``features`` ``embeddings`` and ``both``.
-    embeddings_json
-        Optional: their JSON sidecars, in the same order (connect ``AnatCLEncode``'s
-        ``out_json`` in a parent workflow: Nipype removes outputs no node uses).
-    regional_tsv
-        Per-participant region-wise tables or one group table (JSON sidecars beside);
-        used for ``features`` ``regional`` and ``both``.
-    participants_tsv
-        BIDS ``participants.tsv`` with the ``target`` column (and ``group_column``).
-
-    Outputs (``outputnode``)
-    ------------------------
-    features_tsv
-        The group feature tables the probe used (embeddings and/or regional).
-    model, model_card, metrics_tsv, figures, summary_json
-        The probe fitted on everyone with a known target, its card, the metrics per fold,
-        the CV figure (SVG, PNG) and a summary (fitting only; ``summary_json`` is the
-        applied predictions' sidecar when applying).
-    predictions_tsv
-        Out-of-fold predictions when fitting; the saved probe's predictions (in sample for
-        participants it was fitted on, never called cross-validated) when applying.
-
-    ``task="auto"`` picks brain_age for an ``age`` column, regression for numbers and
-    classification otherwise, when the node runs. With ``model`` (a ``.skops`` probe a fit
-    saved, its ``.json`` card beside it) the probe is applied instead: its card must name
-    this ``target`` and these ``features``. ``probe_options`` are passed to
-    :class:`~anatcl_nipype.interfaces.prediction.FitProbe` as they are. With
-    ``output_dir``, sinks inside the graph write the results into
-    ``<output_dir>/group/target-<target>/`` (``embeddings.tsv``, ``regional.tsv``,
-    ``probe.skops``/``.json``, ``metrics.tsv``, ``predictions.tsv``, ``cv.svg``/``.png``,
-    ``summary.json``; applying writes only ``desc-applied_predictions.tsv``/``.json``).
-
-    ``folds`` (e.g. ``[0, 1, 2, 3, 4]``, fitting only): a fold ensemble. The inputnode
-    then has ``embeddings_fold<k>`` (and ``embeddings_json_fold<k>``) per encoder fold;
-    each fold's embeddings get their own probe, cross-validated with the same splits and
-    written into ``fold-<k>/``; ``combine_folds``
-    (:class:`~anatcl_nipype.interfaces.prediction.CombineFoldProbes`) writes the ensemble
-    (mean of the per-fold out-of-fold predictions) as ``desc-ensemble_predictions.tsv``,
-    its metrics ``desc-ensemble_metrics.tsv``, each fold's metrics with their mean and sd
-    ``desc-folds_metrics.tsv`` and ``desc-ensemble_summary.json``. The outputnode's
-    ``predictions_tsv`` and ``metrics_tsv`` are then the ensemble's, ``model`` and
-    ``model_card`` the first fold's.
-
-    ``probe_options`` include ComBat site harmonisation: ``harmonize="combat"``,
-    ``site_column`` (default ``site``), ``covariate_columns`` and ``unseen_sites``.
-
-    ``relevance_maps=True`` (fitting on embeddings alone, one encoder fold, no
-    harmonisation): a :class:`~anatcl_nipype.interfaces.relevance.ProbeRelevanceMaps`
-    node explains the fitted probe on the inputnode's ``gm_maps`` (with
-    ``participant_ids`` and, for a custom checkpoint, ``weights``); it writes
-    ``desc-relevance_statmap.nii.gz``/``.json`` and, with an ``atlas`` in
-    ``relevance_options``, ``desc-relevance_regions.tsv``/``.json``; each participant's
-    map goes to ``sub-<l>[/ses-<s>]/anat/..._desc-relevance<Target>_statmap.nii.gz``/``.json``
-    (:func:`relevance_desc`). ``relevance_options``
-    go to that node (``steps``, ``method``, ``baseline``, ``descriptor``, ``fold``,
-    ``atlas``, ``label_table``). Cost: integrated gradients with ``steps`` = 20 runs 21
-    forward and 20 backward passes per map (about 3.5 min and 1.1 GiB per map on a CPU).
-
-    Fanning out: none here; the participants' files arrive as lists, joined by one node
-    per kind (the participant level, or a JoinNode in a parent workflow, makes them).
+    ``model`` (a ``.skops`` probe a fit saved, its ``.json`` card beside it):
+    :func:`init_anatcl_probe_apply_wf`. ``folds`` with more than one fold:
+    :func:`init_anatcl_fold_ensemble_wf`. ``relevance_maps=True`` (with
+    ``relevance_options`` and ``omp_nthreads``): :func:`init_anatcl_probe_relevance_wf`.
+    Otherwise :func:`init_anatcl_probe_fit_wf`. ``probe_options`` go to
+    :class:`~anatcl_nipype.interfaces.prediction.FitProbe` as they are (ComBat:
+    ``harmonize="combat"``, ``site_column``, ``covariate_columns``, ``unseen_sites``).
+    Options that cannot work together are refused before anything is built.
 
     >>> import pathlib, tempfile
     >>> probe = pathlib.Path(tempfile.mkdtemp()) / "probe.skops"
@@ -193,81 +101,383 @@ def init_anatcl_group_wf(*, target, task=AUTO_TASK, features="embeddings", model
     folds = list(folds) if folds is not None and len(folds) > 1 else None
     _check_ensemble(folds, model, features)
     _check_relevance(relevance_maps, model, features, folds, probe_options)
+    common = dict(target=target, output_dir=output_dir, name=name)
+    if model is not None:
+        return init_anatcl_probe_apply_wf(model=model, features=features, **common)
+    study = dict(task=task, cv=cv, group_column=group_column, n_repeats=n_repeats, seed=seed,
+                 n_permutations=n_permutations, **common, **probe_options)
     if folds is not None:
-        return _init_fold_ensemble_wf(
-            target=target, task=task, features=features, cv=cv, group_column=group_column,
-            n_repeats=n_repeats, seed=seed, n_permutations=n_permutations,
-            output_dir=output_dir, name=name, folds=folds, **probe_options)
-    workflow = Workflow(name=name)
-    workflow.__desc__ = _description(task, target, features, model, cv, n_repeats,
-                                     group_column, n_permutations)
-    if model is None and probe_options.get("harmonize", "none") != "none":
-        workflow.__desc__ += _harmonization_text(probe_options)
-    relevance_fields = list(RELEVANCE_INPUTS) if relevance_maps else []
-    inputnode = pe.Node(niu.IdentityInterface(
-        fields=["embeddings", "embeddings_json", "regional_tsv", "participants_tsv",
-                *relevance_fields]), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=list(OUTPUTS)), name="outputnode")
-    tables = _feature_tables(workflow, inputnode, features)
-    probe, collect = _add_probe(
-        workflow, inputnode, tables, model=model, target=target, task=task, cv=cv,
-        n_repeats=n_repeats, seed=seed, n_permutations=n_permutations,
-        group_column=group_column, **probe_options)
-    if model is None:
-        workflow.connect([(probe, outputnode, [
-            ("model", "model"), ("model_card", "model_card"), ("metrics_tsv", "metrics_tsv"),
-            ("figures", "figures"), ("out_json", "summary_json")])])
-    else:
-        workflow.connect([(probe, outputnode, [("out_json", "summary_json")])])
-    workflow.connect([
-        (collect, outputnode, [("out", "features_tsv")]),
-        (probe, outputnode, [("predictions_tsv", "predictions_tsv")]),
-    ])
+        return init_anatcl_fold_ensemble_wf(folds=folds, features=features, **study)
     if relevance_maps:
-        _add_relevance(workflow, inputnode, probe, relevance_options or {}, omp_nthreads)
+        return init_anatcl_probe_relevance_wf(relevance_options=relevance_options,
+                                              omp_nthreads=omp_nthreads, **study)
+    return init_anatcl_probe_fit_wf(features=features, **study)
+
+
+def init_anatcl_probe_fit_wf(*, target, task=AUTO_TASK, features="embeddings", cv=5,
+                             group_column=None, n_repeats=1, seed=0, n_permutations=0,
+                             output_dir=None, name="anatcl_probe_fit_wf", **probe_options):
+    """Join the participants' features, then fit and cross-validate a probe.
+
+    Inputs (``inputnode``, :data:`INPUTS`)
+    --------------------------------------
+    embeddings
+        Per-participant embeddings (``.npy``, JSON sidecars beside them) or one group
+        table (``.tsv``); used for ``features`` ``embeddings`` and ``both``.
+    embeddings_json
+        Optional: their JSON sidecars, in the same order (connect ``AnatCLEncode``'s
+        ``out_json`` in a parent workflow: Nipype removes outputs no node uses).
+    embedding_ids
+        Optional: one id per embedding (``sub-<l>[_ses-<s>]``); default: from the sidecars.
+    regional_tsv
+        Per-participant region-wise tables or one group table (JSON sidecars beside);
+        used for ``features`` ``regional`` and ``both``.
+    participants_tsv
+        BIDS ``participants.tsv`` with the ``target`` column (and ``group_column``).
+
+    Outputs (``outputnode``, :data:`OUTPUTS`)
+    -----------------------------------------
+    features_tsv
+        The group feature tables the probe used, in order (embeddings, regional).
+    embeddings_table, embeddings_table_json, regional_table, regional_table_json
+        The same tables and their sidecars by kind (unset for a kind not used).
+    model, model_card, metrics_tsv, predictions_tsv, figures, summary_json
+        The probe fitted on everyone with a known target, its card, the metrics per fold,
+        the out-of-fold predictions, the CV figure (SVG, PNG) and a summary.
+
+    ``task="auto"`` picks brain_age for an ``age`` column, regression for numbers and
+    classification otherwise, when the node runs. ``group_column`` keeps each of its
+    values in one fold (and groups the inner penalty search). With ``output_dir``, sinks
+    write ``<output_dir>/group/target-<target>/`` (``embeddings.tsv``, ``regional.tsv``,
+    ``probe.skops``/``.json``, ``metrics.tsv``, ``predictions.tsv``, ``cv.svg``/``.png``,
+    ``summary.json``), the feature tables only once the probe was fitted. Fanning out:
+    none; the participants' files arrive as lists, joined by one node per kind.
+
+    >>> wf = init_anatcl_probe_fit_wf(target="age", features="both")
+    >>> wf.get_node("inputnode").inputs.copyable_trait_names()  # doctest: +NORMALIZE_WHITESPACE
+    ['embeddings', 'embeddings_json', 'embedding_ids', 'regional_tsv', 'participants_tsv']
+    >>> wf.get_node("outputnode").outputs.copyable_trait_names()  # doctest: +NORMALIZE_WHITESPACE
+    ['features_tsv', 'embeddings_table', 'embeddings_table_json', 'regional_table',
+     'regional_table_json', 'model', 'model_card', 'metrics_tsv', 'predictions_tsv', 'figures',
+     'summary_json']
+    """
+    settings = dict(task=task, cv=cv, group_column=group_column, n_repeats=n_repeats,
+                    seed=seed, n_permutations=n_permutations, **probe_options)
+    workflow, inputnode, outputnode, _ = _fit_workflow(name, target, features, settings,
+                                                       INPUTS, OUTPUTS)
     if output_dir is not None:
-        _sink_results(workflow, output_dir, target,
-                      FIT_DERIVATIVES if model is None else APPLY_DERIVATIVES)
-        if relevance_maps:
-            _sink_results(workflow, output_dir, target, [
-                d for d in RELEVANCE_DERIVATIVES
-                if "regions" not in d[2] or (relevance_options or {}).get("atlas")])
-            _sink_participant_relevance(workflow, output_dir, target)
+        _add_derivatives(workflow, outputnode, OUTPUTS, output_dir=output_dir, target=target,
+                         features=features)
     return workflow
 
 
-#: inputnode fields the relevance maps need.
-RELEVANCE_INPUTS = ("gm_maps", "participant_ids", "weights")
+def init_anatcl_probe_apply_wf(*, target, model, features="embeddings", output_dir=None,
+                               name="anatcl_probe_apply_wf"):
+    """Apply a saved probe to the participants' features.
 
+    Inputs: :data:`INPUTS`, as :func:`init_anatcl_probe_fit_wf`. Outputs: :data:`OUTPUTS`,
+    of which ``features_tsv`` and its tables by kind, ``predictions_tsv`` (the saved probe's
+    predictions: in sample for participants it was fitted on, never called cross-validated)
+    and ``summary_json`` (their sidecar) are set. ``model``'s card must name this ``target``
+    and these ``features``. With ``output_dir``, writes only
+    ``group/target-<target>/desc-applied_predictions.tsv`` and ``.json``.
 
-def _add_probe(workflow, inputnode, tables, suffix="", model=None, group_column=None,
-               **settings):
-    """The probe node, fed the participants table and the feature ``tables`` (nodes with
-    ``out_tsv`` and ``out_json``) merged in order by ``collect_features<suffix>`` and
-    ``collect_sidecars<suffix>``; return it and ``collect_features<suffix>``.
-
-    The probe is ``fit_probe<suffix>`` (a FitProbe with ``settings``, grouped by
-    ``group_column`` when given), or ``apply_probe`` applying ``model`` for
-    ``settings["target"]``.
+    >>> import pathlib, tempfile
+    >>> probe = pathlib.Path(tempfile.mkdtemp()) / "probe.skops"
+    >>> probe.touch()
+    >>> wf = init_anatcl_probe_apply_wf(target="age", model=probe, output_dir="/tmp/out")
+    >>> wf.get_node("inputnode").inputs.copyable_trait_names() == list(INPUTS)
+    True
+    >>> wf.get_node("outputnode").outputs.copyable_trait_names() == list(OUTPUTS)
+    True
+    >>> sorted(n.split(".")[-1] for n in wf.list_node_names() if ".ds_" in n)
+    ['ds_predictions', 'ds_predictions_json']
     """
-    light = {"run_without_submitting": True}  # list merges: no worker round trip
-    collect = pe.Node(niu.Merge(len(tables)), name=f"collect_features{suffix}", **light)
-    collect_json = pe.Node(niu.Merge(len(tables)), name=f"collect_sidecars{suffix}", **light)
+    check_choice("features", features, FEATURE_KINDS)
+    if not Path(model).is_file():
+        raise AnatCLError(f"{model}: no such probe file; pass the .skops file a fit saved")
+    workflow = Workflow(name=name)
+    workflow.__desc__ = "\n" + applied_text(target, Path(model).name, features) + "\n"
+    inputnode, outputnode = _identity("inputnode", INPUTS), _identity("outputnode", OUTPUTS)
+    tables = _feature_tables(workflow, inputnode, outputnode, features)
+    probe = pe.Node(ApplyProbe(model=str(Path(model).absolute()), target=target),
+                    name="apply_probe", mem_gb=PROBE_MEM_GB)
+    collect = _feed_probe(workflow, inputnode, tables, probe)
+    workflow.connect([
+        (collect, outputnode, [("out", "features_tsv")]),
+        (probe, outputnode, [("predictions_tsv", "predictions_tsv"),
+                             ("out_json", "summary_json")]),
+    ])
+    if output_dir is not None:
+        _add_derivatives(workflow, outputnode, OUTPUTS, output_dir=output_dir, target=target,
+                         applied=True)
+    return workflow
+
+
+def init_anatcl_fold_ensemble_wf(*, target, folds, task=AUTO_TASK, features="embeddings",
+                                 cv=5, group_column=None, n_repeats=1, seed=0,
+                                 n_permutations=0, output_dir=None,
+                                 name="anatcl_fold_ensemble_wf", **probe_options):
+    """One probe per encoder fold, cross-validated with the same splits, then their ensemble.
+
+    Inputs: :data:`INPUTS`, but ``embeddings`` (and ``embeddings_json``) hold one list per
+    fold, in the order of ``folds`` (e.g. ``[0, 1, 2, 3, 4]``); ``embedding_ids`` serve
+    every fold. ``features``: ``embeddings`` or ``both`` (the regional table is joined to
+    every fold's embeddings).
+
+    Outputs: :data:`ENSEMBLE_OUTPUTS`. ``predictions_tsv``, ``metrics_tsv`` and
+    ``summary_json`` are the ensemble's (the mean of the per-fold out-of-fold predictions;
+    :class:`~anatcl_nipype.interfaces.prediction.CombineFoldProbes`), ``folds_metrics_tsv``
+    each fold's metrics with their mean and sd; ``features_tsv``, ``model``,
+    ``model_card`` and ``figures`` the first fold's; ``fold_<field>`` lists each fold's.
+    With ``output_dir``, each fold's results go into ``fold-<k>/``, the ensemble's into
+    ``desc-ensemble_predictions.tsv``, ``desc-ensemble_metrics.tsv``,
+    ``desc-folds_metrics.tsv`` and ``desc-ensemble_summary.json``.
+
+    >>> wf = init_anatcl_fold_ensemble_wf(target="age", folds=[0, 1])
+    >>> wf.get_node("inputnode").inputs.copyable_trait_names() == list(INPUTS)
+    True
+    >>> [f for f in wf.get_node("outputnode").outputs.copyable_trait_names()
+    ...  if f not in OUTPUTS]  # doctest: +NORMALIZE_WHITESPACE
+    ['folds_metrics_tsv', 'fold_embeddings_table', 'fold_embeddings_table_json', 'fold_model',
+     'fold_model_card', 'fold_metrics_tsv', 'fold_predictions_tsv', 'fold_figures',
+     'fold_summary_json']
+    """
+    check_choice("features", features, FEATURE_KINDS)
+    folds = list(folds)
+    _check_ensemble(folds, None, features)
+    settings = dict(task=task, cv=cv, group_column=group_column, n_repeats=n_repeats,
+                    seed=seed, n_permutations=n_permutations, **probe_options)
+    workflow = Workflow(name=name)
+    workflow.__desc__ = _fit_description(target, features, settings, ensemble_text(folds))
+    inputnode = _identity("inputnode", INPUTS)
+    outputnode = _identity("outputnode", ENSEMBLE_OUTPUTS)
+    regional = (_regional_table(workflow, inputnode, outputnode) if features == "both"
+                else [])
+    per_fold = {field: pe.Node(niu.Merge(len(folds), no_flatten=True),
+                               name=f"collect_fold_{field}", **_LIGHT)
+                for field in FOLD_FIELDS}
+    combine = pe.Node(CombineFoldProbes(fold_labels=folds), name="combine_folds",
+                      mem_gb=PROBE_MEM_GB)
+    for position, fold in enumerate(folds, start=1):
+        join, probe, collect = _fold_probe(workflow, inputnode, regional, target, settings,
+                                           fold, position - 1)
+        workflow.connect(
+            [(join, per_fold["embeddings_table"], [("out_tsv", f"in{position}")]),
+             (join, per_fold["embeddings_table_json"], [("out_json", f"in{position}")])]
+            + [(probe, per_fold[field], [(source, f"in{position}")])
+               for source, field in _FIT_RESULTS])
+        if position == 1:
+            workflow.connect([(collect, outputnode, [("out", "features_tsv")]),
+                              (probe, outputnode, [("model", "model"),
+                                                   ("model_card", "model_card"),
+                                                   ("figures", "figures")])])
+    workflow.connect(
+        [(per_fold["predictions_tsv"], combine, [("out", "predictions_tsv")]),
+         (per_fold["model_card"], combine, [("out", "model_card")]),
+         (combine, outputnode, [("predictions_tsv", "predictions_tsv"),
+                                ("metrics_tsv", "metrics_tsv"), ("out_json", "summary_json"),
+                                ("folds_tsv", "folds_metrics_tsv")])]
+        + [(merge, outputnode, [("out", f"fold_{field}")]) for field, merge in per_fold.items()])
+    if output_dir is not None:
+        _add_derivatives(workflow, outputnode, ENSEMBLE_OUTPUTS, output_dir=output_dir,
+                         target=target, features=features, folds=folds)
+    return workflow
+
+
+def init_anatcl_probe_relevance_wf(*, target, task=AUTO_TASK, cv=5, group_column=None,
+                                   n_repeats=1, seed=0, n_permutations=0,
+                                   relevance_options=None, omp_nthreads=1, output_dir=None,
+                                   name="anatcl_probe_relevance_wf", **probe_options):
+    """Fit a probe on the AnatCL embeddings alone (as :func:`init_anatcl_probe_fit_wf`),
+    then explain it on the participants' grey-matter maps.
+
+    Inputs: :data:`INPUTS` and ``gm_maps`` (the CAT12 maps to explain), ``participant_ids``
+    (one per map) and, for a custom checkpoint, ``weights``. Outputs: :data:`OUTPUTS` and
+    :data:`RELEVANCE_OUTPUTS`: the group map and its sidecar, the region table (with an
+    ``atlas``), each participant's map, sidecar and id.
+    :class:`~anatcl_nipype.interfaces.relevance.ProbeRelevanceMaps` gets
+    ``relevance_options`` (``steps``, ``method``, ``baseline``, ``descriptor``, ``fold``,
+    ``atlas``, ``label_table``) and ``omp_nthreads`` threads. Cost: integrated gradients
+    with ``steps`` = 20 runs 21 forward and 20 backward passes per map (about 3.5 min and
+    1.1 GiB per map on a CPU). With ``output_dir``, also writes
+    ``desc-relevance_statmap.nii.gz``/``.json`` (and ``desc-relevance_regions.tsv``/``.json``)
+    and each participant's ``sub-<l>[/ses-<s>]/anat/..._desc-relevance<Target>_statmap``
+    (:func:`relevance_desc`) by a MapNode sink.
+
+    >>> wf = init_anatcl_probe_relevance_wf(target="age")
+    >>> wf.get_node("inputnode").inputs.copyable_trait_names()[len(INPUTS):]
+    ['gm_maps', 'participant_ids', 'weights']
+    >>> wf.get_node("outputnode").outputs.copyable_trait_names()[len(OUTPUTS):2 + len(OUTPUTS)]
+    ['relevance_map', 'relevance_json']
+    """
+    from anatcl_nipype.interfaces.relevance import ProbeRelevanceMaps
+
+    _check_relevance(True, None, "embeddings", None, probe_options)
+    settings = dict(task=task, cv=cv, group_column=group_column, n_repeats=n_repeats,
+                    seed=seed, n_permutations=n_permutations, **probe_options)
+    outputs = (*OUTPUTS, *RELEVANCE_OUTPUTS)
+    workflow, inputnode, outputnode, probe = _fit_workflow(
+        name, target, "embeddings", settings, (*INPUTS, *RELEVANCE_INPUTS), outputs)
+    options = {key: value for key, value in (relevance_options or {}).items()
+               if value is not None}
+    relevance = pe.Node(ProbeRelevanceMaps(**{"steps": RELEVANCE_STEPS, **options}),
+                        name="relevance_maps", mem_gb=1.5, n_procs=omp_nthreads)
+    relevance.inputs.num_threads = omp_nthreads
+    workflow.connect([
+        (probe, relevance, [("model", "model")]),
+        (inputnode, relevance, [("gm_maps", "in_files"), ("participant_ids", "participant_ids"),
+                                ("weights", "weights")]),
+        (relevance, outputnode, [
+            ("group_map", "relevance_map"), ("group_json", "relevance_json"),
+            ("region_tsv", "relevance_regions_tsv"), ("region_json", "relevance_regions_json"),
+            ("out_files", "participant_maps"), ("out_jsons", "participant_map_jsons"),
+            ("participant_ids", "participant_map_ids")]),
+    ])
+    if output_dir is not None:
+        derivatives = _add_derivatives(workflow, outputnode, outputs, output_dir=output_dir,
+                                       target=target, relevance=True,
+                                       relevance_regions=bool(options.get("atlas")))
+        workflow.connect(inputnode, "gm_maps", derivatives, "inputnode.gm_maps")
+    return workflow
+
+
+def _identity(name, fields):
+    return pe.Node(niu.IdentityInterface(fields=list(fields)), name=name)
+
+
+def _fit_workflow(name, target, features, settings, inputs, outputs):
+    """A workflow joining ``features`` and fitting a probe with ``settings``; returns it,
+    its inputnode and outputnode (with ``inputs`` and ``outputs``) and the probe node."""
+    check_choice("task", settings["task"], (*TASKS, AUTO_TASK))
+    check_choice("features", features, FEATURE_KINDS)
+    workflow = Workflow(name=name)
+    workflow.__desc__ = _fit_description(target, features, settings)
+    inputnode, outputnode = _identity("inputnode", inputs), _identity("outputnode", outputs)
+    tables = _feature_tables(workflow, inputnode, outputnode, features)
+    probe = _fit_node(target, settings, "fit_probe")
+    collect = _feed_probe(workflow, inputnode, tables, probe)
+    workflow.connect([(collect, outputnode, [("out", "features_tsv")]),
+                      (probe, outputnode, list(_FIT_RESULTS))])
+    return workflow, inputnode, outputnode, probe
+
+
+def _fit_node(target, settings, name):
+    """The FitProbe node (grouped by ``group_column`` when given)."""
+    settings = dict(settings)
+    group_column = settings.pop("group_column", None)
+    probe = pe.Node(FitProbe(target=target, **settings), name=name, mem_gb=PROBE_MEM_GB)
+    if group_column:
+        probe.inputs.group_column = group_column
+    return probe
+
+
+def _feed_probe(workflow, inputnode, tables, probe, suffix=""):
+    """Feed ``probe`` the participants table and the feature ``tables`` (nodes with
+    ``out_tsv`` and ``out_json``), merged in order; return the merge of the tables."""
+    collect = pe.Node(niu.Merge(len(tables)), name=f"collect_features{suffix}", **_LIGHT)
+    collect_json = pe.Node(niu.Merge(len(tables)), name=f"collect_sidecars{suffix}", **_LIGHT)
     for position, node in enumerate(tables, start=1):
         workflow.connect([(node, collect, [("out_tsv", f"in{position}")]),
                           (node, collect_json, [("out_json", f"in{position}")])])
-    if model is None:
-        probe = pe.Node(FitProbe(**settings), name=f"fit_probe{suffix}", mem_gb=PROBE_MEM_GB)
-        if group_column:
-            probe.inputs.group_column = group_column
-    else:
-        probe = pe.Node(ApplyProbe(model=str(Path(model).absolute()),
-                                   target=settings["target"]),
-                        name="apply_probe", mem_gb=PROBE_MEM_GB)
     workflow.connect([(inputnode, probe, [("participants_tsv", "participants_tsv")]),
                       (collect, probe, [("out", "features")]),
                       (collect_json, probe, [("out", "features_json")])])
-    return probe, collect
+    return collect
+
+
+def _feature_tables(workflow, inputnode, outputnode, features):
+    """The nodes making the group feature tables, in order; each also goes to the
+    outputnode's field of its kind."""
+    tables = []
+    if features in ("embeddings", "both"):
+        join = pe.Node(JoinEmbeddings(), name="join_embeddings")
+        workflow.connect([
+            (inputnode, join, [("embeddings", "in_files"), ("embeddings_json", "in_jsons"),
+                               ("embedding_ids", "participant_ids")]),
+            (join, outputnode, [("out_tsv", "embeddings_table"),
+                                ("out_json", "embeddings_table_json")]),
+        ])
+        tables.append(join)
+    if features in ("regional", "both"):
+        tables += _regional_table(workflow, inputnode, outputnode)
+    return tables
+
+
+def _regional_table(workflow, inputnode, outputnode):
+    """The merge of the participants' regional tables, as a one-node list."""
+    merge = pe.Node(MergeRegionalTables(out_name="regional"), name="merge_regional")
+    sidecars = pe.Node(niu.Function(function=_sidecars, output_names=["sidecars"]),
+                       name="regional_sidecars", **_LIGHT)
+    workflow.connect([(inputnode, merge, [("regional_tsv", "in_files")]),
+                      (inputnode, sidecars, [("regional_tsv", "paths")]),
+                      (sidecars, merge, [("sidecars", "in_jsons")]),
+                      (merge, outputnode, [("out_tsv", "regional_table"),
+                                           ("out_json", "regional_table_json")])])
+    return [merge]
+
+
+def _sidecars(paths):
+    """The JSON sidecar beside each table (``x.tsv`` -> ``x.json``), where there is one."""
+    from pathlib import Path
+
+    paths = [paths] if isinstance(paths, str) else paths
+    found = [str(Path(p).with_suffix(".json")) for p in paths]
+    return found if all(Path(p).is_file() for p in found) else []
+
+
+def _fold_probe(workflow, inputnode, regional, target, settings, fold, index):
+    """Fold ``fold``'s embeddings (entry ``index`` of the inputnode's lists), joined, with
+    the ``regional`` tables, into its own probe; returns the join, probe and merge nodes."""
+    pick = pe.Node(niu.Function(function=_pick_fold, output_names=["files", "sidecars"]),
+                   name=f"pick_fold{fold}", **_LIGHT)
+    pick.inputs.index = index
+    join = pe.Node(JoinEmbeddings(), name=f"join_embeddings_fold{fold}")
+    probe = _fit_node(target, settings, f"fit_probe_fold{fold}")
+    workflow.connect([
+        (inputnode, pick, [("embeddings", "embeddings"), ("embeddings_json", "sidecars")]),
+        (inputnode, join, [("embedding_ids", "participant_ids")]),
+        (pick, join, [("files", "in_files"), ("sidecars", "in_jsons")]),
+    ])
+    collect = _feed_probe(workflow, inputnode, [join, *regional], probe, suffix=f"_fold{fold}")
+    return join, probe, collect
+
+
+def _pick_fold(embeddings, index, sidecars=None):
+    """Entry ``index`` of the per-fold lists (the sidecars: unset when not given).
+
+    >>> _pick_fold([["a0.npy", "b0.npy"], ["a1.npy", "b1.npy"]], 1)
+    (['a1.npy', 'b1.npy'], <undefined>)
+    """
+    from nipype.interfaces.base import Undefined
+
+    def entry(lists):
+        item = lists[index]
+        return [item] if isinstance(item, str) else list(item)
+
+    return entry(embeddings), entry(sidecars) if sidecars else Undefined
+
+
+def _fit_description(target, features, settings, extra=None):
+    """The fit's methods paragraph: the probe, then the ensemble and ComBat where used."""
+    text = probe_text(target, settings["task"], features, cv=settings["cv"],
+                      n_repeats=settings["n_repeats"], group_column=settings["group_column"],
+                      seed=settings["seed"], n_permutations=settings["n_permutations"],
+                      bias_cv=settings.get("bias_cv", INNER_CV))
+    if extra:
+        text += " " + extra
+    if settings.get("harmonize", "none") != "none":
+        text += " " + harmonization_text(settings.get("site_column", "site"),
+                                         settings.get("covariate_columns") or (),
+                                         unseen_sites=settings.get("unseen_sites"))
+    return f"\n{text}\n"
+
+
+def _add_derivatives(workflow, outputnode, fields, **options):
+    """The derivatives workflow, fed from ``outputnode``'s ``fields``; returned."""
+    derivatives = init_anatcl_group_derivatives_wf(**options)
+    workflow.connect([(outputnode, derivatives, [(f, f"inputnode.{f}") for f in fields])])
+    return derivatives
 
 
 def _check_ensemble(folds, model, features):
@@ -293,220 +503,3 @@ def _check_relevance(relevance_maps, model, features, folds, probe_options):
         raise AnatCLError(f"relevance maps explain a probe fitted on the AnatCL embeddings "
                           f"alone, from one encoder fold, without harmonisation; here {why}. "
                           "Fit such a probe (features 'embeddings') to map it")
-
-
-def _add_relevance(workflow, inputnode, probe, options, omp_nthreads):
-    """The ProbeRelevanceMaps node explaining the fitted probe on the inputnode's maps."""
-    from anatcl_nipype.interfaces.relevance import ProbeRelevanceMaps
-
-    given = {name: value for name, value in options.items() if value is not None}
-    relevance = pe.Node(ProbeRelevanceMaps(**{"steps": RELEVANCE_STEPS, **given}),
-                        name="relevance_maps", mem_gb=1.5, n_procs=omp_nthreads)
-    relevance.inputs.num_threads = omp_nthreads
-    workflow.connect([(probe, relevance, [("model", "model")]),
-                      (inputnode, relevance, [("gm_maps", "in_files"),
-                                              ("participant_ids", "participant_ids"),
-                                              ("weights", "weights")])])
-
-
-def relevance_desc(target):
-    """The ``desc`` of a participant's relevance map: one per target, so maps explaining
-    different targets never overwrite each other.
-
-    >>> relevance_desc("age"), relevance_desc("MMSE score")
-    ('relevanceAge', 'relevanceMMSEscore')
-    """
-    label = bids_label(target)
-    return f"relevance{label[0].upper()}{label[1:]}"
-
-
-def _sink_participant_relevance(workflow, output_dir, target):
-    """Each participant's relevance map and sidecar as a BIDS derivative:
-    ``sub-<l>[/ses-<s>]/anat/sub-<l>[_ses-<s>]_desc-relevance<Target>_statmap.nii.gz``."""
-    relevance = workflow.get_node("relevance_maps")
-    # One node looping over the maps in the main process: each map is a small copy.
-    sink = pe.Node(niu.Function(function=_sink_participant_maps, output_names=["out_files"]),
-                   name="ds_participant_relevance", run_without_submitting=True)
-    sink.inputs.base_directory = str(Path(output_dir).absolute())
-    sink.inputs.desc = relevance_desc(target)
-    workflow.connect([(relevance, sink, [("out_files", "maps"), ("out_jsons", "sidecars"),
-                                         ("participant_ids", "participant_ids")]),
-                      (workflow.get_node("inputnode"), sink, [("gm_maps", "gm_maps")])])
-
-
-def _sink_participant_maps(maps, sidecars, participant_ids, gm_maps, base_directory, desc):
-    """Write each map and sidecar with the BIDS sink, named after its scan's T1w."""
-    from anatcl_nipype.bids import bids_source_for, split_scan_id
-    from anatcl_nipype.interfaces.bids import AnatCLDerivativesDataSink
-
-    gm_maps = [gm_maps] if isinstance(gm_maps, str) else list(gm_maps)
-    written = []
-    for image, sidecar, scan, path in zip(maps, sidecars, participant_ids, gm_maps):
-        sink = AnatCLDerivativesDataSink(
-            base_directory=base_directory, in_file=[image, sidecar], desc=desc,
-            suffix="statmap", source_file=bids_source_for(*split_scan_id(scan), path))
-        written.extend(sink.run().outputs.out_file)
-    return written
-
-
-def _init_fold_ensemble_wf(*, target, task, features, cv, group_column, n_repeats, seed,
-                           n_permutations, output_dir, name, folds, **probe_options):
-    """One probe per encoder fold (same splits), then their ensemble."""
-    workflow = Workflow(name=name)
-    workflow.__desc__ = _description(task, target, features, None, cv, n_repeats,
-                                     group_column, n_permutations) + _ENSEMBLE_TEXT.format(
-        n=len(folds), folds=", ".join(map(str, folds)))
-    if probe_options.get("harmonize", "none") != "none":
-        workflow.__desc__ += _harmonization_text(probe_options)
-    per_fold = [f"{kind}_fold{fold}" for fold in folds for kind in ("embeddings",
-                                                                      "embeddings_json")]
-    inputnode = pe.Node(niu.IdentityInterface(
-        fields=[*per_fold, "regional_tsv", "participants_tsv"]), name="inputnode")
-    outputnode = pe.Node(niu.IdentityInterface(fields=list(OUTPUTS)), name="outputnode")
-    regional = _feature_tables(workflow, inputnode, "regional") if features == "both" else []
-    predictions = pe.Node(niu.Merge(len(folds)), name="collect_fold_predictions",
-                          run_without_submitting=True)
-    cards = pe.Node(niu.Merge(len(folds)), name="collect_fold_cards",
-                    run_without_submitting=True)
-    combine = pe.Node(CombineFoldProbes(fold_labels=folds), name="combine_folds",
-                      mem_gb=PROBE_MEM_GB)
-    for position, fold in enumerate(folds, start=1):
-        join = pe.Node(JoinEmbeddings(), name=f"join_embeddings_fold{fold}")
-        workflow.connect([(inputnode, join, [(f"embeddings_fold{fold}", "in_files"),
-                                             (f"embeddings_json_fold{fold}", "in_jsons")])])
-        probe, collect = _add_probe(
-            workflow, inputnode, [join, *regional], suffix=f"_fold{fold}", target=target,
-            task=task, cv=cv, n_repeats=n_repeats, seed=seed, n_permutations=n_permutations,
-            group_column=group_column, **probe_options)
-        workflow.connect([
-            (probe, predictions, [("predictions_tsv", f"in{position}")]),
-            (probe, cards, [("model_card", f"in{position}")]),
-        ])
-        if position == 1:
-            workflow.connect([(collect, outputnode, [("out", "features_tsv")]),
-                              (probe, outputnode, [("model", "model"),
-                                                   ("model_card", "model_card"),
-                                                   ("figures", "figures")])])
-        if output_dir is not None:
-            _sink_results(workflow, output_dir, target, [
-                (node.replace("join_embeddings", f"join_embeddings_fold{fold}")
-                 .replace("fit_probe", f"fit_probe_fold{fold}"), field, out_name,
-                 f"{sink}_fold{fold}") for node, field, out_name, sink in FIT_DERIVATIVES
-                if node in ("join_embeddings", "fit_probe")], subfolder=f"fold-{fold}")
-    workflow.connect([
-        (predictions, combine, [("out", "predictions_tsv")]),
-        (cards, combine, [("out", "model_card")]),
-        (combine, outputnode, [("predictions_tsv", "predictions_tsv"),
-                               ("metrics_tsv", "metrics_tsv"), ("out_json", "summary_json")]),
-    ])
-    if output_dir is not None:
-        _sink_results(workflow, output_dir, target, ENSEMBLE_DERIVATIVES + tuple(
-            d for d in FIT_DERIVATIVES if d[0] == "merge_regional"))
-    return workflow
-
-
-def _harmonization_text(options):
-    """The methods sentence on ComBat site harmonisation."""
-    covariates = options.get("covariate_columns") or []
-    protected = f", protecting the effects of {', '.join(covariates)}," if covariates else ""
-    return (f"Site effects (participants.tsv column '{options.get('site_column', 'site')}') "
-            f"were removed with ComBat (neuroCombat; Fortin et al., 2018){protected} fitted "
-            "on the training folds only and applied to the test fold, before the probe.\n")
-
-
-_ENSEMBLE_TEXT = """\
-This was done separately for the embeddings of each of the {n} AnatCL encoder folds
-({folds}), with the same cross-validation splits; results are reported for each fold and
-as their mean and standard deviation, and for the ensemble whose prediction is the mean
-of the per-fold probes' out-of-fold predictions (class probabilities for a categorical
-target).
-"""
-
-
-def _feature_tables(workflow, inputnode, features):
-    """The nodes making the group feature tables (``out_tsv``, ``out_json``), in order."""
-    tables = []
-    if features in ("embeddings", "both"):
-        join = pe.Node(JoinEmbeddings(), name="join_embeddings")
-        workflow.connect([(inputnode, join, [("embeddings", "in_files"),
-                                             ("embeddings_json", "in_jsons")])])
-        tables.append(join)
-    if features in ("regional", "both"):
-        merge = pe.Node(MergeRegionalTables(out_name="regional"), name="merge_regional")
-        sidecars = pe.Node(niu.Function(function=_sidecars, output_names=["sidecars"]),
-                           name="regional_sidecars", run_without_submitting=True)
-        workflow.connect([(inputnode, merge, [("regional_tsv", "in_files")]),
-                          (inputnode, sidecars, [("regional_tsv", "paths")]),
-                          (sidecars, merge, [("sidecars", "in_jsons")])])
-        tables.append(merge)
-    return tables
-
-
-def _sidecars(paths):
-    """The JSON sidecar beside each table (``x.tsv`` -> ``x.json``), where there is one."""
-    from pathlib import Path
-
-    paths = [paths] if isinstance(paths, str) else paths
-    found = [str(Path(p).with_suffix(".json")) for p in paths]
-    return found if all(Path(p).is_file() for p in found) else []
-
-
-def _sink_results(workflow, output_dir, target, derivatives, subfolder=None):
-    """Sink nodes writing each result into ``<output_dir>/group/target-<target>/``
-    (or its ``subfolder``)."""
-    names = workflow.list_node_names()
-    folder = target_folder(target) + (f"/{subfolder}" if subfolder else "")
-    for node_name, field, out_name, sink_name in derivatives:
-        if node_name in names:
-            sink = pe.Node(GroupDerivativesSink(base_directory=str(Path(output_dir).absolute()),
-                                                folder=folder, out_name=out_name),
-                           name=sink_name, run_without_submitting=True)
-            source, field = _with_session_column(workflow, workflow.get_node(node_name), field,
-                                                 out_name, sink_name)
-            workflow.connect(source, field, sink, "in_file")
-
-
-def _with_session_column(workflow, node, field, out_name, sink_name):
-    """Per-scan tables (``embeddings.tsv``, ``regional.tsv``, predictions) are written with
-    ``participant_id`` and ``session_id`` columns when the rows are sessions."""
-    if out_name not in ("embeddings.tsv", "regional.tsv", "predictions.tsv",
-                        "desc-applied_predictions.tsv"):
-        return node, field
-    split = pe.Node(niu.Function(function=_session_table, output_names=["out_tsv"]),
-                    name=f"sessions_{sink_name}", run_without_submitting=True)
-    split.inputs.out_name = out_name
-    workflow.connect(node, field, split, "in_tsv")
-    return split, "out_tsv"
-
-
-def _session_table(in_tsv, out_name):
-    from pathlib import Path
-
-    from anatcl_nipype.prediction.features import with_session_column
-
-    return with_session_column(in_tsv, Path.cwd() / out_name)
-
-
-def _description(task, target, features, model, cv, n_repeats, group_column, n_permutations):
-    """The methods paragraph: what was fitted, and how it was validated."""
-    used = _FEATURES_TEXT[features]
-    if model is not None:
-        return (f"\nThe target '{target}' was predicted from {used} with a previously fitted "
-                f"linear probe ({Path(model).name}), after checking that the features were "
-                "made with the encoder weights and columns the probe was trained on. These "
-                "predictions are not cross-validated: participants the probe was fitted on "
-                "are predicted in sample.\n")
-    repeats = f", repeated {n_repeats} times with different splits" if n_repeats > 1 else ""
-    grouping = (f" Folds were grouped by {group_column}, so that no {group_column} was in "
-                "both the training and the test data." if group_column else "")
-    permutations = (f" Significance was assessed with a permutation test ({n_permutations} "
-                    "label permutations)." if n_permutations else "")
-    task = "brain_age" if task == AUTO_TASK and target.lower() == "age" else task
-    return f"""
-The target '{target}' was predicted from {used} with a linear probe (scikit-learn):
-missing values were imputed with the training median, each feature was standardised, then
-{_MODELS[task]}. Performance was estimated with {cv}-fold cross-validation{repeats}, fitting
-the whole probe on the training folds only, and reported as the {_METRICS[task]} (mean
-and standard deviation over folds).{grouping}{permutations} The final probe was fitted on
-all participants with a known {target}.
-"""
