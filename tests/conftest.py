@@ -56,7 +56,7 @@ DEMO_SUBJECTS = 14
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory):
     """``anatcl-nipype demo`` run once per session: (its folder, what it printed).
-    test_demo checks it; the README's snippets run in it, as a user runs them after the demo.
+    test_demo checks it; the snippets of the README and docs/ run in it, as a user runs them.
     The demo takes minutes: run it once, not once per test file."""
     folder = tmp_path_factory.mktemp("demo") / "demo"
     done = subprocess.run([sys.executable, "-m", "anatcl_nipype", "demo", str(folder),

@@ -26,7 +26,7 @@ def read_tsv(path):
 
 @pytest.fixture
 def demo(demo_run):
-    """The session's demo run (conftest.py): the README's snippets run in the same folder."""
+    """The session's demo run (conftest.py): the README's and docs' snippets run there too."""
     return demo_run
 
 
