@@ -481,7 +481,8 @@ def test_brain_age_on_too_few_participants_says_what_to_do():
     with pytest.raises(PredictionError) as error:
         cross_validate_probe(X, age, "brain_age", cv=2)
     assert str(error.value) == (
-        "3 participants are too few for the brain-age bias correction's 5-fold "
-        "cross-validation of the training predictions (needs 5 in every training set); "
-        "add participants or lower cv")
+        "3 training participants are too few for the brain-age bias correction's 5-fold "
+        "cross-validation of the training predictions; lower bias_cv (the command line's "
+        "--bias-cv), or pass none to fit the bias line on in-sample training predictions, "
+        "or add participants")
     assert isinstance(error.value, AnatCLError)
