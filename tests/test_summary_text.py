@@ -57,7 +57,7 @@ def test_report_uses_the_rule(tmp_path):
         "validation": {"cv": 3, "n_repeats": 1, "seed": 0, "group_column": None}}))
     page = write_report(tmp_path / "out").read_text()
     methods = (tmp_path / "out" / "anatcl" / "methods.md").read_text()
-    assert f"(seed 0): {SHOWN} (mean ± sd over folds)." in methods.replace("\n", " ")
+    assert f"(mean and standard deviation over folds): {SHOWN}." in methods.replace("\n", " ")
     sd_row = page.split("<td>sd</td>", 1)[1].split("</tr>", 1)[0]
     assert sd_row == '<td class="num">1.15</td><td class="num">10.6</td><td class="num">0</td>'
     assert "<b>3.25 ± 1.15</b>score: MAE" in page  # the summary box
