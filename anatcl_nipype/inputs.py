@@ -38,6 +38,7 @@ from anatcl_nipype.bids import (  # noqa: F401 (bids_label, bids_source_from_cat
     session_id_from_path,
 )
 from anatcl_nipype.errors import AnatCLError
+from anatcl_nipype.options import AUTO_TASK_BY_TARGET
 
 ID_COLUMN = "participant_id"
 SESSION_COLUMN = "session_id"
@@ -390,8 +391,8 @@ def infer_task(target, values):
     >>> infer_task("age", ["30"]), infer_task("mmse", ["29", "n/a"]), infer_task("dx", ["AD"])
     ('brain_age', 'regression', 'classification')
     """
-    if target.lower() == "age":
-        return "brain_age"
+    if target.lower() in AUTO_TASK_BY_TARGET:
+        return AUTO_TASK_BY_TARGET[target.lower()]
     known = [value for value in values if value.strip() not in MISSING_VALUES]
     try:
         [float(value) for value in known]

@@ -260,3 +260,19 @@ def test_too_few_participants_for_the_default_probe_say_what_to_do():
         cross_validate_probe(X, y, "classification", cv=5)
     with pytest.raises(PredictionError, match="7 participants are too few for cv=5 folds"):
         cross_validate_probe(X[:7], np.arange(7.0), "regression", cv=5)
+
+
+@pytest.mark.parametrize("task", ["classification", "regression", "brain_age"])
+def test_task_table_names_metrics_the_cross_validation_reports(task):
+    """The per-task table's headline and figure metrics are summary columns of its CV."""
+    from anatcl_nipype.options import PROBE_TASKS
+
+    spec = PROBE_TASKS[task]
+    X, age = ages_and_features(n=40)
+    y = np.where(age > 50, "old", "young") if spec.categorical else age
+    estimator = FAST_CLASSIFIER if spec.categorical else None
+    result = cross_validate_probe(X, y, task, cv=4, estimator=estimator)
+    assert {spec.headline_metric, *spec.figure_metrics} <= set(result.summary)
+    assert ("predicted_corrected" in result.predictions) is spec.corrects_age_bias
+    test = permutation_test(X, y, task, n_permutations=3, cv=4, estimator=estimator)
+    assert test.metric == spec.headline_metric

@@ -30,7 +30,7 @@ from anatcl_nipype.bids import (bids_label, participant_id_from_path, scan_id,
                                  session_id_from_path)
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.files import write_json_atomic
-from anatcl_nipype.options import AUTO_TASK, TASKS
+from anatcl_nipype.options import AUTO_TASK, PROBE_TASKS, TASKS
 from anatcl_nipype.prediction.feature_source import (
     common_recipe,
     feature_source,
@@ -407,7 +407,7 @@ class CombineFoldProbes(SimpleInterface):
         sidecar = {"target": cards[0]["target"], "task": task,
                    "encoder_folds": list(self.inputs.fold_labels),
                    "ensemble": "mean of the per-fold probes' out-of-fold "
-                               + ("class probabilities" if task == "classification"
+                               + ("class probabilities" if PROBE_TASKS[task].categorical
                                   else "predictions") + ", same CV splits for every fold",
                    "ensemble_metrics": summary,
                    "fold_metrics": per_fold.to_dict(orient="records")}
@@ -424,6 +424,6 @@ def _read_predictions(path, task):
     import pandas as pd
 
     table = pd.read_csv(path, sep="\t", na_values="n/a", dtype={"participant_id": str})
-    if task == "classification":
+    if PROBE_TASKS[task].categorical:
         table["true"] = table["true"].astype(str)
     return table

@@ -15,6 +15,7 @@ anatcl_nipype.errors.PredictionError: model.skops was fitted for target 'age', n
 """
 
 from anatcl_nipype.errors import PredictionError
+from anatcl_nipype.options import PROBE_TASKS
 from anatcl_nipype.prediction.feature_source import feature_kind
 
 
@@ -69,11 +70,12 @@ def prediction_table(model, card, features, true=None, sites=None, covariates=No
     if true is not None:
         table["true"] = true.to_numpy()
     table["predicted"] = model.predict(X)
-    if card["task"] == "classification":
+    task = PROBE_TASKS[card["task"]]
+    if task.categorical:
         probabilities = model.predict_proba(X)
         for column, name in enumerate(model.classes_):
             table[f"probability_{name}"] = probabilities[:, column]
-    if card["task"] == "brain_age" and true is not None:
+    if task.corrects_age_bias and true is not None:
         # a harmonised brain-age model is a Pipeline: its last step corrects
         corrector = model[-1] if hasattr(model, "steps") else model
         table["predicted_corrected"] = corrector.correct(table["predicted"], table["true"])

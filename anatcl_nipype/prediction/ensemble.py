@@ -19,6 +19,7 @@ classification, predicted values otherwise) and checks that the splits agree;
 import numpy as np
 
 from anatcl_nipype.errors import PredictionError
+from anatcl_nipype.options import PROBE_TASKS
 from anatcl_nipype.prediction.validation import (classification_metrics, mean_sd,
                                                  regression_metrics)
 
@@ -49,7 +50,7 @@ def ensemble_predictions(tables, task):
                 "participants with the same cv, n_repeats, seed and groups")
         aligned.append(table)
     result = first[[*KEYS, "true"]].copy() if "true" in first else first[list(KEYS)].copy()
-    if task == "classification":
+    if PROBE_TASKS[task].categorical:
         columns = [c for c in first.columns if c.startswith("probability_")]
         mean = np.mean([t[columns].to_numpy(dtype=float) for t in aligned], axis=0)
         classes = np.asarray([c.removeprefix("probability_") for c in columns], dtype=object)
@@ -101,7 +102,7 @@ def _metrics(split, task):
     """The fold's metrics, by :mod:`~anatcl_nipype.prediction.validation`'s functions
     (classification: balanced accuracy and ROC-AUC, the ensemble's summary scores)."""
     true = split["true"].to_numpy()
-    if task != "classification":
+    if not PROBE_TASKS[task].categorical:
         return regression_metrics(true.astype(float), split["predicted"].to_numpy(dtype=float))
     columns = [c for c in split.columns if c.startswith("probability_")]
     classes = [c.removeprefix("probability_") for c in columns]

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from anatcl_nipype.files import atomic_write
+from anatcl_nipype.options import PROBE_TASKS
 from anatcl_nipype.prediction.summary_text import mean_sd_text
 
 
@@ -33,15 +34,15 @@ def plot_cv_results(result, out_stem):
     from matplotlib.figure import Figure
 
     predictions = result.predictions[result.predictions["repeat"] == 0]
-    if result.task == "classification":
+    task = PROBE_TASKS[result.task]
+    if task.categorical:
         figure = Figure(figsize=(10, 4.5), layout="constrained")
         _draw_confusion(figure.add_subplot(1, 2, 1), predictions, result.classes)
         _draw_roc(figure.add_subplot(1, 2, 2), predictions, result.classes)
-        figure.suptitle(_title(result.summary, ("balanced_accuracy", "roc_auc")))
     else:
         figure = Figure(figsize=(5.5, 5), layout="constrained")
         _draw_scatter(figure.add_subplot(), predictions)
-        figure.suptitle(_title(result.summary, ("mae", "r2", "pearson_r")))
+    figure.suptitle(_title(result.summary, task.figure_metrics))
     FigureCanvasAgg(figure)
     return _save(figure, Path(out_stem))
 

@@ -25,6 +25,7 @@ from anatcl_nipype.errors import AnatCLError, PredictionError
 from anatcl_nipype.bids import split_scan_id
 from anatcl_nipype.inputs import (ID_COLUMN, MISSING_VALUES, SESSION_COLUMN, read_tsv_rows,
                                   sessions_tsv_of)
+from anatcl_nipype.options import PROBE_TASKS
 from anatcl_nipype.prediction.probes import check_task
 
 
@@ -82,7 +83,7 @@ def load_labels(participants_tsv, column, participant_ids, task):
         else:
             kept.append(pid)
             values.append(value)
-    labels = np.array(values, dtype=str if task == "classification" else float)
+    labels = np.array(values, dtype=str if PROBE_TASKS[task].categorical else float)
     return Labels(kept, labels, dropped, _note_unused(by_id, wanted, path))
 
 
@@ -166,7 +167,7 @@ def _note_unused(by_id, wanted, path):
 def _parse_label(cell, task, path, pid, column):
     if cell in MISSING_VALUES:
         return None
-    if task == "classification":
+    if PROBE_TASKS[task].categorical:
         return cell
     try:
         value = float(cell)

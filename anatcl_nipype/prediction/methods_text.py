@@ -15,7 +15,8 @@ True
 """
 
 from anatcl_nipype.citations import cite
-from anatcl_nipype.options import ALPHA_GRID, AUTO_TASK, C_GRID, INNER_CV
+from anatcl_nipype.options import (ALPHA_GRID, AUTO_TASK, AUTO_TASK_BY_TARGET, C_GRID, INNER_CV,
+                                   PROBE_TASKS)
 
 FEATURES_TEXT = {
     "embeddings": "the AnatCL embeddings",
@@ -23,10 +24,7 @@ FEATURES_TEXT = {
     "both": "the AnatCL embeddings, joined with the region-wise measures,",
 }
 METRICS_TEXT = {
-    "classification": "balanced accuracy and the area under the ROC curve",
-    "regression": "mean absolute error (MAE), root mean squared error, R2 and Pearson's r",
-    "brain_age": "mean absolute error (MAE), root mean squared error, R2 and Pearson's r "
-                 "of the uncorrected predicted age",
+    **{name: task.metrics_text for name, task in PROBE_TASKS.items()},
     AUTO_TASK: "balanced accuracy and ROC AUC (categories) or the mean absolute error, "
                "root mean squared error, R2 and Pearson's r (numbers)",
 }
@@ -38,7 +36,15 @@ def described_task(task, target):
     >>> described_task("auto", "Age"), described_task("auto", "mmse")
     ('brain_age', 'auto')
     """
-    return "brain_age" if task == AUTO_TASK and str(target).lower() == "age" else task
+    if task != AUTO_TASK:
+        return task
+    return AUTO_TASK_BY_TARGET.get(str(target).lower(), task)
+
+
+def _is(task, field):
+    """The :class:`~anatcl_nipype.options.ProbeTask` ``field`` of ``task``; False for
+    ``auto`` (decided from the data later)."""
+    return task in PROBE_TASKS and getattr(PROBE_TASKS[task], field)
 
 
 def _grid(start, stop, num):
@@ -48,7 +54,7 @@ def _grid(start, stop, num):
 def probe_model_text(task, grouped=False):
     """The probe and how its penalty is chosen (with groups, by GroupKFold)."""
     inner = f"an inner {INNER_CV}-fold GroupKFold" if grouped else None
-    if task == "classification":
+    if _is(task, "categorical"):
         return ("L2-regularised logistic regression with balanced class weights, its inverse "
                 f"penalty C chosen among {_grid(*C_GRID)} by "
                 f"{inner or f'an inner stratified {INNER_CV}-fold'} cross-validation on the "
@@ -66,7 +72,7 @@ def validation_text(task, cv, n_repeats=1, group_column=None, seed=None, results
         scheme = (f"{cv}-fold GroupKFold cross-validation keeping every value of "
                   f"'{group_column}' in one fold")
     else:
-        scheme = ("stratified " if task == "classification" else "") + \
+        scheme = ("stratified " if _is(task, "categorical") else "") + \
             f"{cv}-fold cross-validation"
     repeats = f", repeated {n_repeats} times with different splits" if n_repeats > 1 else ""
     seeded = f" (seed {seed})" if seed is not None else ""
@@ -135,7 +141,7 @@ def probe_text(target, task, features, *, cv, n_repeats=1, group_column=None, se
             "values were imputed with the training median, each feature was standardised, "
             f"then {probe_model_text(task, grouped=bool(group_column))}. "
             + validation_text(task, cv, n_repeats, group_column, seed, results))
-    if task == "brain_age":
+    if _is(task, "corrects_age_bias"):
         text += " " + brain_age_text(bias_cv, bias_folds, group_column)
     text += " " + permutation_text(n_permutations, pvalue, metric)
     everyone = f"all {n_train} participants" if n_train else "all participants"

@@ -36,7 +36,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from anatcl_nipype.errors import PredictionError
-from anatcl_nipype.options import ALPHA_GRID, C_GRID, INNER_CV
+from anatcl_nipype.options import ALPHA_GRID, C_GRID, INNER_CV, PROBE_TASKS
 from anatcl_nipype.options import TASKS  # noqa: F401 (re-exported)
 
 #: Folds of the inner cross-validation that picks a classifier's penalty.
@@ -64,7 +64,7 @@ def make_probe(task, *, cs=DEFAULT_CS, alphas=DEFAULT_ALPHAS, inner_cv=DEFAULT_I
     RidgeCV(alphas=[1.0, 10.0])
     """
     check_task(task)
-    if task == "classification":
+    if PROBE_TASKS[task].categorical:
         model = LogisticRegressionCV(
             Cs=list(cs), l1_ratios=(0.0,), class_weight="balanced", scoring="neg_log_loss",
             cv=StratifiedKFold(inner_cv, shuffle=True, random_state=seed),

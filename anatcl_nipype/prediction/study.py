@@ -15,7 +15,7 @@ import numpy as np
 
 from anatcl_nipype.files import write_json_atomic
 from anatcl_nipype.inputs import infer_task, target_values
-from anatcl_nipype.options import AUTO_TASK
+from anatcl_nipype.options import AUTO_TASK, PROBE_TASKS
 from anatcl_nipype.prediction.feature_source import (
     feature_kind,
     feature_source,
@@ -49,20 +49,21 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
     source = feature_source(features, sidecar_paths(feature_tables, features_json))
     ids, y, groups, label_dropped, notes = _labels(participants_tsv, target, task,
                                                    group_column, features.index)
+    corrects_age_bias = PROBE_TASKS[task].corrects_age_bias  # a known task: _labels checks
     X = features.loc[ids]
     harmonization = _harmonization_options(participants_tsv, ids, harmonize, site_column,
                                            covariate_columns, unseen_sites)
     # brain age: the estimator of every fit (CV, permutations, final) with its bias folds
     study = dict(harmonization, estimator=default_estimator(task, seed, bias_cv=bias_cv)
-                 if task == "brain_age" else None)
+                 if corrects_age_bias else None)
     say = _progress_line(f"probe {target!r}")
     result = cross_validate_probe(
         X, y, task, cv=cv, n_repeats=n_repeats, groups=groups, seed=seed, **study,
-        return_estimators=task == "brain_age",
+        return_estimators=corrects_age_bias,
         progress=lambda done, total: say(f"cross-validation fold {done}/{total} done"))
     validation = {"cv": cv, "n_repeats": n_repeats, "seed": seed,
                   "group_column": _grouped_by(group_column, groups)}
-    if task == "brain_age":
+    if corrects_age_bias:
         validation.update(_bias_folds(result.estimators, bias_cv, say))
     if n_permutations:
         say(f"permutation test ({n_permutations} permutations)")

@@ -49,6 +49,7 @@ from sklearn.model_selection import (GroupKFold, KFold, RepeatedKFold,
 
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.files import atomic_write
+from anatcl_nipype.options import PROBE_TASKS
 from anatcl_nipype.prediction.brain_age import BrainAgeRegressor
 from anatcl_nipype.prediction.harmonization import (HARMONIZATIONS, frame_covariates,
                                                     harmonization_frame, make_harmonized)
@@ -94,8 +95,8 @@ def default_estimator(task, seed=0, bias_cv=5):
     True
     """
     check_task(task)
-    if task == "brain_age":
-        return BrainAgeRegressor(make_probe("brain_age"), bias_cv=bias_cv, seed=seed)
+    if PROBE_TASKS[task].corrects_age_bias:
+        return BrainAgeRegressor(make_probe(task), bias_cv=bias_cv, seed=seed)
     return make_probe(task, seed=seed)
 
 
@@ -115,12 +116,12 @@ def cross_validate_probe(X, y, task, cv=5, n_repeats=1, groups=None, seed=0, *,
     check_task(task)
     y = _check_inputs(X, y, task, cv, groups)
     ids = _participant_ids(X, participant_ids)
-    if estimator is None and task == "classification" and groups is None:
+    if estimator is None and PROBE_TASKS[task].categorical and groups is None:
         _check_inner_folds(y, cv)
     X, estimator = _study_estimator(X, y, task, seed, estimator, harmonize, sites, covariates,
                                     unseen_sites)
     groups = None if groups is None else np.asarray(groups)
-    classes = sorted(set(y.tolist())) if task == "classification" else []
+    classes = sorted(set(y.tolist())) if PROBE_TASKS[task].categorical else []
     metrics, predictions, estimators = [], [], []
     for repeat, fold, train, test in _splits(task, X, y, cv, n_repeats, groups, seed):
         model = fit_probe(estimator, _rows(X, train), y[train],
@@ -240,7 +241,8 @@ def permutation_test(X, y, task, n_permutations=100, seed=0, *, cv=5, groups=Non
     X, estimator = _study_estimator(X, y, task, seed, estimator, harmonize, sites, covariates,
                                     unseen_sites)
     splitter = _splitters(task, cv, 1, groups, seed)[0]
-    scoring = "balanced_accuracy" if task == "classification" else "neg_mean_absolute_error"
+    categorical, metric = PROBE_TASKS[task].categorical, PROBE_TASKS[task].headline_metric
+    scoring = metric if categorical else "neg_mean_absolute_error"
     params = None
     if groups is not None:  # sklearn hands fit params, cut to the training rows, to fit
         estimator, params = GroupedFit(estimator), {"groups": np.asarray(groups)}
@@ -251,9 +253,9 @@ def permutation_test(X, y, task, n_permutations=100, seed=0, *, cv=5, groups=Non
         score, permuted, pvalue = permutation_test_score(
             estimator, X, y, groups=groups, cv=splitter, n_permutations=n_permutations,
             random_state=seed, scoring=scoring, params=params)
-    if task == "classification":
-        return PermutationResult("balanced_accuracy", float(score), permuted, float(pvalue))
-    return PermutationResult("mae", -float(score), -permuted, float(pvalue))
+    if categorical:
+        return PermutationResult(metric, float(score), permuted, float(pvalue))
+    return PermutationResult(metric, -float(score), -permuted, float(pvalue))
 
 
 def _one_label_per_group(y, groups):
@@ -331,7 +333,7 @@ def _check_inputs(X, y, task, cv, groups):
     if y.ndim != 1 or len(y) != len(X):
         raise PredictionError(f"{len(X)} feature rows but labels of shape {y.shape}; pass "
                               "one label per feature row")
-    if task == "classification":
+    if PROBE_TASKS[task].categorical:
         _check_classes(y, cv, groups)
     else:
         y = y.astype(float)
@@ -347,7 +349,7 @@ def _check_inputs(X, y, task, cv, groups):
     if groups is not None and len(set(np.asarray(groups).tolist())) < cv:
         raise PredictionError(f"cv={cv} folds but only {len(set(groups))} distinct groups; "
                               "lower cv or pass groups with more levels")
-    if groups is not None and task == "classification":
+    if groups is not None and PROBE_TASKS[task].categorical:
         _check_classes_in_groups(y, np.asarray(groups), cv)
     return y
 
@@ -418,9 +420,9 @@ def _splitters(task, cv, n_repeats, groups, seed):
             return [GroupKFold(cv)]
         return [GroupKFold(cv, shuffle=True, random_state=seed + r) for r in range(n_repeats)]
     if n_repeats == 1:
-        kind = StratifiedKFold if task == "classification" else KFold
+        kind = StratifiedKFold if PROBE_TASKS[task].categorical else KFold
         return [kind(cv, shuffle=True, random_state=seed)]
-    kind = RepeatedStratifiedKFold if task == "classification" else RepeatedKFold
+    kind = RepeatedStratifiedKFold if PROBE_TASKS[task].categorical else RepeatedKFold
     return [kind(n_splits=cv, n_repeats=n_repeats, random_state=seed)]
 
 
@@ -433,12 +435,12 @@ def _splits(task, X, y, cv, n_repeats, groups, seed):
 
 
 def _evaluate(task, model, X, y, classes):
-    if task == "classification":
+    if PROBE_TASKS[task].categorical:
         return _classification_metrics(model, X, y, classes)
     predicted = model.predict(X)
     metrics = regression_metrics(y, predicted)
     columns = {"true": y, "predicted": predicted}
-    if task == "brain_age":
+    if PROBE_TASKS[task].corrects_age_bias:
         corrected = model.predict(X, age=y)
         metrics["gap_age_r"] = _pearson(corrected - y, y)
         columns.update(predicted_corrected=corrected, brain_age_gap=corrected - y)

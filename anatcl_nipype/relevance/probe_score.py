@@ -27,6 +27,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from anatcl_nipype.errors import PredictionError
+from anatcl_nipype.options import PROBE_TASKS
 from anatcl_nipype.prediction.brain_age import BrainAgeRegressor
 
 #: Embedding column prefixes: backbone (512-d) and projection head (128-d).
@@ -105,7 +106,7 @@ def select_score(weight, bias, card, target_class=None):
     >>> w.tolist(), what
     ([[-1.0, -1.0]], "logit of class 'CN' (vs the others) of dx")
     """
-    if card["task"] != "classification":
+    if not PROBE_TASKS[card["task"]].categorical:
         if target_class is not None:
             raise PredictionError(f"target_class={target_class!r} given for a {card['task']} "
                                   "probe; it applies to classification only")

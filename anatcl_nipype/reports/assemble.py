@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from anatcl_nipype.files import atomic_write
+from anatcl_nipype.options import PROBE_TASKS
 from anatcl_nipype.prediction.summary_text import mean_sd_text
 from anatcl_nipype.reports import REPORT_DIR, qc
 from anatcl_nipype.reports.collect import collect_output_folder, scans_of
@@ -33,9 +34,6 @@ from anatcl_nipype.reports.fragments import (esc, figure_img, figure_svg, flags_
 #: Bumped when a participant's cached figure or checks would come out differently.
 CACHE_VERSION = "2"
 PCA_COLUMNS = ("diagnosis", "site", "sex")
-#: Headline metric of each task, shown in the summary box.
-HEADLINE = {"classification": ("balanced_accuracy", "balanced accuracy"),
-            "regression": ("mae", "MAE"), "brain_age": ("mae", "MAE (years)")}
 
 
 def build_report(output_dir, participants_tsv=None, work_dir=None):
@@ -357,7 +355,8 @@ def summary_fragment(folder, flagged):
              ("flagged by QC", scans_of(flagged), bool(flagged))]
     for target in folder.targets:
         metrics = (target.summary or target.card).get("cv_metrics", {})
-        key, name = HEADLINE.get(target.task, ("", ""))
+        task = PROBE_TASKS.get(target.task)
+        key, name = (task.headline_metric, task.headline_label) if task else ("", "")
         if key in metrics:
             tiles.append((f"{target.name}: {name}",
                           mean_sd_text(metrics[key]["mean"], metrics[key]["sd"]),
@@ -449,17 +448,12 @@ def _target_figures(target):
     from anatcl_nipype.reports.figures import brain_age_gap
 
     figures = []
-    captions = {"classification": "Confusion matrix and ROC curve of the out-of-fold predictions "
-                                  "(first repeat).",
-                "regression": "Predicted against true values, out of fold (first repeat), with "
-                              "the identity line.",
-                "brain_age": "Predicted against true age, out of fold (first repeat), with the "
-                             "identity line."}
+    task = PROBE_TASKS.get(target.task)
     for svg in target.figures:
         figures.append(figure_svg(svg.read_text(encoding="utf-8"),
-                                  captions.get(target.task, esc(svg.name))))
+                                  task.figure_caption if task else esc(svg.name)))
     rows = [r for r in target.predictions if r.get("repeat", "0") in ("0", "")]
-    if target.task == "brain_age" and rows and "brain_age_gap" in rows[0]:
+    if task and task.corrects_age_bias and rows and "brain_age_gap" in rows[0]:
         age = _floats(rows, "true")
         figures.append(figure_svg(
             brain_age_gap(age, _floats(rows, "predicted") - age, _floats(rows, "brain_age_gap")),
