@@ -389,10 +389,11 @@ class CombineFoldProbes(SimpleInterface):
     def _run_interface(self, runtime):
         import json
 
-        from anatcl_nipype.prediction import write_metrics_tsv, write_predictions_tsv
         from anatcl_nipype.prediction.ensemble import (across_folds, ensemble_metrics,
                                                        ensemble_predictions)
-        from anatcl_nipype.prediction.validation import CrossValidationResult, write_tsv
+        from anatcl_nipype.prediction.tables import (write_metrics_tsv, write_predictions_tsv,
+                                                     write_tsv)
+        from anatcl_nipype.prediction.validation import CrossValidationResult
 
         cards = [json.loads(Path(path).read_text()) for path in self.inputs.model_card]
         task = cards[0]["task"]

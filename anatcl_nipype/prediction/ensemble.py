@@ -19,8 +19,8 @@ classification, predicted values otherwise) and checks that the splits agree;
 import numpy as np
 
 from anatcl_nipype.errors import PredictionError
-from anatcl_nipype.prediction.validation import (classification_metrics, mean_sd,
-                                                 regression_metrics)
+from anatcl_nipype.prediction.metrics import (classification_metrics, mean_sd,
+                                              regression_metrics)
 
 #: Columns naming a row of out-of-fold predictions: who, and in which CV split.
 KEYS = ("participant_id", "repeat", "fold")
@@ -98,7 +98,7 @@ def across_folds(summaries, labels):
 
 
 def _metrics(split, task):
-    """The fold's metrics, by :mod:`~anatcl_nipype.prediction.validation`'s functions
+    """The fold's metrics, by :mod:`~anatcl_nipype.prediction.metrics`' functions
     (classification: balanced accuracy and ROC-AUC, the ensemble's summary scores)."""
     true = split["true"].to_numpy()
     if task != "classification":
