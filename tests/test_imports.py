@@ -62,7 +62,8 @@ def test_layers_import_only_downward(layer, forbidden):
 
 def test_ground_floor_imports_no_layer():
     layers = {"encoder", "training", "regional", "prediction", "interfaces", "workflows", "cli"}
-    for module in ("options", "inputs", "bids", "files", "errors", "lazy_exports", "threads"):
+    for module in ("options", "inputs", "bids", "files", "errors", "lazy_exports", "threads",
+                   "outputs"):
         imported = {name.split(".")[1] for name in imported_modules(PACKAGE / f"{module}.py")
                     if name.count(".")}
         assert imported & layers == set(), module

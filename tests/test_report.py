@@ -115,7 +115,8 @@ def write_classification_results(out, ids, embeddings, diagnoses):
     """A cross-validated diagnosis probe's tables and figure, by the prediction layer."""
     from anatcl_nipype.prediction.figures import plot_cv_results
     from anatcl_nipype.prediction.probes import make_probe
-    from anatcl_nipype.prediction.validation import cross_validate_probe, write_metrics_tsv
+    from anatcl_nipype.prediction.tables import write_metrics_tsv
+    from anatcl_nipype.prediction.validation import cross_validate_probe
 
     folder = out / "group" / "target-diagnosis"
     folder.mkdir(parents=True)
@@ -133,8 +134,8 @@ def write_classification_results(out, ids, embeddings, diagnoses):
 def write_group_results(out, ids, embeddings, ages):
     """A cross-validated brain-age probe's outputs, written by the prediction layer."""
     from anatcl_nipype.prediction.figures import plot_cv_results
-    from anatcl_nipype.prediction.validation import (cross_validate_probe, write_metrics_tsv,
-                                                     write_predictions_tsv)
+    from anatcl_nipype.prediction.tables import write_metrics_tsv, write_predictions_tsv
+    from anatcl_nipype.prediction.validation import cross_validate_probe
 
     folder = out / "group" / "target-age"
     folder.mkdir(parents=True)

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from anatcl_nipype.prediction.summary_text import mean_sd_text
-from anatcl_nipype.prediction.validation import (CrossValidationResult, mean_sd,
-                                                 write_metrics_tsv)
+from anatcl_nipype.prediction.metrics import mean_sd
+from anatcl_nipype.prediction.tables import write_metrics_tsv
+from anatcl_nipype.prediction.validation import CrossValidationResult
 
 #: pearson_r 1 in every fold but for rounding (its sd is about 6e-17), r2 spread widely.
 FOLDS = {"mae": [2.0, 3.5, 4.25], "r2": [-17.2, 2.0, 0.11], "pearson_r": [1.0, 1 - 2**-53, 1.0]}

@@ -19,6 +19,7 @@ from pathlib import Path
 from anatcl_nipype.cli.parser import EXIT_OK, Options, add_encoder_options, add_execution_options
 from anatcl_nipype.files import write_json_atomic
 from anatcl_nipype.options import DESCRIPTORS, FOLDS
+from anatcl_nipype.outputs import GROUP_FILES, target_folder
 
 #: The demo's own options that the participant and group levels take as they are.
 SHARED_OPTIONS = ("weights", "descriptor", "fold", "precision", "force_precision", "device",
@@ -151,13 +152,12 @@ def run_demo(argv):
 def previous_scores(record, run_key, results):
     """The scores a finished earlier run with the same key recorded, if all its results are
     still there; else None."""
-    from anatcl_nipype.workflows.group import target_folder
-
     if not record.is_file():
         return None
     previous = json.loads(record.read_text())
     expected = [results / "anatcl" / "report.html",
-                *(results / target_folder(target) / "metrics.tsv" for target, _ in DEMO_TARGETS)]
+                *(results / target_folder(target) / GROUP_FILES["metrics"]
+                  for target, _ in DEMO_TARGETS)]
     if previous.get("key") != run_key or not isinstance(previous.get("scores"), list) or \
             not all(path.is_file() for path in expected):
         return None
@@ -167,12 +167,11 @@ def previous_scores(record, run_key, results):
 def score_features(results, participants_tsv):
     """``[(target, metric, score on both feature kinds, score of the embeddings alone)]``."""
     from anatcl_nipype.cli.group import read_metrics
-    from anatcl_nipype.workflows.group import target_folder
 
     scores = []
     for target, metric in DEMO_TARGETS:
         folder = results / target_folder(target)
-        both = float(read_metrics(folder / "metrics.tsv")["mean"][metric])
+        both = float(read_metrics(folder / GROUP_FILES["metrics"])["mean"][metric])
         scores.append((target, metric, both,
                        embeddings_alone_score(folder, participants_tsv, target, metric)))
     return scores
@@ -207,9 +206,9 @@ def embeddings_alone_score(folder, participants_tsv, target, metric):
     embeddings alone; return the mean of ``metric``."""
     from anatcl_nipype.prediction import cross_validate_probe, join_features, load_labels
 
-    card = json.loads((folder / "probe.json").read_text())
+    card = json.loads((folder / GROUP_FILES["model_card"]).read_text())
     validation = card["validation"]
-    features = join_features([folder / "embeddings.tsv"])
+    features = join_features([folder / GROUP_FILES["embeddings"]])
     labels = load_labels(participants_tsv, target, features.index, card["task"])
     result = cross_validate_probe(features.loc[labels.participant_ids], labels.labels,
                                   card["task"], cv=validation["cv"],

@@ -20,6 +20,7 @@ from anatcl_nipype.cli.progress import Phases, finish_level, run_timed
 from anatcl_nipype.errors import AnatCLError, PredictionError
 from anatcl_nipype.files import JSONFileError, read_json_bounded
 from anatcl_nipype.inputs import find_participants_tsv, infer_task, target_values
+from anatcl_nipype.outputs import GROUP_FILES, fold_folder, target_folder
 
 
 def read_probe_card(model):
@@ -248,8 +249,6 @@ def _failure_message(failed, output_dir, target):
     'too few participants. The probe was not fitted, so no feature table, probe or metrics
      of this run were written to /o/group/target-age'
     """
-    from anatcl_nipype.workflows.group import target_folder
-
     text = "; ".join(failed.values())
     probes = ("fit_probe", "combine_folds")
     if any(node.rsplit(".", 1)[-1].startswith(probes) for node in failed):
@@ -290,22 +289,20 @@ def _build(options, plan, folds, output_dir, embeddings, regional):
 
 def _print_results(options, output_dir, plan, folds):
     """Where the group results are, with the cross-validated metrics."""
-    from anatcl_nipype.workflows.group import target_folder
-
     destination = output_dir / target_folder(plan["target"])
     if options.model:
         print(f"Applied {Path(options.model).absolute()} (predictions are in sample for "
               "participants it was fitted on, not cross-validated): "
-              f"{destination / 'desc-applied_predictions.tsv'}")
+              f"{destination / GROUP_FILES['applied_predictions']}")
     elif folds:
         for fold in folds:
             print(f"Encoder fold {fold}:", end=" ")
-            _print_metrics(destination / f"fold-{fold}" / "metrics.tsv")
+            _print_metrics(destination / fold_folder(fold) / GROUP_FILES["metrics"])
         print("Ensemble (mean of the folds' out-of-fold predictions):", end=" ")
-        _print_metrics(destination / "desc-ensemble_metrics.tsv")
+        _print_metrics(destination / GROUP_FILES["ensemble_metrics"])
         print(f"Group results: {destination} (fold-<k>/ per encoder fold)")
     else:
-        _print_metrics(destination / "metrics.tsv")
+        _print_metrics(destination / GROUP_FILES["metrics"])
         print(f"Group results: {destination}")
 
 

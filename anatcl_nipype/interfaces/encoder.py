@@ -27,6 +27,7 @@ from anatcl_nipype.bids import participant_ids_for, strip_cat12_prefix
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import sha256_file, write_failures_tsv, write_json_atomic
 from anatcl_nipype.options import DESCRIPTORS, FOLDS, PRECISIONS
+from anatcl_nipype.outputs import GROUP_FILES
 
 LOGGER = logging.getLogger("nipype.interface")
 
@@ -250,7 +251,8 @@ class AnatCLEncodeBatch(SimpleInterface):
             raise AnatCLError("no map could be encoded: " + "; ".join(f[2] for f in failures))
         prefix = "proj" if self.inputs.use_head else "emb"
         self._results.update(
-            out_tsv=str(write_embeddings_tsv(folder / "embeddings.tsv", done_ids, vectors, prefix)),
+            out_tsv=str(write_embeddings_tsv(folder / GROUP_FILES["embeddings"], done_ids,
+                                             vectors, prefix)),
             out_files=done_files,
             participant_ids=done_ids,
             failed_tsv=str(write_failures_tsv(folder / "failed.tsv", failures)),
@@ -259,7 +261,8 @@ class AnatCLEncodeBatch(SimpleInterface):
         # realpath, not Path.resolve: a symlink loop among skipped maps must not crash here
         sidecar["inputs"] = {pid: os.path.realpath(f) for pid, f in zip(ids, in_files)}
         sidecar["failed"] = [{"participant_id": f[0], "reason": f[2]} for f in failures]
-        self._results["out_json"] = str(write_json_atomic(folder / "embeddings.json", sidecar))
+        self._results["out_json"] = str(write_json_atomic(folder / GROUP_FILES["embeddings_json"],
+                                                          sidecar))
         return runtime
 
 

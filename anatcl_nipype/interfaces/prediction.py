@@ -89,6 +89,7 @@ class JoinEmbeddings(SimpleInterface):
 
     def _run_interface(self, runtime):
         from anatcl_nipype.encoder.embedding_files import write_embeddings_tsv
+        from anatcl_nipype.outputs import GROUP_FILES
 
         in_files = [Path(path) for path in self.inputs.in_files]
         if len(in_files) == 1 and in_files[0].suffix == ".tsv":
@@ -99,11 +100,11 @@ class JoinEmbeddings(SimpleInterface):
         vectors = _load_vectors(in_files)
         prefix = "proj" if "projection" in str(recipe.get("output", "")) else "emb"
         folder = Path(runtime.cwd)
-        out_tsv = write_embeddings_tsv(folder / "embeddings.tsv", ids, vectors, prefix)
+        out_tsv = write_embeddings_tsv(folder / GROUP_FILES["embeddings"], ids, vectors, prefix)
         sidecar = {**recipe, "software": sidecars[0].get("software"),
                    "inputs": {pid: sidecar.get("input") for pid, sidecar in zip(ids, sidecars)}}
         self._results.update(out_tsv=str(out_tsv), participant_ids=ids, out_json=str(
-            write_json_atomic(folder / "embeddings.json", sidecar)))
+            write_json_atomic(folder / GROUP_FILES["embeddings_json"], sidecar)))
         return runtime
 
     def _pass_table(self, table, runtime):
@@ -389,10 +390,11 @@ class CombineFoldProbes(SimpleInterface):
     def _run_interface(self, runtime):
         import json
 
-        from anatcl_nipype.prediction import write_metrics_tsv, write_predictions_tsv
         from anatcl_nipype.prediction.ensemble import (across_folds, ensemble_metrics,
                                                        ensemble_predictions)
-        from anatcl_nipype.prediction.validation import CrossValidationResult, write_tsv
+        from anatcl_nipype.prediction.tables import (write_metrics_tsv, write_predictions_tsv,
+                                                     write_tsv)
+        from anatcl_nipype.prediction.validation import CrossValidationResult
 
         cards = [json.loads(Path(path).read_text()) for path in self.inputs.model_card]
         task = cards[0]["task"]

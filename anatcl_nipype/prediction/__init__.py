@@ -32,7 +32,7 @@ True
 from anatcl_nipype.lazy_exports import lazy_exports
 
 # Names are imported on first use, so that the scikit-learn-free modules (feature_source,
-# applying, labels, features) can be imported without importing scikit-learn.
+# applying, labels, features, tables) can be imported without importing scikit-learn.
 _EXPORTS = {
     "brain_age": ("BrainAgeRegressor",),
     "ensemble": ("across_folds", "ensemble_metrics", "ensemble_predictions"),
@@ -42,8 +42,8 @@ _EXPORTS = {
     "labels": ("Labels", "load_labels"),
     "persistence": ("card_path", "load_probe", "save_probe"),
     "probes": ("TASKS", "fit_probe", "make_probe"),
+    "tables": ("write_metrics_tsv", "write_predictions_tsv"),
     "validation": ("CrossValidationResult", "PermutationResult", "cross_validate_probe",
-                   "default_estimator", "fit_final_probe", "permutation_test", "write_metrics_tsv",
-                   "write_predictions_tsv"),
+                   "default_estimator", "fit_final_probe", "permutation_test"),
 }
 __getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -20,8 +20,8 @@ import numpy as np
 
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.options import PROBE_TASKS
-from anatcl_nipype.prediction.validation import (classification_metrics, mean_sd,
-                                                 regression_metrics)
+from anatcl_nipype.prediction.metrics import (classification_metrics, mean_sd,
+                                              regression_metrics)
 
 #: Columns naming a row of out-of-fold predictions: who, and in which CV split.
 KEYS = ("participant_id", "repeat", "fold")
@@ -99,7 +99,7 @@ def across_folds(summaries, labels):
 
 
 def _metrics(split, task):
-    """The fold's metrics, by :mod:`~anatcl_nipype.prediction.validation`'s functions
+    """The fold's metrics, by :mod:`~anatcl_nipype.prediction.metrics`' functions
     (classification: balanced accuracy and ROC-AUC, the ensemble's summary scores)."""
     true = split["true"].to_numpy()
     if not PROBE_TASKS[task].categorical:

@@ -16,6 +16,7 @@ import numpy as np
 from anatcl_nipype.files import write_json_atomic
 from anatcl_nipype.inputs import infer_task, target_values
 from anatcl_nipype.options import AUTO_TASK, PROBE_TASKS
+from anatcl_nipype.outputs import GROUP_FILES
 from anatcl_nipype.prediction.feature_source import (
     feature_kind,
     feature_source,
@@ -81,7 +82,7 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
         card["harmonization"] = _harmonization_card(model, harmonization, site_column,
                                                     covariate_columns, X, cv, seed)
     # the name the probe has in the group folder, which the card records
-    model_path, card_path = save_probe(model, Path(stem).parent / "probe.skops", card)
+    model_path, card_path = save_probe(model, Path(stem).parent / GROUP_FILES["model"], card)
     summary = {**card, "participants_tsv": str(participants_tsv), "classes": result.classes,
                "permutation_test": permutation,
                "dropped": [{"participant_id": pid, "reason": reason}

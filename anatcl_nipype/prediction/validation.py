@@ -1,4 +1,4 @@
-"""Cross-validate a probe without leakage; permutation tests; results tables.
+"""Cross-validate a probe without leakage; permutation tests.
 
 The whole estimator (imputer, scaler, model and, for brain age, the bias
 correction) is cloned and fitted inside every training fold and only applied to its
@@ -20,9 +20,10 @@ accuracy and ROC-AUC are n/a in a test fold that lacks a class (a warning names 
 and their summary then gives ``usable_folds`` of ``n_folds``; regression and brain
 age ``mae``, ``rmse``, ``r2``, ``pearson_r`` on the predictions, plus for brain age
 ``gap_age_r``, the correlation of the bias-corrected gap with age in the test fold.
-:func:`classification_metrics` and :func:`regression_metrics` compute them (the fold
-ensembles are scored by them too); :func:`permutation_test` tests the very estimator
-the cross-validation fits, harmoniser included.
+:mod:`~anatcl_nipype.prediction.metrics` computes them (the fold ensembles are scored
+by it too); :mod:`~anatcl_nipype.prediction.tables` writes the results as TSV files;
+:func:`permutation_test` tests the very estimator the cross-validation fits, harmoniser
+included.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -38,21 +39,19 @@ True
 
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import (balanced_accuracy_score, mean_absolute_error, r2_score,
-                             recall_score, roc_auc_score, root_mean_squared_error)
 from sklearn.model_selection import (GroupKFold, KFold, RepeatedKFold,
                                      RepeatedStratifiedKFold, StratifiedKFold,
                                      permutation_test_score)
 
 from anatcl_nipype.errors import PredictionError
-from anatcl_nipype.files import atomic_write
 from anatcl_nipype.options import PROBE_TASKS
 from anatcl_nipype.prediction.brain_age import BrainAgeRegressor
 from anatcl_nipype.prediction.harmonization import (HARMONIZATIONS, frame_covariates,
                                                     harmonization_frame, make_harmonized)
+from anatcl_nipype.prediction.metrics import (_pearson, classification_metrics, mean_sd,
+                                              regression_metrics)
 from anatcl_nipype.prediction.probes import (DEFAULT_INNER_CV, GroupedFit, check_task, fit_probe,
                                              make_probe)
 
@@ -281,53 +280,6 @@ def _permute_between_groups(estimator, X, y, groups, splitter, n_permutations, s
     return real, permuted, (np.sum(permuted >= real) + 1.0) / (n_permutations + 1)
 
 
-def write_predictions_tsv(predictions, path):
-    """Write out-of-fold predictions as a TSV (``participant_id`` first, NaN as n/a).
-
-    >>> import tempfile, pathlib, pandas as pd
-    >>> table = pd.DataFrame({"true": [61.0], "predicted": [float("nan")],
-    ...                       "participant_id": ["sub-01"]})
-    >>> path = write_predictions_tsv(table, pathlib.Path(tempfile.mkdtemp()) / "pred.tsv")
-    >>> path.read_text().split()
-    ['participant_id', 'true', 'predicted', 'sub-01', '61', 'n/a']
-    """
-    columns = ["participant_id"] + [c for c in predictions.columns if c != "participant_id"]
-    return write_tsv(predictions[columns], path)
-
-
-def write_metrics_tsv(result, path):
-    """Write the per-fold metrics of ``result``, then its mean and sd rows, as a TSV.
-
-    >>> import tempfile, pathlib, pandas as pd
-    >>> result = CrossValidationResult("regression", pd.DataFrame(
-    ...     {"repeat": [0, 0], "fold": [0, 1], "mae": [1.0, 3.0]}),
-    ...     {"mae": {"mean": 2.0, "sd": 1.4142135}}, None)
-    >>> path = write_metrics_tsv(result, pathlib.Path(tempfile.mkdtemp()) / "metrics.tsv")
-    >>> print(path.read_text().replace("\\t", " | "))
-    repeat | fold | mae
-    0 | 0 | 1
-    0 | 1 | 3
-    all | mean | 2
-    all | sd | 1.4142135
-    <BLANKLINE>
-    """
-    import pandas as pd
-
-    table = result.fold_metrics
-    for statistic in ("mean", "sd"):
-        row = {"repeat": "all", "fold": statistic,
-               **{name: values[statistic] for name, values in result.summary.items()}}
-        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
-    return write_tsv(table, path)
-
-
-def write_tsv(table, path):
-    """Write ``table`` as a BIDS-style TSV (``n/a`` for missing) atomically; return the path."""
-    with atomic_write(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.10g")
-    return Path(path)
-
-
 def _check_inputs(X, y, task, cv, groups):
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(X):
@@ -456,36 +408,6 @@ def _classification_metrics(model, X, y, classes):
     return metrics, columns
 
 
-def classification_metrics(true, predicted, probabilities, classes):
-    """``balanced_accuracy``, ``roc_auc`` and ``recall_<class>`` of one test fold.
-
-    ``probabilities``: one column per class of ``classes``, in that order. Balanced
-    accuracy and ROC-AUC are NaN when the fold lacks a class of ``classes``.
-
-    >>> metrics = classification_metrics(np.array(["a", "b"]), np.array(["a", "a"]),
-    ...                                  np.array([[0.9, 0.1], [0.6, 0.4]]), ["a", "b"])
-    >>> {name: float(value) for name, value in metrics.items()}
-    {'balanced_accuracy': 0.5, 'roc_auc': 1.0, 'recall_a': 1.0, 'recall_b': 0.0}
-    """
-    recalls = recall_score(true, predicted, labels=classes, average=None, zero_division=np.nan)
-    complete = set(true.tolist()) == set(classes)
-    return {"balanced_accuracy": balanced_accuracy_score(true, predicted) if complete
-            else float("nan"),
-            "roc_auc": _roc_auc(true, probabilities, classes),
-            **{f"recall_{name}": value for name, value in zip(classes, recalls)}}
-
-
-def regression_metrics(true, predicted):
-    """``mae``, ``rmse``, ``r2`` and ``pearson_r`` (NaN for a constant side) of one test fold.
-
-    >>> regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 5.0]))["mae"]
-    0.6666666666666666
-    """
-    return {"mae": mean_absolute_error(true, predicted),
-            "rmse": root_mean_squared_error(true, predicted),
-            "r2": r2_score(true, predicted), "pearson_r": _pearson(true, predicted)}
-
-
 def _class_probabilities(model, X, classes):
     """Probabilities in the order of ``classes``; 0 for a class the fold never saw."""
     fold_probabilities = model.predict_proba(X)
@@ -493,20 +415,6 @@ def _class_probabilities(model, X, classes):
     for column, name in enumerate(model.classes_):
         probabilities[:, classes.index(name)] = fold_probabilities[:, column]
     return probabilities
-
-
-def _roc_auc(y, probabilities, classes):
-    if set(y.tolist()) != set(classes):
-        return float("nan")
-    if len(classes) == 2:
-        return roc_auc_score(y == classes[1], probabilities[:, 1])
-    return roc_auc_score(y, probabilities, multi_class="ovr", average="macro", labels=classes)
-
-
-def _pearson(a, b):
-    if np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _prediction_table(ids, columns, fold, repeat):
@@ -530,16 +438,3 @@ def _collect(task, metrics, predictions, classes, estimators):
     return CrossValidationResult(task, fold_metrics, summary,
                                  pd.concat(predictions, ignore_index=True),
                                  [str(c) for c in classes], estimators, usable)
-
-
-def mean_sd(values):
-    """Mean and sd (ddof=1) of the finite ``values``; NaN where too few are left.
-
-    >>> mean_sd(np.array([1.0, 3.0, np.nan]))
-    {'mean': 2.0, 'sd': 1.4142135623730951}
-    """
-    values = values[np.isfinite(values)]
-    if len(values) == 0:
-        return {"mean": float("nan"), "sd": float("nan")}
-    sd = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
-    return {"mean": float(np.mean(values)), "sd": sd}

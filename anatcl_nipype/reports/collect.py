@@ -20,6 +20,7 @@ from pathlib import Path
 
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.inputs import read_tsv_rows
+from anatcl_nipype.outputs import GROUP_FILES
 from anatcl_nipype.reports import REPORT_DIR
 from anatcl_nipype.reports.run_record import read_run_records
 
@@ -243,11 +244,12 @@ def _targets(root):
     for folder in sorted(p for p in (root / "group").glob("target-*") if p.is_dir()):
         applied = [AppliedProbe(table=tsv, sidecar=read_json(tsv.with_suffix(".json")),
                                 rows=read_tsv(tsv))
-                   for tsv in sorted(folder.glob("*desc-applied_predictions.tsv"))]
+                   for tsv in sorted(folder.glob(f"*{GROUP_FILES['applied_predictions']}"))]
         targets.append(TargetResults(
             name=folder.name.removeprefix("target-"), folder=folder,
-            metrics=read_tsv(folder / "metrics.tsv"),
-            predictions=read_tsv(folder / "predictions.tsv"),
-            summary=read_json(folder / "summary.json"), card=read_json(folder / "probe.json"),
+            metrics=read_tsv(folder / GROUP_FILES["metrics"]),
+            predictions=read_tsv(folder / GROUP_FILES["predictions"]),
+            summary=read_json(folder / GROUP_FILES["summary"]),
+            card=read_json(folder / GROUP_FILES["model_card"]),
             figures=sorted(folder.glob("*.svg")), applied=applied))
     return targets

@@ -7,6 +7,7 @@ Each function returns an HTML fragment, or "" when no target has that study.
 ('', '', '')
 """
 
+from anatcl_nipype.outputs import GROUP_FILES, fold_folder
 from anatcl_nipype.reports.collect import read_json, read_tsv
 from anatcl_nipype.reports.fragments import (esc, figure_img, key_values, metrics_table,
                                              records_table, sig3)
@@ -20,8 +21,8 @@ def ensemble_fragment(targets):
     and sd, and the ensemble's metrics."""
     parts = []
     for target in targets:
-        folds = read_tsv(target.folder / "desc-folds_metrics.tsv")
-        ensemble = read_tsv(target.folder / "desc-ensemble_metrics.tsv")
+        folds = read_tsv(target.folder / GROUP_FILES["folds_metrics"])
+        ensemble = read_tsv(target.folder / GROUP_FILES["ensemble_metrics"])
         if not folds:
             continue
         parts.append(
@@ -68,17 +69,17 @@ def relevance_fragment(targets):
     """Per target with relevance maps: the group map (glass brain) and the top regions."""
     parts = []
     for target in targets:
-        statmap = target.folder / "desc-relevance_statmap.nii.gz"
+        statmap = target.folder / GROUP_FILES["relevance_map"]
         if not statmap.is_file():
             continue
-        sidecar = read_json(target.folder / "desc-relevance_statmap.json")
+        sidecar = read_json(target.folder / GROUP_FILES["relevance_json"])
         caption = (f"Group relevance of the grey-matter map for the probe's score "
                    f"({esc(sidecar.get('method', 'integrated gradients'))}, "
                    f"{len(sidecar.get('participants', []))} participant(s)), oriented so that "
                    "positive values push the score away from the baseline's.")
         parts.append(f"<h3>{esc(target.name)}: relevance map</h3>"
                      + figure_img(glass_brain_uri(statmap), "group relevance map", caption))
-        regions = read_tsv(target.folder / "desc-relevance_regions.tsv")[:TOP_REGIONS]
+        regions = read_tsv(target.folder / GROUP_FILES["relevance_regions"])[:TOP_REGIONS]
         if regions:
             parts.append(f"<p>The {len(regions)} regions of highest mean relevance.</p>"
                          + records_table(regions))
@@ -102,5 +103,5 @@ def probe_cards(target):
     """The probe cards of a target: its own, else each encoder fold's."""
     if target.card:
         return [(target.card, "")]
-    return [(read_json(path), f" (encoder {path.parent.name})")
-            for path in sorted(target.folder.glob("fold-*/probe.json"))]
+    cards = target.folder.glob(f"{fold_folder('*')}/{GROUP_FILES['model_card']}")
+    return [(read_json(path), f" (encoder {path.parent.name})") for path in sorted(cards)]

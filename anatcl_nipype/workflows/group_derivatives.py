@@ -22,68 +22,61 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from anatcl_nipype.bids import bids_label
 from anatcl_nipype.interfaces.bids import AnatCLDerivativesDataSink, GroupDerivativesSink
+from anatcl_nipype.outputs import GROUP_FILES as FILES
+from anatcl_nipype.outputs import fold_folder, target_folder
 
 #: Feature tables: written only after the probe was fitted (their sinks wait for
 #: ``summary_json``), so a failed fit leaves none under the final names.
 TABLES = {
-    "embeddings": (("embeddings_table", "embeddings.tsv", "ds_embeddings_tsv"),
-                   ("embeddings_table_json", "embeddings.json", "ds_embeddings_json")),
-    "regional": (("regional_table", "regional.tsv", "ds_regional_tsv"),
-                 ("regional_table_json", "regional.json", "ds_regional_json")),
+    "embeddings": (("embeddings_table", FILES["embeddings"], "ds_embeddings_tsv"),
+                   ("embeddings_table_json", FILES["embeddings_json"], "ds_embeddings_json")),
+    "regional": (("regional_table", FILES["regional"], "ds_regional_tsv"),
+                 ("regional_table_json", FILES["regional_json"], "ds_regional_json")),
 }
 TABLE_FIELDS = tuple(field for kind in TABLES.values() for field, _, _ in kind)
 #: A fitted probe's results: (outputnode field, file name, sink).
 FIT = (
-    ("model", "probe.skops", "ds_model"),
-    ("model_card", "probe.json", "ds_model_card"),
-    ("metrics_tsv", "metrics.tsv", "ds_metrics"),
-    ("predictions_tsv", "predictions.tsv", "ds_predictions"),
-    ("figures", "cv", "ds_figures"),
-    ("summary_json", "summary.json", "ds_summary"),
+    ("model", FILES["model"], "ds_model"),
+    ("model_card", FILES["model_card"], "ds_model_card"),
+    ("metrics_tsv", FILES["metrics"], "ds_metrics"),
+    ("predictions_tsv", FILES["predictions"], "ds_predictions"),
+    ("figures", FILES["figures"], "ds_figures"),
+    ("summary_json", FILES["summary"], "ds_summary"),
 )
 #: Applying a saved probe writes beside the fitted results, never over them.
 APPLY = (
-    ("predictions_tsv", "desc-applied_predictions.tsv", "ds_predictions"),
-    ("summary_json", "desc-applied_predictions.json", "ds_predictions_json"),
+    ("predictions_tsv", FILES["applied_predictions"], "ds_predictions"),
+    ("summary_json", FILES["applied_predictions_json"], "ds_predictions_json"),
 )
 #: A fold ensemble's combined results, beside the per-fold ``fold-<k>/`` folders.
 ENSEMBLE = (
-    ("predictions_tsv", "desc-ensemble_predictions.tsv", "ds_ensemble_predictions"),
-    ("metrics_tsv", "desc-ensemble_metrics.tsv", "ds_ensemble_metrics"),
-    ("folds_metrics_tsv", "desc-folds_metrics.tsv", "ds_folds_metrics"),
-    ("summary_json", "desc-ensemble_summary.json", "ds_ensemble_summary"),
+    ("predictions_tsv", FILES["ensemble_predictions"], "ds_ensemble_predictions"),
+    ("metrics_tsv", FILES["ensemble_metrics"], "ds_ensemble_metrics"),
+    ("folds_metrics_tsv", FILES["folds_metrics"], "ds_folds_metrics"),
+    ("summary_json", FILES["ensemble_summary"], "ds_ensemble_summary"),
 )
 #: Each fold's own results, one sink per kind over the folds (MapNodes): the fit's results
 #: and the fold's embeddings table, from the ``fold_<field>`` lists of the ensemble.
 PER_FOLD = (*TABLES["embeddings"], *FIT)
 #: The fitted probe's relevance: group map, its sidecar, the region table (with an atlas).
 RELEVANCE = (
-    ("relevance_map", "desc-relevance_statmap.nii.gz", "ds_relevance_map"),
-    ("relevance_json", "desc-relevance_statmap.json", "ds_relevance_json"),
+    ("relevance_map", FILES["relevance_map"], "ds_relevance_map"),
+    ("relevance_json", FILES["relevance_json"], "ds_relevance_json"),
 )
 RELEVANCE_REGIONS = (
-    ("relevance_regions_tsv", "desc-relevance_regions.tsv", "ds_relevance_regions"),
-    ("relevance_regions_json", "desc-relevance_regions.json", "ds_relevance_regions_json"),
+    ("relevance_regions_tsv", FILES["relevance_regions"], "ds_relevance_regions"),
+    ("relevance_regions_json", FILES["relevance_regions_json"], "ds_relevance_regions_json"),
 )
 #: Per-participant relevance maps, and the maps they explain (named after their T1w).
 PARTICIPANT_RELEVANCE = ("participant_maps", "participant_map_jsons", "participant_map_ids")
 #: Tables written with ``participant_id`` and ``session_id`` columns when rows are sessions.
-PER_SCAN_TABLES = ("embeddings.tsv", "regional.tsv", "predictions.tsv",
-                   "desc-applied_predictions.tsv")
+PER_SCAN_TABLES = tuple(FILES[kind] for kind in ("embeddings", "regional", "predictions",
+                                                  "applied_predictions"))
 #: The inputnode: every field of every group workflow's outputnode, and ``gm_maps``.
 INPUTS = tuple(dict.fromkeys(
     ["features_tsv", *TABLE_FIELDS,
      *(field for field, _, _ in FIT + APPLY + ENSEMBLE + RELEVANCE + RELEVANCE_REGIONS),
      *(f"fold_{field}" for field, _, _ in PER_FOLD), *PARTICIPANT_RELEVANCE, "gm_maps"]))
-
-
-def target_folder(target):
-    """Where a target's group results go, relative to the derivatives folder.
-
-    >>> target_folder("MMSE score")
-    'group/target-MMSEscore'
-    """
-    return f"group/target-{bids_label(target)}"
 
 
 def relevance_desc(target):
@@ -129,7 +122,7 @@ def init_anatcl_group_derivatives_wf(*, output_dir, target, applied=False,
     elif folds:
         results = ENSEMBLE
         tables = TABLES["regional"] if features == "both" else ()
-        _sink_per_fold(workflow, inputnode, base, [f"{folder}/fold-{k}" for k in folds])
+        _sink_per_fold(workflow, inputnode, base, [f"{folder}/{fold_folder(k)}" for k in folds])
     else:
         results = FIT
         tables = tuple(sink for kind, sinks in TABLES.items()
