@@ -64,9 +64,11 @@ document.querySelectorAll("table.sortable").forEach(function (table) {
           : a.text.localeCompare(b.text, undefined, {numeric: true});
         return up ? order : -order;
       });
-      var body = document.createDocumentFragment();
+      var body = head.parentNode;
+      var next = body.nextSibling;
+      table.removeChild(body);  // off the page while rows move: one layout, not thousands
       keyed.forEach(function (item) { body.appendChild(item.row); });
-      head.parentNode.appendChild(body);
+      table.insertBefore(body, next);
     });
   });
 });
