@@ -20,9 +20,8 @@ For each size and plugin, in a fresh process each:
   the encoding to the ``Done:`` line; its stdout gives the time of each phase;
 - output tree: files and bytes under the output folder (and the work folder).
 
-Overhead per participant: the run phase's wall time per participant, and the part of it in
-no node (wall time minus the node time the progress callback summed, divided by the
-workers).
+Overhead per participant: the run phase's wall time per participant, and the CPU seconds
+the command's own process (the scheduler) spent in it per participant.
 
     .venv/bin/python benchmarks/scale_cohort.py --sizes 100 1000 --plugins Linear MultiProc
 """
@@ -49,19 +48,21 @@ import json, sys, time
 from anatcl_nipype.inputs import discover_cat12
 from anatcl_nipype.workflows.base import init_anatcl_participant_wf
 from nipype.pipeline.engine.utils import generate_expanded_graph
-start = time.perf_counter()
+clock = lambda: (time.perf_counter(), time.process_time())
+start = clock()
 subjects = discover_cat12(sys.argv[1]).subjects
-found = time.perf_counter()
+found = clock()
 wf = init_anatcl_participant_wf(subjects=[s.as_inputs() for s in subjects],
                                 output_dir=sys.argv[2], weights=sys.argv[3])
-built = time.perf_counter()
+built = clock()
 wf.base_dir = sys.argv[4]
 flat = wf._create_flat_graph()
 graph = generate_expanded_graph(flat)
-expanded = time.perf_counter()
+expanded = clock()
 rss = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) / 2 ** 20
-print(json.dumps({"discovery": found - start, "build": built - found,
-                  "flatten": expanded - built, "nodes": graph.number_of_nodes(),
+print(json.dumps({"discovery": found[0] - start[0], "build": built[0] - found[0],
+                  "flatten": expanded[0] - built[0], "build_cpu": built[1] - found[1],
+                  "flatten_cpu": expanded[1] - built[1], "nodes": graph.number_of_nodes(),
                   "peak_gib": rss}))
 """
 
@@ -91,6 +92,8 @@ def real_subjects(root):
 
 
 def graph_figures(cohort, folder, weights):
+    """Discovery, build and flatten seconds (wall and CPU), node count and peak RSS of the
+    participant workflow of ``cohort``, in a fresh process."""
     output = subprocess.run([sys.executable, "-c", GRAPH, str(cohort), str(folder / "out"),
                              str(weights), str(folder / "graphwork")],
                             check=True, capture_output=True, text=True).stdout
@@ -115,12 +118,16 @@ def run_cli(cohort, folder, weights, plugin, log):
         str(STANDIN), os.environ.get("PYTHONPATH")))), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, env=env)
-    state = {"phase": "start-up", "peak": {}}
+    state = {"phase": "start-up", "peak": {}, "cpu": {}}
 
     def sample():
         while process.poll() is None:
             phase = state["phase"]
             state["peak"][phase] = max(state["peak"].get(phase, 0.0), rss_gib(process.pid))
+            seconds = cpu_seconds(process.pid)
+            if seconds is not None:
+                first = state["cpu"].get(phase, (seconds, seconds))[0]
+                state["cpu"][phase] = (first, seconds)
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -146,7 +153,17 @@ def run_cli(cohort, folder, weights, plugin, log):
     node_line = re.search(r"^  node time: (.*)$", text, re.MULTILINE).group(1)
     node_seconds = sum(float(s) for s in re.findall(r"([\d.]+) s", node_line))
     return {"phases": {k.strip(" ,"): v for k, v in phases.items()},
-            "node_seconds": node_seconds, "peak_gib": state["peak"]}
+            "node_seconds": node_seconds, "peak_gib": state["peak"],
+            "cpu_s": {phase: last - first for phase, (first, last) in state["cpu"].items()}}
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of the process ``pid`` (its threads, not its children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_size(folder):
@@ -163,14 +180,13 @@ def measure(real, n, plugin, weights, folder):
     cohort = make_cohort(real, n, folder / "cat12")
     graph = graph_figures(cohort, folder, weights)
     run = run_cli(cohort, folder, weights, plugin, folder / "run.log")
-    workers = 2 if plugin == "MultiProc" else 1
     wall = run["phases"]["encoding, regional and sinks"]
     out_files, out_bytes = tree_size(folder / "out")
     work_files, work_bytes = tree_size(folder / "work")
     report_bytes = sum(p.stat().st_size for p in (folder / "out" / "anatcl").rglob("*.html"))
     return {"n": n, "plugin": plugin, "graph": graph, "run_s": wall,
             "per_participant_s": wall / n,
-            "outside_nodes_s": (wall - run["node_seconds"] / workers) / n,
+            "scheduler_cpu_per_participant_s": run["cpu_s"].get("run", 0.0) / n,
             "scheduler_peak_gib": run["peak_gib"].get("run", 0.0),
             "report_peak_gib": run["peak_gib"].get("report", 0.0),
             "report_s": run["phases"].get("report"), "report_bytes": report_bytes,
@@ -180,19 +196,22 @@ def measure(real, n, plugin, weights, folder):
 
 def row(result):
     g = result["graph"]
+    cpu = result.get("scheduler_cpu_per_participant_s")
     return (f"| {result['n']:,} | {result['plugin']} | {g['nodes']:,} | "
-            f"{g['build']:.1f} s + {g['flatten']:.1f} s | "
+            f"{g['build_cpu']:.1f} s + {g['flatten_cpu']:.1f} s "
+            f"({g['build']:.0f} s + {g['flatten']:.0f} s) | "
             f"{result['per_participant_s'] * 1000:.0f} ms | "
-            f"{result['outside_nodes_s'] * 1000:.0f} ms | "
+            + (f"{cpu * 1000:.0f} ms | " if cpu is not None else "not sampled | ") +
             f"{result['scheduler_peak_gib']:.2f} GiB | "
             f"{result['out_files']:,} files, {result['out_bytes'] / 2 ** 20:.0f} MiB | "
             f"{result['work_bytes'] / 2 ** 20:.0f} MiB | "
             f"{result['report_s']:.0f} s ({result['report_bytes'] / 2 ** 20:.1f} MiB) |")
 
 
-HEADER = ("| participants | plugin | nodes (expanded) | graph build + flatten | run wall time "
-          "per participant | of it outside nodes | scheduler peak RSS | output tree | work "
-          "folder | report (HTML size) |\n|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| participants | plugin | nodes (expanded) | graph build + flatten, CPU (wall) | "
+          "run wall time per participant | scheduler CPU per participant | scheduler peak "
+          "RSS | output tree | work folder | report wall time (HTML size) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
 
 
 NOTES = """\
@@ -207,13 +226,15 @@ real subject k mod {real}, so discovery, graph and sinks see n distinct particip
 map is still read from disk (from the page cache after the first {real}).
 
 Columns: nodes after Nipype's expansion (11 per participant); graph build
-(`init_anatcl_participant_wf`) and what `Workflow.run` does before scheduling (flatten, expand),
-in a fresh process; run wall time per participant (the `encoding, regional and sinks` phase);
-of it outside nodes: wall time less the node time the progress callback summed (divided by
-the workers), i.e. the scheduler's own work; scheduler peak RSS: the command's process, sampled
-every 0.2 s during that phase (workers not included); output tree: files and bytes under the
-output folder (symbolic links not followed); report: the `report` phase and the HTML it wrote
-(index plus participant pages).
+(`init_anatcl_participant_wf`) and what `Workflow.run` does before scheduling (flatten, expand)
+in a fresh process, CPU seconds (wall seconds in brackets); run wall time per participant (the
+`encoding, regional and sinks` phase, which includes Workflow.run's own flatten and expand);
+scheduler CPU per participant: CPU seconds of the command's process in that phase (all
+threads, workers excluded; under Linear every node runs in it, under MultiProc the light
+`run_without_submitting` nodes and Nipype's bookkeeping do), divided by the participants: the
+load-independent figure; scheduler peak RSS: the command's process, sampled every 0.2 s in that
+phase (workers excluded); output tree: files and bytes under the output folder; report: the
+`report` phase and the HTML it wrote (index plus participant pages).
 """
 
 
