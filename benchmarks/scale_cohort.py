@@ -248,7 +248,7 @@ def section(results, real):
         "`benchmarks/scale_cohort.py`: the participant level (`anatcl-nipype <cat12> <out> "
         "participant`, fp32, seeded random weights) at cohort sizes; each size and plugin in "
         "fresh processes.", "", f"{machine_line()}; shared with other engineers' test runs "
-        "(load average 9 to 11 on 2 cores), so wall times are inflated and noisy.", "",
+        "(load average 5 to 11 on 2 cores), so wall times are inflated and noisy.", "",
         HEADER, *rows, "", NOTES.format(real=real), "Re-run: `cd benchmarks && "
         "../.venv/bin/python scale_cohort.py --sizes 100 1000 --plugins Linear MultiProc "
         "--folder /tmp/anatcl-scale --write` (add 10000 where there are hours and 15 GB free "
