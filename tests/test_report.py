@@ -489,3 +489,77 @@ def test_a_scan_without_session_shows_only_its_own_section(tmp_path):
     page = build_report(out).read_text()
     sections = re.findall(r'<div class="participant[^"]*" id="([^"]+)"', page)
     assert sorted(sections) == ["sub-01", "sub-01_ses-2"], sections
+
+
+def test_a_large_cohort_has_its_panels_on_pages_linked_from_the_index(tmp_path, monkeypatch):
+    """Beyond PAGE_SIZE participants the panels go on pages; the index keeps the QC table
+    (sortable, each row linked to its panel); a smaller rerun removes the pages."""
+    from anatcl_nipype.reports import assemble
+
+    monkeypatch.setattr(assemble, "PAGE_SIZE", 2)
+    rng = np.random.default_rng(4)
+    out = tmp_path / "out"
+    labels = [f"sub-{i:02d}" for i in range(1, 6)]
+    for label in labels:
+        write_embedding(out / label / "anat", label, rng.normal(size=512),
+                        tmp_path / f"{label}.nii.gz")
+    page = assemble.build_report(out)
+    index = page.read_text()
+    assert 'class="participant' not in index
+    assert '<table class="sortable">' in index
+    expected = {"sub-01": 1, "sub-02": 1, "sub-03": 2, "sub-04": 2, "sub-05": 3}
+    assert re.findall(r'<a href="(participants-\d\.html)#(sub-\d\d)">', index) == [
+        (f"participants-{k}.html", label) for label, k in expected.items()]
+    pages = sorted(p.name for p in page.parent.glob("participants-*.html"))
+    assert pages == ["participants-1.html", "participants-2.html", "participants-3.html"]
+    for number in (1, 2, 3):
+        html = (page.parent / f"participants-{number}.html").read_text()
+        shown = re.findall(r'<div class="participant[^"]*" id="([^"]+)"', html)
+        assert shown == [label for label, k in expected.items() if k == number]
+        assert ('href="participants-2.html">next page' in html) == (number == 1)
+        assert ('href="participants-2.html">previous page' in html) == (number == 3)
+        assert 'href="report.html">the report' in html
+    shutil.rmtree(out / "sub-05")
+    shutil.rmtree(out / "sub-04")
+    shutil.rmtree(out / "sub-03")
+    index = assemble.build_report(out).read_text()
+    assert re.findall(r'<div class="participant[^"]*" id="([^"]+)"', index) == labels[:2]
+    assert list(page.parent.glob("participants-*.html")) == []
+
+
+@pytest.mark.slow
+def test_the_quality_control_table_sorts_by_a_click_in_chromium(tmp_path):
+    """A click on "outlier z" sorts the rows by its numbers (not as text), a second click
+    reverses them; "participant" sorts as text."""
+    from selenium.webdriver.common.by import By
+
+    from anatcl_nipype.reports.assemble import build_report
+
+    rng = np.random.default_rng(5)
+    out = tmp_path / "out"
+    labels = [f"sub-{i:02d}" for i in range(1, 8)]
+    for label, scale in zip(labels, (1, 1, 9, 1, 30, 1, 3)):
+        write_embedding(out / label / "anat", label, rng.normal(size=512) * scale,
+                        tmp_path / f"{label}.nii.gz")
+    page = build_report(out)
+    column = ("return Array.from(document.querySelectorAll('table.sortable tr')).slice(1)"
+              ".map(r => r.cells[{}].textContent)")
+    driver = _chromium(1280)
+    try:
+        driver.get(page.as_uri())
+        headers = driver.find_elements(By.CSS_SELECTOR, "table.sortable th")
+        participant, outlier = headers[0], headers[7]
+        assert outlier.text == "outlier z"
+        shown = [float(z) for z in driver.execute_script(column.format(7))]
+        assert shown != sorted(shown)  # listed by participant at first
+        outlier.click()
+        assert [float(z) for z in driver.execute_script(column.format(7))] == sorted(shown)
+        assert outlier.get_attribute("aria-sort") == "ascending"
+        outlier.click()
+        assert [float(z) for z in driver.execute_script(column.format(7))] == sorted(
+            shown, reverse=True)
+        participant.click()
+        assert driver.execute_script(column.format(0)) == labels
+        assert outlier.get_attribute("aria-sort") is None
+    finally:
+        driver.quit()

@@ -12,6 +12,10 @@
   :class:`SchedulerError`.
 - An exception in the status callback becomes :class:`SchedulerError`, naming the node.
 
+- Nipype's MultiProc runs a full ``gc.collect()`` after every node it runs in this process
+  (the sinks, the CAT12 ROI reading): each walked torch and three copies of the graph,
+  quadratic in the cohort. The heap as it is when the run starts is frozen for the run, so
+  a collection walks only what the run made (``benchmarks/RESULTS.md``, Cohort scale).
 - MultiProc's workers are started by a forkserver, never forked from this process: a
   process forked after torch ran keeps a dead OpenMP pool and blocks in its first parallel
   region (:mod:`anatcl_nipype.threads`).
@@ -22,6 +26,7 @@
 
 import contextlib
 import functools
+import gc
 import os
 import signal
 import threading
@@ -115,6 +120,18 @@ def _supervised_multiproc():
             if self.plugin_args.get("mp_context") not in (None, "fork"):
                 self.pool.shutdown(wait=False)  # no worker started yet: replaced by one
                 self.pool = worker_pool(self.processors, self._cwd, self.plugin_args)
+
+        def _generate_dependency_list(self, graph):
+            import bids.layout.writing  # noqa: F401  the sinks run here: import before freezing
+
+            super()._generate_dependency_list(graph)
+            gc.freeze()  # see the module's notes
+
+        def run(self, graph, config, updatehash=False):
+            try:
+                return super().run(graph, config, updatehash=updatehash)
+            finally:
+                gc.unfreeze()
 
         def _async_callback(self, future):
             if future.exception() is None:  # a failed future is reported by _get_result

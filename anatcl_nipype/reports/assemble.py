@@ -5,7 +5,10 @@ The reportlets are HTML fragments named with BIDS entities (``sub-01_desc-partic
 :class:`nireports.assembler.report.Report` finds them through the spec
 (``data/report.yml``, its "Participants" section expanded with one reportlet per
 participant) and renders ``data/report.tpl``. The fragments carry their figures inline, so
-the page is one self-contained file.
+the page is one self-contained file. A cohort of more than :data:`PAGE_SIZE` participants
+has the participants' panels on pages of that many beside it (``participants-<k>.html``,
+same template), so that the report of 10,000 participants still opens; the report page
+keeps every participant in its quality-control table (sortable, linked to the panels).
 
 nireports (and with it pybids) is imported here only, when a report is written, never on
 the command line's start-up path.
@@ -33,6 +36,9 @@ from anatcl_nipype.reports.fragments import (esc, figure_img, figure_svg, flags_
 
 #: Bumped when a participant's cached figure or checks would come out differently.
 CACHE_VERSION = "2"
+#: The report's page; participants beyond PAGE_SIZE have their panels on pages beside it.
+REPORT_PAGE = "report.html"
+PAGE_SIZE = 100
 PCA_COLUMNS = ("diagnosis", "site", "sex")
 
 
@@ -72,14 +78,20 @@ def build_report(output_dir, participants_tsv=None, work_dir=None):
         for name, fragment in sections.items():
             if fragment:
                 _write(reportlets / "figures" / f"desc-{name}_T1w.html", fragment)
-        titles = {}
-        for participant in folder.participants:
-            z = outliers.get(participant.label)
-            fragment = participant_fragment(participant, checks.get(participant.label), z)
-            _write(_participant_reportlet(reportlets, participant.label), fragment)
-            titles[participant.label] = participant.label + (
-                " \u2691" if participant.label in flagged or participant.failure else "")
-        return _assemble(reportlets, report_folder, titles)
+        titles = {p.label: p.label + (" \u2691" if p.label in flagged or p.failure else "")
+                  for p in folder.participants}
+        pages = participant_pages(list(titles))
+        fragments = (participant_fragment(p, checks.get(p.label), outliers.get(p.label))
+                     for p in folder.participants)
+        _remove_stale_pages(report_folder, set(pages.values()))
+        if not pages:
+            for label, fragment in zip(titles, fragments):
+                _write(_participant_reportlet(reportlets, label), fragment)
+            return _assemble(reportlets, report_folder, titles)
+        _write(reportlets / "figures" / "desc-participantpages_T1w.html",
+               pages_fragment(pages, titles))
+        _write_participant_pages(report_folder, pages, titles, fragments)
+        return _assemble(reportlets, report_folder, {})
 
 
 @contextmanager
@@ -116,6 +128,8 @@ def _participant_reportlet(reportlets, label):
 
 
 def _assemble(reportlets, report_folder, titles):
+    """The report page; ``titles``: the participants whose panels it shows (none: their
+    section lists the pages that show them)."""
     import yaml
     from nireports.assembler.report import Report
 
@@ -123,12 +137,16 @@ def _assemble(reportlets, report_folder, titles):
     spec = yaml.safe_load((data / "report.yml").read_text(encoding="utf-8"))
     spec["template_path"] = str(data / "report.tpl")
     for section in spec["sections"]:
-        if section["name"] == "Participants":
+        if section["name"] == "Participants" and titles:
             section["reportlets"] = [_participant_spec(label, title)
                                      for label, title in titles.items()]
+        elif section["name"] == "Participants":
+            section["nested"] = False
+            section["reportlets"] = [{"bids": {"datatype": "figures",
+                                               "desc": "participantpages", "subject": None}}]
     spec_path = reportlets / "report.yml"
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    page = report_folder / "report.html"
+    page = report_folder / REPORT_PAGE
     with atomic_write(page) as tmp:  # the template includes report.css: one self-contained page
         report = Report(report_folder, None, bootstrap_file=spec_path,
                         reportlets_dir=reportlets, out_filename=str(tmp))
@@ -141,6 +159,78 @@ def _participant_spec(label, title):
     session = next((part[4:] for part in label.split("_")[1:] if part.startswith("ses-")), None)
     query["session"] = session  # None: only the reportlet without a session (pybids)
     return {"bids": query, "name": label, "title": title}
+
+
+# --- pages of participants --------------------------------------------------------------------
+
+def participant_pages(labels, page_size=None):
+    """``{label: page}``: where each participant's panel is, or ``{}`` when all fit on the
+    report's own page (at most ``page_size``, default :data:`PAGE_SIZE`, participants).
+
+    >>> participant_pages(["sub-1", "sub-2", "sub-3"], page_size=2)
+    {'sub-1': 'participants-1.html', 'sub-2': 'participants-1.html', 'sub-3': 'participants-2.html'}
+    >>> participant_pages(["sub-1", "sub-2"], page_size=2)
+    {}
+    """
+    page_size = page_size or PAGE_SIZE
+    if len(labels) <= page_size:
+        return {}
+    return {label: f"participants-{index // page_size + 1}.html"
+            for index, label in enumerate(labels)}
+
+
+def _by_page(pages):
+    """``{page: [labels]}``, pages in order."""
+    grouped = {}
+    for label, page in pages.items():
+        grouped.setdefault(page, []).append(label)
+    return grouped
+
+
+def pages_fragment(pages, titles):
+    """The index's Participants section when the panels are on pages: one row per page."""
+    rows = []
+    for page, labels in _by_page(pages).items():
+        flagged = sum(titles[label] != label for label in labels)
+        rows.append([f'<a href="{esc(page)}">{esc(page)}</a>',
+                     f"{esc(labels[0])} to {esc(labels[-1])}", len(labels), flagged])
+    return (f"<p>{len(pages)} participants: each one's panel is on a page of {PAGE_SIZE} "
+            "(the table under Quality control links every participant to its panel).</p>"
+            + table(["page", "participants", "count", "flagged"], rows, raw_columns=(0,)))
+
+
+def _remove_stale_pages(report_folder, keep):
+    """Remove the participant pages of an earlier run that are not in ``keep``."""
+    for old in report_folder.glob("participants-*.html"):
+        if old.name not in keep:
+            old.unlink()
+
+
+def _write_participant_pages(report_folder, pages, titles, fragments):
+    """Write each page of participant panels beside the report (same template and style),
+    one page at a time (``fragments``: the panels, in the order of ``pages``)."""
+    from jinja2 import Environment, FileSystemLoader
+
+    data = resources.files("anatcl_nipype.reports") / "data"
+    template = Environment(loader=FileSystemLoader(str(data))).get_template("report.tpl")
+    grouped = _by_page(pages)
+    names = list(grouped)
+    fragments = iter(fragments)
+    for number, (page, labels) in enumerate(grouped.items()):
+        links = [f'<a href="{REPORT_PAGE}">the report</a>'] + [
+            f'<a href="{names[other]}">{word} page</a>'
+            for other, word in ((number - 1, "previous"), (number + 1, "next"))
+            if 0 <= other < len(names)]
+        name = f"Participants {labels[0]} to {labels[-1]}"
+        sections = [{"name": "Pages", "reportlets": [
+                        {"name": "pages", "components": [(" | ".join(links), None)]}]},
+                    {"name": name, "isnested": True, "reportlets": [
+                        {"name": label, "title": titles[label],
+                         "components": [(next(fragments), None)]} for label in labels]}]
+        html = template.render(title=f"anatcl-nipype report: page {number + 1} of "
+                                     f"{len(names)}", sections=sections)
+        with atomic_write(report_folder / page) as tmp:
+            tmp.write_text(html, encoding="utf-8")
 
 
 # --- per participant -------------------------------------------------------------------------
@@ -380,8 +470,10 @@ def _random_banner(folder):
 
 
 def qc_table_fragment(folder, checks, outliers):
-    """Every participant: status, flags, agreement with the prior, IQR, TIV, outlier score."""
+    """Every participant: status, flags, agreement with the prior, IQR, TIV, outlier score;
+    sortable by any column, each participant linked to its panel."""
     rows, classes = [], {}
+    pages = participant_pages([p.label for p in folder.participants])
     for index, participant in enumerate(folder.participants):
         c = checks.get(participant.label, {"flags": []})
         z = outliers.get(participant.label)
@@ -390,7 +482,8 @@ def qc_table_fragment(folder, checks, outliers):
         mark = (participant.cat12 or {}).get("quality_ratings", {}).get("IQR")
         if flags or participant.failure:
             classes[index] = "flagged"
-        rows.append([f'<a href="#{esc(participant.label)}">{esc(participant.label)}</a>',
+        link = f"{pages.get(participant.label, '')}#{participant.label}"
+        rows.append([f'<a href="{esc(link)}">{esc(participant.label)}</a>',
                      "failed" if participant.failure else
                      ("done" if participant.embedding else "not encoded"),
                      esc("; ".join(flags)) if flags else "",
@@ -408,7 +501,7 @@ def qc_table_fragment(folder, checks, outliers):
               f"{qc.OUTLIER_Z}; needs {qc.MIN_OUTLIER_COHORT} participants).</p>")
     if not rows:
         return "<p>No participant outputs in this folder yet.</p>"
-    return legend + table(header, rows, classes, raw_columns=(0, 2))
+    return legend + table(header, rows, classes, raw_columns=(0, 2), css_class="sortable")
 
 
 def pca_fragment(folder, vectors):

@@ -27,15 +27,17 @@ def _cell(value, raw=False):
         return f"<td>{text}</td>"
 
 
-def table(header, rows, row_classes=None, raw_columns=()):
-    """An HTML table; cells in ``raw_columns`` (indices) are inserted unescaped."""
+def table(header, rows, row_classes=None, raw_columns=(), css_class=None):
+    """An HTML table; cells in ``raw_columns`` (indices) are inserted unescaped;
+    ``css_class="sortable"``: the report's script sorts it by a click on a header."""
     head = "".join(f"<th>{esc(h)}</th>" for h in header)
     body = []
     for index, row in enumerate(rows):
         css = (row_classes or {}).get(index)
         cells = "".join(_cell(v, raw=i in raw_columns) for i, v in enumerate(row))
         body.append(f'<tr class="{css}">{cells}</tr>' if css else f"<tr>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    opening = f'<table class="{css_class}">' if css_class else "<table>"
+    return f"{opening}<tr>{head}</tr>{''.join(body)}</table>"
 
 
 def records_table(records):

@@ -42,5 +42,36 @@
 </section>
 {% endfor %}
 </main>
+<script>
+// Tables of class "sortable": a click on a header sorts the rows by that column (numbers as
+// numbers, empty cells last); a second click reverses the order.
+document.querySelectorAll("table.sortable").forEach(function (table) {
+  var head = table.rows[0];
+  Array.prototype.forEach.call(head.cells, function (th, column) {
+    th.style.cursor = "pointer";
+    th.title = "Sort by " + th.textContent;
+    th.addEventListener("click", function () {
+      var up = th.getAttribute("aria-sort") !== "ascending";
+      Array.prototype.forEach.call(head.cells, function (c) { c.removeAttribute("aria-sort"); });
+      th.setAttribute("aria-sort", up ? "ascending" : "descending");
+      var keyed = Array.prototype.slice.call(table.rows, 1).map(function (row) {
+        var text = row.cells[column] ? row.cells[column].textContent.trim() : "";
+        return {row: row, text: text, number: parseFloat(text)};
+      });
+      keyed.sort(function (a, b) {
+        if (!a.text || !b.text) { return (a.text ? 0 : 1) - (b.text ? 0 : 1); }
+        var order = !isNaN(a.number) && !isNaN(b.number) ? a.number - b.number
+          : a.text.localeCompare(b.text, undefined, {numeric: true});
+        return up ? order : -order;
+      });
+      var body = head.parentNode;
+      var next = body.nextSibling;
+      table.removeChild(body);  // off the page while rows move: one layout, not thousands
+      keyed.forEach(function (item) { body.appendChild(item.row); });
+      table.insertBefore(body, next);
+    });
+  });
+});
+</script>
 </body>
 </html>
