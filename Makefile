@@ -1,6 +1,6 @@
 # Two commands for a fresh machine (Python 3.11, pip, Debian apt):
 #   make demo   set everything up, then run the demo on built-in synthetic data
-#   make test   set everything up, then run the whole test suite
+#   make test   set everything up, lint (ruff), then run the whole test suite
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -18,6 +18,7 @@ demo: venv
 
 test: venv
 	@$(MAKE) --no-print-directory apt PACKAGES="$(TEST_APT)"
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 venv: $(VENV)/.installed

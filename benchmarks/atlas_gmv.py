@@ -24,9 +24,9 @@ from pathlib import Path
 import nibabel as nib
 import nilearn
 import numpy as np
+from results import machine_line, median_seconds, write_section
 
 from anatcl_nipype.regional import atlas_gm_volumes
-from results import machine_line, median_seconds, write_section
 
 SHAPE = (121, 145, 121)
 AFFINE = np.array([[-1.5, 0, 0, 90.0], [0, 1.5, 0, -126.0], [0, 0, 1.5, -72.0], [0, 0, 0, 1]])

@@ -34,13 +34,21 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
+from device import (
+    PEAK_RESIDENT_GIB,
+    add_device_options,
+    device_line,
+    peak_memory,
+    reset_peak_memory,
+    row,
+    timed,
+    write_rows,
+)
+from results import machine_line, write_section
 
 from anatcl_nipype.data import make_cat12_cohort
 from anatcl_nipype.encoder import AnatCLEncoder, write_random_checkpoint
 from anatcl_nipype.encoder.precision import choose_precision
-from device import PEAK_RESIDENT_GIB, add_device_options, device_line, peak_memory
-from device import reset_peak_memory, row, timed, write_rows
-from results import machine_line, write_section
 
 PEAK_RSS_SCRIPT = """
 import json, sys

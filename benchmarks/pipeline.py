@@ -28,8 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from device import PEAK_RESIDENT_GIB, add_device_options, device_line, peak_memory
-from device import reset_peak_memory, row, timed, write_rows
+from device import (
+    PEAK_RESIDENT_GIB,
+    add_device_options,
+    device_line,
+    peak_memory,
+    reset_peak_memory,
+    row,
+    timed,
+    write_rows,
+)
 from results import machine_line, write_section
 
 #: ``python -m anatcl_nipype ARGS``, printing its peak resident memory last on stderr.
@@ -155,13 +163,14 @@ def main():
              "| round | bare encoder / subject | participant level / subject (ratio) | "
              "workflow phase / subject (ratio) | report / participant | CV ours / plain "
              "sklearn |", "|---|---|---|---|---|---|"]
-    for number, row in enumerate(rows):
-        workflow = row["phases"]["encoding, regional and sinks"] / args.n
+    for number, entry in enumerate(rows):
+        workflow = entry["phases"]["encoding, regional and sinks"] / args.n
         lines.append(
-            f"| {number} | {row['bare']:.2f} s | {row['wall']:.2f} s "
-            f"({row['wall'] / row['bare']:.2f}x) | {workflow:.2f} s "
-            f"({workflow / row['bare']:.2f}x) | {row['phases']['report'] / args.n:.2f} s | "
-            f"{row['ours']:.2f} s / {row['plain']:.2f} s ({row['ours'] / row['plain']:.2f}x) |")
+            f"| {number} | {entry['bare']:.2f} s | {entry['wall']:.2f} s "
+            f"({entry['wall'] / entry['bare']:.2f}x) | {workflow:.2f} s "
+            f"({workflow / entry['bare']:.2f}x) | {entry['phases']['report'] / args.n:.2f} s | "
+            f"{entry['ours']:.2f} s / {entry['plain']:.2f} s "
+            f"({entry['ours'] / entry['plain']:.2f}x) |")
     print("\n".join(lines))
     write_rows(args.json_dir, "pipeline", device, json_rows(rows, device),
                dict(n=args.n, rounds=args.rounds))

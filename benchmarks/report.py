@@ -31,7 +31,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from results import cores, machine_line, write_section
 
 #: Run in a fresh process: prints the seconds of build_report and of its per-participant

@@ -21,9 +21,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from results import machine_line, write_section
+
 from anatcl_nipype.data import make_cat12_cohort
 from anatcl_nipype.encoder import write_random_checkpoint
-from results import machine_line, write_section
 
 RUNNER = """
 import json, resource, sys, time

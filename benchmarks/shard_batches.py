@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from results import machine_line, write_section
 
 from anatcl_nipype.data import make_cat12_cohort
 from anatcl_nipype.encoder import AnatCLEncoder, load_cat12_volume, write_random_checkpoint
-from results import machine_line, write_section
 
 
 def main():

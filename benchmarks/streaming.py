@@ -26,12 +26,19 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import torch
+from device import (
+    add_device_options,
+    device_line,
+    peak_memory,
+    reset_peak_memory,
+    row,
+    timed,
+    write_rows,
+)
+from results import machine_line, write_section
 
 from anatcl_nipype.data import make_cat12_cohort
 from anatcl_nipype.encoder import AnatCLEncoder, load_cat12_volume, write_random_checkpoint
-from device import add_device_options, device_line, peak_memory, reset_peak_memory, row, timed
-from device import write_rows
-from results import machine_line, write_section
 
 
 def compressed_cohort(folder, n):

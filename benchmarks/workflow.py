@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from nipype import Node
+from results import machine_line, write_section
 
 from anatcl_nipype.data import make_cat12_cohort
 from anatcl_nipype.encoder import AnatCLEncoder, write_random_checkpoint
 from anatcl_nipype.interfaces.encoder import AnatCLEncodeBatch
 from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf
-from results import machine_line, write_section
 
 
 def per_subject_workflow(paths, weights, work, nprocs, poll_seconds):

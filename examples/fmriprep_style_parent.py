@@ -16,8 +16,8 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
-from anatcl_nipype.graphs import draw_workflow_graph
 from anatcl_nipype.bids import bids_source_for
+from anatcl_nipype.graphs import draw_workflow_graph
 from anatcl_nipype.inputs import find_cat12_subjects
 from anatcl_nipype.workflows import (
     init_anatcl_derivatives_wf,

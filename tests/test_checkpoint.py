@@ -27,7 +27,8 @@ def test_random_network_has_non_trivial_batchnorm_statistics():
     state = make_random_network(seed=3).state_dict()
     assert not torch.allclose(state["encoder.bn1.running_mean"], torch.zeros(64))
     assert not torch.allclose(state["encoder.bn1.running_var"], torch.ones(64))
-    assert not torch.equal(make_random_network(4).state_dict()["head.0.weight"], state["head.0.weight"])
+    assert not torch.equal(make_random_network(4).state_dict()["head.0.weight"],
+                           state["head.0.weight"])
 
 
 @pytest.mark.parametrize("prefix", ["", "module.", "backbone.", "module.backbone."])

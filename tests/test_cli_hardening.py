@@ -123,7 +123,8 @@ def test_a_weights_problem_is_one_error_before_any_work(cohort, random_weights, 
     last = err.splitlines()[-1]
     assert last.startswith("anatcl-nipype: error: ") and message in last
     assert "Traceback" not in err and "FAILED" not in out and "Encoding" not in out
-    assert not list((tmp_path / "out").glob("sub-*")) and not (tmp_path / "work" / "crashes").exists()
+    assert not list((tmp_path / "out").glob("sub-*"))
+    assert not (tmp_path / "work" / "crashes").exists()
 
 
 # ---------------------------------------------------------------- a scheduler that cannot hang

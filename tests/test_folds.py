@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import write_map
 
 from anatcl_nipype.encoder import AnatCLEncoder, load_network, write_random_checkpoint
 from anatcl_nipype.encoder import runner as runner_module
 from anatcl_nipype.encoder.weights import cached_weights_path
 from anatcl_nipype.errors import AnatCLError, VolumeError
-from conftest import write_map
 
 FOLDS = (0, 2, 4)
 
@@ -84,7 +84,8 @@ def test_weight_files_make_an_ensemble_labelled_by_position(released, cat12_maps
     files = [released[4], released[0]]
     ensemble = AnatCLEncoder(weights=files)
     assert ensemble.folds == (0, 1)
-    assert [w["path"] for w in ensemble.provenance["fold_weights"]] == [str(f.resolve()) for f in files]
+    assert ([w["path"] for w in ensemble.provenance["fold_weights"]]
+            == [str(f.resolve()) for f in files])
     results = list(ensemble.iter_encode(cat12_maps[:1]))
     assert results[0].embedding.shape == (2, 512)
     np.testing.assert_array_equal(results[0].embedding[1],

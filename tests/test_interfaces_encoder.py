@@ -5,13 +5,13 @@ import logging
 
 import numpy as np
 import pytest
+from conftest import write_map
 from nipype import Node
 
 from anatcl_nipype.encoder import AnatCLEncoder
 from anatcl_nipype.encoder.embedding_files import read_embeddings_tsv
 from anatcl_nipype.files import sha256_file
 from anatcl_nipype.interfaces.encoder import AnatCLEncode, AnatCLEncodeBatch
-from conftest import write_map
 
 
 def test_encode_writes_embedding_and_provenance(random_weights, cat12_maps, tmp_path):
@@ -70,7 +70,8 @@ def test_batch_table_files_and_failures(random_weights, cat12_maps, tmp_path):
     np.testing.assert_array_equal(np.stack([np.load(f) for f in outputs.out_files]), table)
     failed = open(outputs.failed_tsv).read().splitlines()
     assert failed[0] == "participant_id\tpath\treason\ttraceback"
-    assert failed[1].startswith(f"sub-09\t{bad}\t") and "not on the CAT12 1.5 mm MNI grid" in failed[1]
+    assert failed[1].startswith(f"sub-09\t{bad}\t")
+    assert "not on the CAT12 1.5 mm MNI grid" in failed[1]
     sidecar = json.loads(open(outputs.out_json).read())
     assert sidecar["failed"][0]["participant_id"] == "sub-09"
 

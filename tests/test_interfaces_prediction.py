@@ -14,8 +14,8 @@ from anatcl_nipype.encoder.embedding_files import read_embeddings_tsv
 from anatcl_nipype.files import sha256_file
 from anatcl_nipype.interfaces.encoder import AnatCLEncode
 from anatcl_nipype.interfaces.prediction import TASKS, ApplyProbe, FitProbe, JoinEmbeddings
-from anatcl_nipype.prediction import (TASKS as PREDICTION_TASKS, default_estimator,
-                                      join_features, load_labels, load_probe)
+from anatcl_nipype.prediction import TASKS as PREDICTION_TASKS
+from anatcl_nipype.prediction import default_estimator, join_features, load_labels, load_probe
 
 N_SUBJECTS = 40
 WEIGHTS = {"descriptor": "global", "fold": 0, "path": "/cache/anatcl-global-fold0.pth",

@@ -29,7 +29,8 @@ def test_building_and_drawing_workflows_imports_no_torch_or_sklearn():
 
 
 def test_importing_the_package_is_cheap():
-    code = "import sys, anatcl_nipype; print(sorted(m for m in ('torch', 'sklearn', 'nipype', 'niworkflows') if m in sys.modules))"
+    code = ("import sys, anatcl_nipype; print(sorted(m for m in "
+            "('torch', 'sklearn', 'nipype', 'niworkflows') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 

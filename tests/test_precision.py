@@ -50,7 +50,8 @@ def refuse_to_measure(modes):
 
 @pytest.mark.parametrize("cpu, mode, reason", [
     (ZEN3, "fp32", "bf16 is emulated on this CPU (AMD EPYC 7B13, AVX2 only, no bf16 units), "
-                   "~100x slower than fp32; channels-last fp32 is slower than fp32 on AVX2-only CPUs"),
+                   "~100x slower than fp32; channels-last fp32 is slower than fp32 on "
+                   "AVX2-only CPUs"),
     (ZEN4, "bf16", "AVX512-BF16 on an AMD CPU (AMD EPYC 9B14, AVX512-BF16, no AMX): bf16 autocast"),
     (XEON_AMX, "bf16", "AMX bf16 units on this CPU (Intel Xeon Platinum 8488C, AMX)"),
 ])
@@ -66,7 +67,8 @@ def test_auto_decides_known_cpus_by_their_features(cpu, mode, reason):
     (1.1, 1e-6, "fp32"),                # slower: fp32 kept
     (0.7, 5e-5, "fp32"),                # faster but further than 1e-5 from fp32: fp32 kept
 ])
-def test_auto_measures_channels_last_where_avx512_makes_it_uncertain(channels_last, difference, mode):
+def test_auto_measures_channels_last_where_avx512_makes_it_uncertain(channels_last, difference,
+                                                                     mode):
     measure, calls = figures(fp32=1.0, channels_last=channels_last, channels_last_diff=difference)
     choice = choose_precision("auto", "cpu", cpu=XEON_BF16_NO_AMX, measure=measure)
     assert choice.mode == mode and calls == [("fp32", "fp32-channels-last")]
@@ -89,11 +91,13 @@ def test_auto_measures_bf16_on_cpus_it_does_not_know(bf16, cosine, mode):
            "force_precision=True or --force-precision runs it anyway)"),
     (SKYLAKE, "bf16 on this CPU is emulated, slower than fp32; use precision='auto' or 'fp32'"),
     (XEON_BF16_NO_AMX, "bf16 on this CPU is slower than fp32; use precision='auto' or 'fp32' "
-                       "(--precision auto|fp32) (this CPU (Intel Xeon Platinum 8373C, AVX512-BF16, no AMX) has AVX512-BF16 "
+                       "(--precision auto|fp32) (this CPU (Intel Xeon Platinum 8373C, "
+                       "AVX512-BF16, no AMX) has AVX512-BF16 "
                        "but no AMX"),
 ])
 def test_explicit_bf16_is_refused_without_fast_units_unless_forced(cpu, message):
-    with pytest.raises(PrecisionRefused, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
+    pattern = "^" + message.replace("(", r"\(").replace(")", r"\)")
+    with pytest.raises(PrecisionRefused, match=pattern):
         choose_precision("bf16", "cpu", cpu=cpu, measure=refuse_to_measure)
     forced = choose_precision("bf16", "cpu", force=True, cpu=cpu, measure=refuse_to_measure)
     assert forced.mode == "bf16" and forced.reason.startswith("requested (forced: ")
@@ -104,11 +108,13 @@ def test_explicit_bf16_with_fast_units_and_fp32_are_taken_as_asked():
     assert choose_precision("bf16", "cpu", cpu=ZEN4, measure=refuse_to_measure).mode == "bf16"
     exact = choose_precision("fp32", "cpu", cpu=ZEN4, measure=refuse_to_measure)
     assert (exact.mode, exact.autocast_bf16, exact.channels_last) == ("fp32", False, False)
-    with pytest.raises(AnatCLError, match=r"precision must be one of \('auto', 'fp32', 'bf16'\), not 'fp16'"):
+    with pytest.raises(AnatCLError,
+                       match=r"precision must be one of \('auto', 'fp32', 'bf16'\), not 'fp16'"):
         choose_precision("fp16")
 
 
-@pytest.mark.parametrize("capability, auto_mode", [((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 0), "fp32")])
+@pytest.mark.parametrize("capability, auto_mode",
+                         [((9, 0), "bf16"), ((8, 0), "bf16"), ((7, 0), "fp32")])
 def test_cuda_decision_follows_compute_capability(capability, auto_mode):
     auto = choose_precision("auto", "cuda:1", cuda_capability=capability)
     assert auto.mode == auto_mode
@@ -117,9 +123,11 @@ def test_cuda_decision_follows_compute_capability(capability, auto_mode):
         assert choose_precision("bf16", "cuda", cuda_capability=capability).mode == "bf16"
     else:
         with pytest.raises(PrecisionRefused, match="^bf16 on this GPU is slower than fp32; use "
-                                                   "precision='auto' or 'fp32' .*no bf16 tensor cores"):
+                                                   "precision='auto' or 'fp32' "
+                                                   ".*no bf16 tensor cores"):
             choose_precision("bf16", "cuda", cuda_capability=capability)
-        assert choose_precision("bf16", "cuda", force=True, cuda_capability=capability).mode == "bf16"
+        forced = choose_precision("bf16", "cuda", force=True, cuda_capability=capability)
+        assert forced.mode == "bf16"
 
 
 def test_bf16_speed_classes():
@@ -138,7 +146,8 @@ def test_measurements_are_cached_per_cpu_model_and_torch_version(tmp_path, monke
     assert calls[1] == ("fp32", "bf16")
     path = precision_cache_path(XEON_BF16_NO_AMX.model, "2.13.0")
     assert path.parent == tmp_path / "precision"
-    assert path != precision_cache_path(ZEN4.model, "2.13.0") != precision_cache_path(ZEN4.model, "2.14.0")
+    assert (path != precision_cache_path(ZEN4.model, "2.13.0")
+            != precision_cache_path(ZEN4.model, "2.14.0"))
     import torch
 
     cached = json.loads(precision_cache_path(XEON_BF16_NO_AMX.model, torch.__version__).read_text())
@@ -160,7 +169,8 @@ def test_a_corrupt_cache_is_measured_again(tmp_path, monkeypatch):
 
 def test_the_micro_benchmark_measures_the_network_in_each_mode():
     result = measure_modes(("fp32", "fp32-channels-last"), size=16, repeats=1)
-    assert result["fp32"]["max_abs_diff"] == 0.0 and result["fp32"]["cosine_min"] == pytest.approx(1.0)
+    assert result["fp32"]["max_abs_diff"] == 0.0
+    assert result["fp32"]["cosine_min"] == pytest.approx(1.0)
     assert result["fp32-channels-last"]["max_abs_diff"] <= 1e-5
     assert all(figure["seconds"] > 0 for figure in result.values())
 
@@ -170,7 +180,8 @@ def test_auto_on_this_machine_follows_its_features(tmp_path, monkeypatch):
     here = CPUFeatures.of_this_machine()
     choice = choose_precision("auto", "cpu")
     assert choice.requested == "auto" and here.model in choice.reason
-    assert (choice.mode == "bf16") == (bf16_speed(here, lambda modes: measured_modes(here, modes))[0] == "fast")
+    speed = bf16_speed(here, lambda modes: measured_modes(here, modes))[0]
+    assert (choice.mode == "bf16") == (speed == "fast")
     if here.avx2 and not here.avx512:  # AVX2-only, like the Zen 3 these tests are written on
         assert choice.mode == "fp32" and not (tmp_path / "precision").exists()
 

@@ -13,8 +13,13 @@ import pytest
 
 from anatcl_nipype.data import DIAGNOSIS_ATROPHY, make_cat12_cohort
 from anatcl_nipype.encoder import AnatCLEncoder
-from anatcl_nipype.prediction import (cross_validate_probe, default_estimator, load_labels,
-                                      make_probe, permutation_test)
+from anatcl_nipype.prediction import (
+    cross_validate_probe,
+    default_estimator,
+    load_labels,
+    make_probe,
+    permutation_test,
+)
 from anatcl_nipype.regional import measures_to_row, read_cat12_roi_xml
 
 pytestmark = pytest.mark.slow

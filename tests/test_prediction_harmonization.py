@@ -10,8 +10,11 @@ from neuroCombat import neuroCombat
 
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.prediction import cross_validate_probe, make_probe
-from anatcl_nipype.prediction.harmonization import (ComBatHarmonizer, harmonization_frame,
-                                                    site_separability)
+from anatcl_nipype.prediction.harmonization import (
+    ComBatHarmonizer,
+    harmonization_frame,
+    site_separability,
+)
 from anatcl_nipype.prediction.persistence import ALLOWED_TYPES
 from anatcl_nipype.prediction.validation import fit_final_probe
 

@@ -11,8 +11,13 @@ from sklearn.pipeline import make_pipeline
 import anatcl_nipype
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.files import sha256_file
-from anatcl_nipype.prediction import (BrainAgeRegressor, card_path, load_probe, make_probe,
-                                      save_probe)
+from anatcl_nipype.prediction import (
+    BrainAgeRegressor,
+    card_path,
+    load_probe,
+    make_probe,
+    save_probe,
+)
 
 COLUMNS = ["emb_000", "emb_001", "emb_002"]
 SOURCE = {"weights": {"descriptor": "global", "fold": 0, "sha256": "ab" * 32},

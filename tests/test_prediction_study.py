@@ -3,9 +3,17 @@
 import numpy as np
 import pytest
 
-from anatcl_nipype.prediction import (cross_validate_probe, join_features, load_labels,
-                                      load_probe, make_probe, plot_cv_results, save_probe,
-                                      write_metrics_tsv, write_predictions_tsv)
+from anatcl_nipype.prediction import (
+    cross_validate_probe,
+    join_features,
+    load_labels,
+    load_probe,
+    make_probe,
+    plot_cv_results,
+    save_probe,
+    write_metrics_tsv,
+    write_predictions_tsv,
+)
 
 
 def write_tsv(path, header, rows):

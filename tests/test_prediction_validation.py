@@ -5,8 +5,13 @@ import pandas as pd
 import pytest
 
 from anatcl_nipype.errors import PredictionError
-from anatcl_nipype.prediction import (cross_validate_probe, make_probe, permutation_test,
-                                      write_metrics_tsv, write_predictions_tsv)
+from anatcl_nipype.prediction import (
+    cross_validate_probe,
+    make_probe,
+    permutation_test,
+    write_metrics_tsv,
+    write_predictions_tsv,
+)
 
 #: A small grid keeps the suite fast; the planted effects do not need a finer one.
 FAST_CLASSIFIER = make_probe("classification", cs=[0.01, 0.1, 1.0], inner_cv=3)
@@ -256,7 +261,8 @@ def test_too_few_participants_for_the_default_probe_say_what_to_do():
     X = np.random.default_rng(0).normal(size=(12, 3))
     y = np.array(["AD"] * 6 + ["CN"] * 6)
     with pytest.raises(PredictionError, match=r"class 'AD' has 6 participant\(s\): too few for "
-                                              r"5-fold .* 5-fold inner search .* \(needs 7 per class\)"):
+                                              r"5-fold .* 5-fold inner search .* "
+                                              r"\(needs 7 per class\)"):
         cross_validate_probe(X, y, "classification", cv=5)
     with pytest.raises(PredictionError, match="7 participants are too few for cv=5 folds"):
         cross_validate_probe(X[:7], np.arange(7.0), "regression", cv=5)

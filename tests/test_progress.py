@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import write_map
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from nipype.utils.filemanip import loadpkl
@@ -19,7 +20,6 @@ from anatcl_nipype.cli.parser import Options
 from anatcl_nipype.cli.progress import Phases
 from anatcl_nipype.data import make_cat12_cohort
 from anatcl_nipype.reports.collect import decode_traceback
-from conftest import write_map
 
 
 def test_a_silent_phase_prints_a_line_naming_what_runs():

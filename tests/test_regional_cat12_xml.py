@@ -292,7 +292,8 @@ def test_report_without_optional_parts(tmp_path):
 def test_report_names_unknown_extra_tissue_classes(tmp_path):
     xml = tmp_path / "cat_future.xml"
     xml.write_text("<S><subjectmeasures><vol_TIV>1500</vol_TIV>"
-                   "<vol_rel_CGW>[0.2 0.45 0.32 0.01 0.01 0.01]</vol_rel_CGW></subjectmeasures></S>")
+                   "<vol_rel_CGW>[0.2 0.45 0.32 0.01 0.01 0.01]</vol_rel_CGW>"
+                   "</subjectmeasures></S>")
     assert list(read_cat12_report(xml)["rel_volumes"]) == ["CSF", "GM", "WM", "WMH", "SL",
                                                             "class6"]
 

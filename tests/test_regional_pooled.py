@@ -4,6 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import brain_like_volume, write_map
 
 from anatcl_nipype.encoder import AnatCLEncoder
 from anatcl_nipype.encoder.checkpoint import make_random_network
@@ -14,7 +15,6 @@ from anatcl_nipype.regional.pooled import (
     region_pooled_features,
     write_pooled_features,
 )
-from conftest import brain_like_volume, write_map
 
 pytestmark = pytest.mark.slow
 

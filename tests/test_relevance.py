@@ -22,9 +22,15 @@ from anatcl_nipype.errors import AnatCLError, PredictionError
 from anatcl_nipype.files import sha256_file
 from anatcl_nipype.prediction import make_probe, save_probe
 from anatcl_nipype.prediction.brain_age import BrainAgeRegressor
-from anatcl_nipype.relevance import (GroupRelevance, attribute_volume, load_probe_score,
-                                     probe_affine_map, region_relevance, select_score,
-                                     write_relevance_map)
+from anatcl_nipype.relevance import (
+    GroupRelevance,
+    attribute_volume,
+    load_probe_score,
+    probe_affine_map,
+    region_relevance,
+    select_score,
+    write_relevance_map,
+)
 
 SIDE = 24
 #: Maps whose relevance is averaged, and integrated-gradients steps, in the group tests.

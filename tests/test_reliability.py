@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import brain_like_volume, write_map
 from nipype import Node
 from nipype.pipeline.engine.nodes import NodeExecutionError
 
@@ -32,7 +33,6 @@ from anatcl_nipype.interfaces.regional import CAT12ROIMeasures
 from anatcl_nipype.prediction import cross_validate_probe, load_labels, save_probe
 from anatcl_nipype.prediction.probes import make_probe
 from anatcl_nipype.reports.collect import decode_traceback
-from conftest import brain_like_volume, write_map
 
 # --------------------------------------------------------------------------- bad inputs
 

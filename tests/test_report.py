@@ -18,11 +18,20 @@ import pytest
 
 from anatcl_nipype.cli.report import record_run, report_dir, write_report
 from anatcl_nipype.reports import qc
-from anatcl_nipype.reports.collect import (TargetResults, collect_output_folder,
-                                           decode_traceback, encode_traceback)
-from anatcl_nipype.reports.methods import (ensemble_paragraph, harmonization_paragraph,
-                                           methods_markdown, methods_paragraphs,
-                                           probe_paragraph, weights_sentence)
+from anatcl_nipype.reports.collect import (
+    TargetResults,
+    collect_output_folder,
+    decode_traceback,
+    encode_traceback,
+)
+from anatcl_nipype.reports.methods import (
+    ensemble_paragraph,
+    harmonization_paragraph,
+    methods_markdown,
+    methods_paragraphs,
+    probe_paragraph,
+    weights_sentence,
+)
 
 SCREENSHOTS = Path(__file__).parent / "_screenshots"
 SHIFTED, OUTLIER, FAILED = "sub-03", "sub-05", "sub-08"

@@ -4,13 +4,13 @@ non-finite outputs refused."""
 import numpy as np
 import pytest
 import torch
+from conftest import brain_like_volume, write_map
 
 from anatcl_nipype.encoder import AnatCLEncoder, load_cat12_volume
 from anatcl_nipype.encoder.checkpoint import make_random_network, save_checkpoint
 from anatcl_nipype.encoder.precision import PrecisionRefused
 from anatcl_nipype.encoder.runner import cpu_has_fast_bf16, default_readers, load_network
 from anatcl_nipype.errors import AnatCLError, VolumeError
-from conftest import brain_like_volume, write_map
 
 
 def official_embeddings(weights, paths, use_head=False):
@@ -19,7 +19,8 @@ def official_embeddings(weights, paths, use_head=False):
     from anatcl import AnatCL
 
     model = AnatCL(pretrained=False, use_head=use_head)
-    model.backbone.load_state_dict(torch.load(weights, map_location="cpu", weights_only=False)["model"])
+    model.backbone.load_state_dict(
+        torch.load(weights, map_location="cpu", weights_only=False)["model"])
     model.eval()
     outputs = []
     with torch.no_grad():
@@ -49,9 +50,11 @@ def test_same_input_gives_bit_identical_embeddings(random_weights, cat12_maps):
 
 def test_bf16_is_close_to_fp32_on_small_volumes(random_weights):
     # 32^3 volumes: seconds even where bf16 is emulated (AVX2-only CPUs run it ~100x slower)
-    volumes = torch.from_numpy(np.stack([brain_like_volume(seed, (32, 32, 32)) for seed in (1, 2, 3)]))
+    volumes = torch.from_numpy(
+        np.stack([brain_like_volume(seed, (32, 32, 32)) for seed in (1, 2, 3)]))
     fp32 = AnatCLEncoder(weights=random_weights).forward(volumes[:, None])
-    bf16 = AnatCLEncoder(weights=random_weights, precision="bf16", force_precision=True).forward(volumes[:, None])
+    bf16 = AnatCLEncoder(weights=random_weights, precision="bf16",
+                         force_precision=True).forward(volumes[:, None])
     cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
     assert fp32.shape == bf16.shape == (3, 512) and not np.array_equal(fp32, bf16)
     assert cosine.min() >= 0.999
@@ -59,7 +62,8 @@ def test_bf16_is_close_to_fp32_on_small_volumes(random_weights):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not cpu_has_fast_bf16(), reason="full-size bf16 needs fast bf16 units (AMX or "
-                    "AMD AVX512-BF16); elsewhere bf16 is slower than fp32, emulated on AVX2-only CPUs")
+                    "AMD AVX512-BF16); elsewhere bf16 is slower than fp32, emulated on "
+                    "AVX2-only CPUs")
 def test_bf16_is_close_to_fp32_at_full_size(random_weights, cat12_maps):
     fp32 = AnatCLEncoder(weights=random_weights).encode(cat12_maps)
     bf16 = AnatCLEncoder(weights=random_weights, precision="bf16").encode(cat12_maps)
@@ -74,14 +78,16 @@ def test_batches_arrays_and_paths_agree(random_weights, cat12_maps):
     np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
 
 
-def test_a_bad_map_yields_its_error_in_place_and_the_rest_are_encoded(random_weights, cat12_maps, tmp_path):
+def test_a_bad_map_yields_its_error_in_place_and_the_rest_are_encoded(random_weights, cat12_maps,
+                                                                      tmp_path):
     bad = write_map(tmp_path / "mwp1sub-bad.nii", np.zeros((121, 145, 121), np.float32))
     encoder = AnatCLEncoder(weights=random_weights, batch_size=2)
     results = list(encoder.iter_encode([cat12_maps[0], bad, cat12_maps[1]]))
     assert [r.source for r in results] == [cat12_maps[0], bad, cat12_maps[1]]
     assert isinstance(results[1].error, VolumeError) and results[1].embedding is None
     expected = encoder.encode([cat12_maps[0], cat12_maps[1]])
-    np.testing.assert_allclose(np.stack([results[0].embedding, results[2].embedding]), expected, atol=1e-5)
+    np.testing.assert_allclose(np.stack([results[0].embedding, results[2].embedding]), expected,
+                               atol=1e-5)
     with pytest.raises(VolumeError, match="mwp1sub-bad.nii: the map is empty"):
         encoder.encode([cat12_maps[0], bad])
 
@@ -96,19 +102,22 @@ def test_model_is_loaded_once_per_process(random_weights):
 
 def test_provenance_names_weights_precision_and_preprocessing(random_weights):
     provenance = AnatCLEncoder(weights=random_weights).provenance
-    assert provenance["weights"]["sha256"] == load_network(random_weights, torch.device("cpu"))[1]["sha256"]
+    loaded = load_network(random_weights, torch.device("cpu"))[1]
+    assert provenance["weights"]["sha256"] == loaded["sha256"]
     assert provenance["precision"] == "fp32" and provenance["device"] == "cpu"
     assert "indices 8..135" in provenance["preprocessing"]["crop"]
 
 
 @pytest.mark.skipif(cpu_has_fast_bf16(), reason="checks the refusal where bf16 units are absent")
 def test_bf16_is_refused_where_it_is_slower_than_fp32(random_weights):
-    with pytest.raises(PrecisionRefused, match=r"^bf16 on this CPU is (emulated, )?(~100x )?slower than "
-                                               r"fp32; use precision='auto' or 'fp32' .*force_precision=True"):
+    with pytest.raises(PrecisionRefused,
+                       match=r"^bf16 on this CPU is (emulated, )?(~100x )?slower than "
+                             r"fp32; use precision='auto' or 'fp32' .*force_precision=True"):
         AnatCLEncoder(weights=random_weights, precision="bf16")
 
 
-def test_auto_records_its_pick_and_fp32_stays_exact(random_weights, cat12_maps, tmp_path, monkeypatch):
+def test_auto_records_its_pick_and_fp32_stays_exact(random_weights, cat12_maps, tmp_path,
+                                                    monkeypatch):
     monkeypatch.setenv("ANATCL_NIPYPE_HOME", str(tmp_path))  # where a micro-benchmark is cached
     auto = AnatCLEncoder(weights=random_weights, precision="auto")
     choice = auto.provenance["precision_choice"]
@@ -146,7 +155,8 @@ def test_a_non_finite_output_under_forced_bf16_is_refused_too(tmp_path):
     encoder = AnatCLEncoder(weights=huge_gain_weights(tmp_path / "overflow.pth"), precision="bf16",
                             force_precision=True)
     volume = torch.from_numpy(brain_like_volume(1, (32, 32, 32)))[None, None]
-    with pytest.raises(VolumeError, match=r"^input 0 \(array\) \(fold 0, precision bf16, .*NaN or inf"):
+    with pytest.raises(VolumeError,
+                       match=r"^input 0 \(array\) \(fold 0, precision bf16, .*NaN or inf"):
         encoder.forward(volume)
 
 
@@ -154,7 +164,8 @@ def test_one_overflowing_input_fails_alone(random_weights):
     good = brain_like_volume(1)
     overflowing = good.copy()  # finite voxels, but the network overflows on them
     overflowing[good > 0.5] *= np.float32(1e37)
-    results = list(AnatCLEncoder(weights=random_weights, batch_size=2).iter_encode([good, overflowing]))
+    encoder = AnatCLEncoder(weights=random_weights, batch_size=2)
+    results = list(encoder.iter_encode([good, overflowing]))
     assert results[0].error is None and np.isfinite(results[0].embedding).all()
     assert isinstance(results[1].error, VolumeError) and results[1].embedding is None
     assert str(results[1].error).startswith("input 1 (array) (fold 0, precision fp32, weights ")
@@ -182,7 +193,8 @@ def test_bad_options(random_weights, options, message):
         AnatCLEncoder(weights=random_weights, **options)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message given where CUDA is absent")
+@pytest.mark.skipif(torch.cuda.is_available(),
+                    reason="checks the message given where CUDA is absent")
 @pytest.mark.parametrize("device", ["cuda", "cuda:1"])
 def test_cuda_requested_without_cuda(random_weights, device):
     with pytest.raises(AnatCLError, match=f"device '{device}' asked for, but CUDA is not available "

@@ -10,13 +10,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import write_map
 
 from anatcl_nipype.cli.execution import ProgressPrinter, RunReport
 from anatcl_nipype.cli.parser import parse_options
 from anatcl_nipype.cli.participant import choose_shard_size, failures_by_scan
 from anatcl_nipype.data import make_cat12_cohort
 from anatcl_nipype.inputs import discover_cat12
-from conftest import write_map
 
 #: Output files whose bytes differ between any two runs, sharded or not: the run record
 #: holds the command typed, start/finish times and seconds per phase, and the report shows

@@ -6,11 +6,14 @@ import json
 import os
 
 import numpy as np
+from conftest import write_map
 from nipype.pipeline import engine as pe
 
-from anatcl_nipype.interfaces.bids import (STAGING_DIR, AnatCLDerivativesDataSink,
-                                           GroupDerivativesSink)
-from conftest import write_map
+from anatcl_nipype.interfaces.bids import (
+    STAGING_DIR,
+    AnatCLDerivativesDataSink,
+    GroupDerivativesSink,
+)
 
 #: An mtime no sink run of this test can give a file (2001-09-09), set on the outputs
 #: before a rerun to see whether the rerun rewrote them.

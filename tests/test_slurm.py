@@ -6,10 +6,10 @@ import re
 import subprocess
 
 import pytest
-
-from anatcl_nipype.data import make_cat12_cohort
 from slurm_cluster import slurm_cluster
 from test_workflows_encoding import _embeddings_by_input, _iterated_encoding
+
+from anatcl_nipype.data import make_cat12_cohort
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.slurm]
 

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from anatcl_nipype.prediction.summary_text import mean_sd_text
 from anatcl_nipype.prediction.metrics import mean_sd
+from anatcl_nipype.prediction.summary_text import mean_sd_text
 from anatcl_nipype.prediction.tables import write_metrics_tsv
 from anatcl_nipype.prediction.validation import CrossValidationResult
 

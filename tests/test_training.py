@@ -5,17 +5,17 @@ import numpy as np
 import pytest
 import torch
 from anatcl import AnatCL
+from conftest import write_map
 
 from anatcl_nipype.data.cohort import make_cat12_cohort
 from anatcl_nipype.encoder import AnatCLEncoder, AnatCLNetwork, load_checkpoint
-from anatcl_nipype.training.augment import augment_batch, check_augmentations, cutout, random_crop
 from anatcl_nipype.encoder.checkpoint import write_random_checkpoint
-from anatcl_nipype.training.descriptors import descriptors_from_table
-from anatcl_nipype.training.loss import local_rbf_kernel, normalise_descriptors
-from anatcl_nipype.training.loops import VolumeDataset, finetune, pretrain
 from anatcl_nipype.errors import AnatCLError, CheckpointError, RegionalError, VolumeError
 from anatcl_nipype.regional import measures_to_row, read_cat12_roi_xml, write_measures_tsv
-from conftest import write_map
+from anatcl_nipype.training.augment import augment_batch, check_augmentations, cutout, random_crop
+from anatcl_nipype.training.descriptors import descriptors_from_table
+from anatcl_nipype.training.loops import VolumeDataset, finetune, pretrain
+from anatcl_nipype.training.loss import local_rbf_kernel, normalise_descriptors
 
 SIDE = 32  # cohort volumes are shrunk to 32^3 so that a CPU trains in seconds
 SIGMA = 2.0

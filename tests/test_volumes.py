@@ -4,6 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from conftest import brain_like_volume, write_map
 
 from anatcl_nipype.encoder.volumes import (
     ANATCL_SHAPE,
@@ -14,7 +15,6 @@ from anatcl_nipype.encoder.volumes import (
     load_cat12_volume,
 )
 from anatcl_nipype.errors import VolumeError
-from conftest import brain_like_volume, write_map
 
 
 def test_crop_keeps_axis1_indices_8_to_135(tmp_path):
@@ -64,10 +64,11 @@ def _bad(tmp_path, name):
     with_inf = good.copy()
     with_inf[1, 2, 3] = np.inf
     labels = (np.arange(good.size).reshape(CAT12_SHAPE) % 50).astype(np.float32)
+    off_grid = "not on the CAT12 1.5 mm MNI grid"
     cases = {
         "4d": (lambda p: write_map(p, np.stack([good, good], -1)), "4D image"),
-        "other grid": (lambda p: write_map(p, good[:, :, :100]), "not on the CAT12 1.5 mm MNI grid"),
-        "shifted affine": (lambda p: write_map(p, good, shifted), "not on the CAT12 1.5 mm MNI grid"),
+        "other grid": (lambda p: write_map(p, good[:, :, :100]), off_grid),
+        "shifted affine": (lambda p: write_map(p, good, shifted), off_grid),
         "native p1": (lambda p: write_map(p, good[:100, :110, :90], native), "native-space p1"),
         "nan": (lambda p: write_map(p, with_nan), "1 voxel is NaN or infinite"),
         "inf": (lambda p: write_map(p, with_inf), "1 voxel is NaN or infinite"),

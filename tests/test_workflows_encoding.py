@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_map
 from nipype import Node, Workflow
 from nipype.interfaces import utility as niu
 from nipype.utils.filemanip import loadcrash
@@ -16,7 +17,6 @@ from anatcl_nipype.interfaces.encoder import AnatCLEncode
 from anatcl_nipype.workflows.cat12 import init_cat12_anatcl_wf
 from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
 from anatcl_nipype.workflows.encoding import init_anatcl_encoding_wf, init_anatcl_group_encoding_wf
-from conftest import write_map
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

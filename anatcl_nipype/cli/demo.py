@@ -182,8 +182,10 @@ def print_what_carries_the_scores(scores, random):
     so that a perfect score is not taken for what AnatCL's embeddings do.
 
     >>> print_what_carries_the_scores([("age", "mae", 1.5, 7.7)], True)
+    ... # doctest: +NORMALIZE_WHITESPACE
     <BLANKLINE>
-    What carries the scores (features used: both = the 512 embedding dimensions from SEEDED RANDOM weights + the CAT12 regional measures; same cross-validation):
+    What carries the scores (features used: both = the 512 embedding dimensions from
+    SEEDED RANDOM weights + the CAT12 regional measures; same cross-validation):
       age       mae: both 1.500; embeddings alone 7.700
     The regional measures carry the planted effects directly; a random network's embeddings
     still pass on strong intensity differences such as the planted atrophy. On this SYNTHETIC

@@ -170,9 +170,18 @@ def run_workflow(workflow, options, report):
     """
     from anatcl_nipype.cli.locking import work_dir_lock
     from anatcl_nipype.cli.supervision import (
-        GuardedCallback, RunInterrupted, SchedulerError, descendants, first_crash_message,
-        make_runner, pending_interrupt, plugin_settings, remove_partial_outputs,
-        signals_interrupt_run, stop_workers)
+        GuardedCallback,
+        RunInterrupted,
+        SchedulerError,
+        descendants,
+        first_crash_message,
+        make_runner,
+        pending_interrupt,
+        plugin_settings,
+        remove_partial_outputs,
+        signals_interrupt_run,
+        stop_workers,
+    )
 
     plugin, plugin_args = plugin_settings(options.plugin, options.plugin_args, options.nprocs,
                                           options.mem_gb)

@@ -1,8 +1,9 @@
 """One run per work folder: an exclusive ``fcntl`` lock on ``<work_dir>/anatcl-nipype.lock``.
 
 Two runs sharing a Nipype work folder corrupt each other's node folders. The first run holds
-the lock for its whole life (re-entrant within one process); a second one refuses at once, naming the holder (pid, host,
-start time, command), or waits for it (``--wait-for-lock``). The kernel drops the lock when
+the lock for its whole life (re-entrant within one process); a second one refuses at once,
+naming the holder (pid, host, start time, command), or waits for it (``--wait-for-lock``).
+The kernel drops the lock when
 its process dies, so a lock file left by a killed run is simply taken over.
 
 >>> import tempfile

@@ -15,7 +15,10 @@ from anatcl_nipype.cli.locking import work_dir_lock
 from anatcl_nipype.cli.parser import EXIT_ERROR, EXIT_USAGE, UsageError, parse_options
 from anatcl_nipype.cli.paths import check_paths
 from anatcl_nipype.cli.supervision import (
-    INTERRUPTED_EXIT, INTERRUPTED_MESSAGE, signals_interrupt_run)
+    INTERRUPTED_EXIT,
+    INTERRUPTED_MESSAGE,
+    signals_interrupt_run,
+)
 from anatcl_nipype.errors import AnatCLError
 
 

@@ -164,7 +164,11 @@ def failures_by_scan(failed, subjects, unusable=(), shard_size=1):
     """
     from anatcl_nipype.bids import unnamed_id
     from anatcl_nipype.workflows.base import (
-        scan_of_branch, shard_number, shards_of, single_subject_wf_name)
+        scan_of_branch,
+        shard_number,
+        shards_of,
+        single_subject_wf_name,
+    )
 
     branches = {scan_of_branch(single_subject_wf_name(s.as_inputs())): s for s in subjects}
     shards = shards_of(subjects, shard_size) if shard_size > 1 else []

@@ -8,10 +8,11 @@ names with line breaks or other control characters, which the TSV tables, sideca
 Nipype's own text files cannot hold. Unicode names are fine.
 
 >>> check_path_text(Path("caf\u00e9"), "output folder")
->>> check_path_text(Path("a\\nb"), "output folder")
+>>> check_path_text(Path("a\\nb"), "output folder")  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-anatcl_nipype.errors.AnatCLError: 'a\\nb': the output folder's name holds a control character (line break, tab, ...); rename it or choose another
+anatcl_nipype.errors.AnatCLError: 'a\\nb': the output folder's name holds a control character
+(line break, tab, ...); rename it or choose another
 """
 
 import os

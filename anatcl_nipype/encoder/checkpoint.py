@@ -155,9 +155,12 @@ def read_checkpoint_file(path):
 def _find_state_dict(content, path):
     if "model" in content:
         content = content["model"]
-    if not isinstance(content, dict) or not all(isinstance(v, torch.Tensor) for v in content.values()):
+    if not isinstance(content, dict) or not all(
+        isinstance(v, torch.Tensor) for v in content.values()
+    ):
         raise CheckpointError(
-            f"{path}: no state dict found: expected a dict of tensors, or a dict with a 'model' entry"
+            f"{path}: no state dict found: expected a dict of tensors, "
+            "or a dict with a 'model' entry"
         )
     odd_keys = [key for key in content if not isinstance(key, str)]
     if odd_keys:

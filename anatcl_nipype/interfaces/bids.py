@@ -153,8 +153,12 @@ class AnatCLDerivativesDataSink(SimpleInterface):
 
 def _random_weights(sidecar):
     """Whether an embedding's sidecar records seeded random weights."""
-    from anatcl_nipype.files import (MAX_SIDECAR_BYTES, MAX_SIDECAR_DEPTH, JSONFileError,
-                                     read_json_bounded)
+    from anatcl_nipype.files import (
+        MAX_SIDECAR_BYTES,
+        MAX_SIDECAR_DEPTH,
+        JSONFileError,
+        read_json_bounded,
+    )
 
     try:
         content = read_json_bounded(sidecar, max_bytes=MAX_SIDECAR_BYTES,

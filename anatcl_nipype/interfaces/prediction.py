@@ -26,8 +26,7 @@ from nipype.interfaces.base import (
 )
 
 import anatcl_nipype
-from anatcl_nipype.bids import (bids_label, participant_id_from_path, scan_id,
-                                 session_id_from_path)
+from anatcl_nipype.bids import bids_label, participant_id_from_path, scan_id, session_id_from_path
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.files import write_json_atomic
 from anatcl_nipype.options import AUTO_TASK, PROBE_TASKS, TASKS
@@ -222,8 +221,9 @@ class FitProbe(SimpleInterface):
     """Cross-validate a linear probe on feature tables, then fit it on every subject.
 
     Wraps :func:`~anatcl_nipype.prediction.study.fit_probe_study` (cross-validation,
-    optional permutation test, the final probe saved with its card). Subjects without the target (``n/a``),
-    or missing from a feature table, are left out and listed in ``out_json``. Outputs
+    optional permutation test, the final probe saved with its card). Subjects without the
+    target (``n/a``), or missing from a feature table, are left out and listed in
+    ``out_json``. Outputs
     are named after the target: ``<target>_probe.skops``/``.json``,
     ``<target>_metrics.tsv``, ``<target>_predictions.tsv``, ``<target>_cv.svg``/``.png``
     and ``<target>_summary.json``.
@@ -390,10 +390,16 @@ class CombineFoldProbes(SimpleInterface):
     def _run_interface(self, runtime):
         import json
 
-        from anatcl_nipype.prediction.ensemble import (across_folds, ensemble_metrics,
-                                                       ensemble_predictions)
-        from anatcl_nipype.prediction.tables import (write_metrics_tsv, write_predictions_tsv,
-                                                     write_tsv)
+        from anatcl_nipype.prediction.ensemble import (
+            across_folds,
+            ensemble_metrics,
+            ensemble_predictions,
+        )
+        from anatcl_nipype.prediction.tables import (
+            write_metrics_tsv,
+            write_predictions_tsv,
+            write_tsv,
+        )
         from anatcl_nipype.prediction.validation import CrossValidationResult
 
         cards = [json.loads(Path(path).read_text()) for path in self.inputs.model_card]

@@ -163,9 +163,10 @@ class AnatCLPretrain(_TrainingInterface):
 
     Wraps :func:`anatcl_nipype.training.loops.pretrain`. The descriptors are the
     ``atlas`` regions' ``measures`` of each participant in ``regional_tsv`` (the regional
-    workflow's ``regional_tsv``; :func:`~anatcl_nipype.training.descriptors.descriptors_from_table`);
-    ages come from ``participants_tsv`` when it is given. Outputs ``last.pth`` (official
-    format), ``training_log.tsv``, ``loss_curve.svg``/``.png`` and ``training.json``.
+    workflow's ``regional_tsv``;
+    :func:`~anatcl_nipype.training.descriptors.descriptors_from_table`); ages come from
+    ``participants_tsv`` when it is given. Outputs ``last.pth`` (official format),
+    ``training_log.tsv``, ``loss_curve.svg``/``.png`` and ``training.json``.
 
     >>> from nipype import Node
     >>> node = Node(AnatCLPretrain(atlas="aparc_DK40", measures=["thickness"], epochs=50),
@@ -245,8 +246,8 @@ class AnatCLFineTune(_TrainingInterface):
     output_spec = _TrainingOutputSpec
 
     def _run_interface(self, runtime):
-        from anatcl_nipype.training.loops import finetune
         from anatcl_nipype.prediction.labels import load_labels
+        from anatcl_nipype.training.loops import finetune
 
         inputs = self.inputs
         ids = self._participant_ids()

@@ -8,10 +8,11 @@ them, and any option they do give must agree.
 ...         "feature_source": {"columns": ["emb_000"], "weights": None}}
 >>> card_feature_kind(card)
 'embeddings'
->>> check_card_agrees(card, "model.skops", target="diagnosis")
+>>> check_card_agrees(card, "model.skops", target="diagnosis")  # doctest: +NORMALIZE_WHITESPACE
 Traceback (most recent call last):
 ...
-anatcl_nipype.errors.PredictionError: model.skops was fitted for target 'age', not 'diagnosis'; pass --target age (or leave it out)
+anatcl_nipype.errors.PredictionError: model.skops was fitted for target 'age', not 'diagnosis';
+pass --target age (or leave it out)
 """
 
 from anatcl_nipype.errors import PredictionError

@@ -20,8 +20,7 @@ import numpy as np
 
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.options import PROBE_TASKS
-from anatcl_nipype.prediction.metrics import (classification_metrics, mean_sd,
-                                              regression_metrics)
+from anatcl_nipype.prediction.metrics import classification_metrics, mean_sd, regression_metrics
 
 #: Columns naming a row of out-of-fold predictions: who, and in which CV split.
 KEYS = ("participant_id", "repeat", "fold")

@@ -21,10 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from anatcl_nipype.errors import AnatCLError, PredictionError
 from anatcl_nipype.bids import split_scan_id
-from anatcl_nipype.inputs import (ID_COLUMN, MISSING_VALUES, SESSION_COLUMN, read_tsv_rows,
-                                  sessions_tsv_of)
+from anatcl_nipype.errors import AnatCLError, PredictionError
+from anatcl_nipype.inputs import (
+    ID_COLUMN,
+    MISSING_VALUES,
+    SESSION_COLUMN,
+    read_tsv_rows,
+    sessions_tsv_of,
+)
 from anatcl_nipype.options import PROBE_TASKS
 from anatcl_nipype.prediction.probes import check_task
 

@@ -15,8 +15,14 @@ True
 """
 
 from anatcl_nipype.citations import cite
-from anatcl_nipype.options import (ALPHA_GRID, AUTO_TASK, AUTO_TASK_BY_TARGET, C_GRID, INNER_CV,
-                                   PROBE_TASKS)
+from anatcl_nipype.options import (
+    ALPHA_GRID,
+    AUTO_TASK,
+    AUTO_TASK_BY_TARGET,
+    C_GRID,
+    INNER_CV,
+    PROBE_TASKS,
+)
 
 FEATURES_TEXT = {
     "embeddings": "the AnatCL embeddings",
@@ -85,8 +91,11 @@ def validation_text(task, cv, n_repeats=1, group_column=None, seed=None, results
 def brain_age_text(bias_cv=INNER_CV, bias_folds=None, group_column=None):
     """The age-bias correction, and what its line was fitted on.
 
-    >>> brain_age_text(5, [2, 5], "participant_id").split(": ", 1)[1]  # doctest: +ELLIPSIS
-    "a line of the predictions on age, fitted on 5-fold cross-validated predictions within each training fold (GroupKFold by 'participant_id'; 2 folds where a training fold held fewer than 5 values of it), then applied to the test fold."
+    >>> text = brain_age_text(5, [2, 5], "participant_id").split(": ", 1)[1]
+    >>> print(text)  # doctest: +NORMALIZE_WHITESPACE
+    a line of the predictions on age, fitted on 5-fold cross-validated predictions within each
+    training fold (GroupKFold by 'participant_id'; 2 folds where a training fold held fewer
+    than 5 values of it), then applied to the test fold.
     >>> "in-sample predictions" in brain_age_text(None)
     True
     """

@@ -14,8 +14,14 @@ ensembles (:mod:`~anatcl_nipype.prediction.ensemble`) both score with these.
 """
 
 import numpy as np
-from sklearn.metrics import (balanced_accuracy_score, mean_absolute_error, r2_score,
-                             recall_score, roc_auc_score, root_mean_squared_error)
+from sklearn.metrics import (
+    balanced_accuracy_score,
+    mean_absolute_error,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+    root_mean_squared_error,
+)
 
 
 def classification_metrics(true, predicted, probabilities, classes):

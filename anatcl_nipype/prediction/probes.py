@@ -36,8 +36,13 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from anatcl_nipype.errors import PredictionError
-from anatcl_nipype.options import ALPHA_GRID, C_GRID, INNER_CV, PROBE_TASKS
-from anatcl_nipype.options import TASKS  # noqa: F401 (re-exported)
+from anatcl_nipype.options import (
+    ALPHA_GRID,
+    C_GRID,
+    INNER_CV,
+    PROBE_TASKS,
+    TASKS,  # noqa: F401 (re-exported)
+)
 
 #: Folds of the inner cross-validation that picks a classifier's penalty.
 DEFAULT_INNER_CV = INNER_CV

@@ -40,8 +40,13 @@ def fit_probe_study(feature_tables, participants_tsv, target, task, stem, *,
     bias line's cross-validation in each training set (None: in-sample predictions); the
     card's ``validation`` records it and the folds used (fewer with few groups).
     """
-    from anatcl_nipype.prediction import (cross_validate_probe, plot_cv_results, save_probe,
-                                          write_metrics_tsv, write_predictions_tsv)
+    from anatcl_nipype.prediction import (
+        cross_validate_probe,
+        plot_cv_results,
+        save_probe,
+        write_metrics_tsv,
+        write_predictions_tsv,
+    )
     from anatcl_nipype.prediction.validation import default_estimator, fit_final_probe
 
     if task == AUTO_TASK:

@@ -41,19 +41,37 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.model_selection import (GroupKFold, KFold, RepeatedKFold,
-                                     RepeatedStratifiedKFold, StratifiedKFold,
-                                     permutation_test_score)
+from sklearn.model_selection import (
+    GroupKFold,
+    KFold,
+    RepeatedKFold,
+    RepeatedStratifiedKFold,
+    StratifiedKFold,
+    permutation_test_score,
+)
 
 from anatcl_nipype.errors import PredictionError
 from anatcl_nipype.options import PROBE_TASKS
 from anatcl_nipype.prediction.brain_age import BrainAgeRegressor
-from anatcl_nipype.prediction.harmonization import (HARMONIZATIONS, frame_covariates,
-                                                    harmonization_frame, make_harmonized)
-from anatcl_nipype.prediction.metrics import (_pearson, classification_metrics, mean_sd,
-                                              regression_metrics)
-from anatcl_nipype.prediction.probes import (DEFAULT_INNER_CV, GroupedFit, check_task, fit_probe,
-                                             make_probe)
+from anatcl_nipype.prediction.harmonization import (
+    HARMONIZATIONS,
+    frame_covariates,
+    harmonization_frame,
+    make_harmonized,
+)
+from anatcl_nipype.prediction.metrics import (
+    _pearson,
+    classification_metrics,
+    mean_sd,
+    regression_metrics,
+)
+from anatcl_nipype.prediction.probes import (
+    DEFAULT_INNER_CV,
+    GroupedFit,
+    check_task,
+    fit_probe,
+    make_probe,
+)
 
 
 @dataclass

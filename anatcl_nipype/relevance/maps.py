@@ -26,12 +26,23 @@ import numpy as np
 
 import anatcl_nipype
 from anatcl_nipype.bids import participant_ids_for
-from anatcl_nipype.encoder.volumes import (ANATCL_SHAPE, CAT12_AFFINE, CAT12_SHAPE, CROP_OFFSET,
-                                           PREPROCESSING, load_cat12_volume)
+from anatcl_nipype.encoder.volumes import (
+    ANATCL_SHAPE,
+    CAT12_AFFINE,
+    CAT12_SHAPE,
+    CROP_OFFSET,
+    PREPROCESSING,
+    load_cat12_volume,
+)
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import atomic_write, sha256_file, write_json_atomic
-from anatcl_nipype.relevance.attribution import (GroupRelevance, attribute_volume, check_method,
-                                                 decision_score, forward_backward_passes)
+from anatcl_nipype.relevance.attribution import (
+    GroupRelevance,
+    attribute_volume,
+    check_method,
+    decision_score,
+    forward_backward_passes,
+)
 
 DESC = "relevance"
 SUFFIX = "statmap"

@@ -28,11 +28,22 @@ from anatcl_nipype.options import PROBE_TASKS
 from anatcl_nipype.prediction.summary_text import mean_sd_text
 from anatcl_nipype.reports import REPORT_DIR, qc
 from anatcl_nipype.reports.collect import collect_output_folder, scans_of
-from anatcl_nipype.reports.studies import (ensemble_fragment, harmonization_fragment,
-                                           relevance_fragment)
-from anatcl_nipype.reports.fragments import (esc, figure_img, figure_svg, flags_list,
-                                             key_values, metrics_table, records_table, sig3,
-                                             table)
+from anatcl_nipype.reports.fragments import (
+    esc,
+    figure_img,
+    figure_svg,
+    flags_list,
+    key_values,
+    metrics_table,
+    records_table,
+    sig3,
+    table,
+)
+from anatcl_nipype.reports.studies import (
+    ensemble_fragment,
+    harmonization_fragment,
+    relevance_fragment,
+)
 
 #: Bumped when a participant's cached figure or checks would come out differently.
 CACHE_VERSION = "2"

@@ -44,8 +44,10 @@ def records_table(records):
     """A table of dict rows (as TSV readers give them): the first row's keys as the header,
     numbers to 3 significant digits; empty for no rows.
 
-    >>> records_table([{"fold": "0", "mae": "2.34567"}])
-    '<table><tr><th>fold</th><th>mae</th></tr><tr><td class="num">0</td><td class="num">2.35</td></tr></table>'
+    >>> print(records_table([{"fold": "0", "mae": "2.34567"}]).replace("<tr>", "\\n<tr>"))
+    <table>
+    <tr><th>fold</th><th>mae</th></tr>
+    <tr><td class="num">0</td><td class="num">2.35</td></tr></table>
     """
     if not records:
         return ""

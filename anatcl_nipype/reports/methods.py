@@ -15,11 +15,16 @@ from collections import Counter
 
 from anatcl_nipype.citations import bibtex_entries, cite, cited_keys, reference
 from anatcl_nipype.options import INNER_CV
-from anatcl_nipype.prediction.methods_text import (applied_text, ensemble_text,
-                                                   harmonization_text, probe_text)
+from anatcl_nipype.prediction.methods_text import (
+    applied_text,
+    ensemble_text,
+    harmonization_text,
+    probe_text,
+)
 from anatcl_nipype.prediction.summary_text import mean_sd_text
 from anatcl_nipype.reports.collect import read_json, scans_of
 from anatcl_nipype.reports.studies import probe_cards
+
 
 def weights_sentence(weights):
     """How the embeddings' weights are described, from a sidecar's ``weights`` dict."""

@@ -9,8 +9,14 @@ Each function returns an HTML fragment, or "" when no target has that study.
 
 from anatcl_nipype.outputs import GROUP_FILES, fold_folder
 from anatcl_nipype.reports.collect import read_json, read_tsv
-from anatcl_nipype.reports.fragments import (esc, figure_img, key_values, metrics_table,
-                                             records_table, sig3)
+from anatcl_nipype.reports.fragments import (
+    esc,
+    figure_img,
+    key_values,
+    metrics_table,
+    records_table,
+    sig3,
+)
 
 #: Regions listed under the group relevance map.
 TOP_REGIONS = 10

@@ -67,7 +67,6 @@ from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.options import DESCRIPTORS
 
 
-
 def _check_positive(name, value):
     if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
         raise AnatCLError(f"{name} must be a finite number > 0, got {value!r}; the AnatCL "

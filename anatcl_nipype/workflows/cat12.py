@@ -7,7 +7,8 @@ with MATLAB, ``CAT12Segment.set_mlab_paths(paths="/opt/spm12")`` (SPM12 with CAT
 matlab_cmd="/opt/CAT12/run_spm12.sh /opt/MCR/v93 script", use_mcr=True)``.
 
 >>> wf = init_cat12_anatcl_wf()
->>> sorted(wf.get_node("outputnode").outputs.copyable_trait_names())  # doctest: +NORMALIZE_WHITESPACE
+>>> sorted(wf.get_node("outputnode").outputs.copyable_trait_names())
+... # doctest: +NORMALIZE_WHITESPACE
 ['embedding', 'embedding_json', 'gm_modulated', 'label_roi', 'label_rois', 'regional_json',
  'regional_tsv', 'report']
 """

@@ -29,14 +29,25 @@ from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from anatcl_nipype.errors import AnatCLError
-from anatcl_nipype.interfaces.prediction import (ApplyProbe, CombineFoldProbes, FitProbe,
-                                                  JoinEmbeddings)
+from anatcl_nipype.interfaces.prediction import (
+    ApplyProbe,
+    CombineFoldProbes,
+    FitProbe,
+    JoinEmbeddings,
+)
 from anatcl_nipype.interfaces.regional import MergeRegionalTables
 from anatcl_nipype.options import AUTO_TASK, FEATURE_KINDS, INNER_CV, TASKS, check_choice
-from anatcl_nipype.prediction.methods_text import (applied_text, ensemble_text,
-                                                   harmonization_text, probe_text)
-from anatcl_nipype.workflows.group_derivatives import (init_anatcl_group_derivatives_wf,
-                                                       relevance_desc, target_folder)
+from anatcl_nipype.prediction.methods_text import (
+    applied_text,
+    ensemble_text,
+    harmonization_text,
+    probe_text,
+)
+from anatcl_nipype.workflows.group_derivatives import (
+    init_anatcl_group_derivatives_wf,
+    relevance_desc,
+    target_folder,
+)
 
 __all__ = ("init_anatcl_group_wf", "init_anatcl_probe_fit_wf", "init_anatcl_probe_apply_wf",
            "init_anatcl_fold_ensemble_wf", "init_anatcl_probe_relevance_wf", "target_folder",
