@@ -206,7 +206,7 @@ def test_a_bad_map_in_a_shard_fails_only_its_scan(cohort, random_weights, tmp_pa
     assert reason.endswith("mwp1sub-02_T1w.nii: the map is empty (all voxels are 0)")
     assert sorted(p.name for p in (tmp_path / "out").glob("sub-*")) == ["sub-01", "sub-03"]
     assert (tmp_path / "out" / "sub-01" / "anat" /
-            "sub-01_desc-anatclCustom_embedding.npy").is_file()
+            "sub-01_desc-anatclRandom_embedding.npy").is_file()
 
 
 @pytest.mark.slow
