@@ -20,13 +20,14 @@ from anatcl_nipype.threads import FORKSERVER_HINT
 HANG_SECONDS = 240
 
 
-def run_python(code, timeout=HANG_SECONDS):
-    """Run ``code`` in a fresh interpreter; a hang past ``timeout`` fails the test."""
+def run_python(code, *args):
+    """Run ``code`` (with ``args``) in a fresh interpreter; a hang fails the test."""
     try:
-        done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
+                              capture_output=True, text=True, timeout=HANG_SECONDS,
+                              check=False)
     except subprocess.TimeoutExpired as hung:
-        pytest.fail(f"hung for {timeout} s (a deadlock); output so far:\n{hung.stdout}")
+        pytest.fail(f"hung for {HANG_SECONDS} s (a deadlock); output so far:\n{hung.stdout}")
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 
@@ -37,7 +38,6 @@ PARALLEL_THEN_FORK = """
     torch.set_num_threads(2)
     conv, x = torch.nn.Conv3d(1, 8, 3), torch.randn(1, 1, 40, 40, 40)
     conv(x)  # the parent's OpenMP pool is now live
-    {setup}
     pid = os.fork()
     if pid == 0:
         used = threads.set_torch_threads(2)
@@ -50,7 +50,7 @@ PARALLEL_THEN_FORK = """
 
 
 def test_a_process_forked_after_torch_ran_uses_one_thread_and_says_why():
-    done = run_python(PARALLEL_THEN_FORK.format(setup=""))
+    done = run_python(PARALLEL_THEN_FORK)
     assert "child threads 1 forked after torch True" in done.stdout
     assert "was forked from one that had used PyTorch" in done.stderr
     assert FORKSERVER_HINT in done.stderr
@@ -156,7 +156,7 @@ PYTHON_API = """
     wf = init_anatcl_participant_wf(subjects=subjects, output_dir=str(out / "derivatives"),
                                     weights=weights, omp_nthreads=2, name="api_wf")
     wf.base_dir = str(out / "work")
-    wf.run("MultiProc", plugin_args={{"n_procs": 2, **eval(plugin_args)}})
+    wf.run("MultiProc", plugin_args={"n_procs": 2, **eval(plugin_args)})
     written = sorted(out.rglob("*_embedding.npy"))
     print("written", [p.name for p in written])
     print("same as parent", np.array_equal(np.load(written[0]), parent[0]))
@@ -173,19 +173,8 @@ def test_python_api_encode_in_the_parent_then_run_multiproc(three_participants, 
                                                             plugin_args, threads_note):
     """A user's script encodes first, then runs a workflow with 2 threads per node."""
     cat12, weights = three_participants
-    done = run_python_with_args(PYTHON_API.format(), cat12, weights, tmp_path, plugin_args)
+    done = run_python(PYTHON_API, cat12, weights, tmp_path, plugin_args)
     written = done.stdout.split("written ", 1)[1].splitlines()[0]
     assert [name.split("_")[0] for name in eval(written)] == ["sub-01", "sub-02"]
     assert "same as parent True" in done.stdout
     assert ("was forked from one that had used PyTorch" in done.stderr) is threads_note
-
-
-def run_python_with_args(code, *args):
-    try:
-        done = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
-                              capture_output=True, text=True, timeout=HANG_SECONDS,
-                              check=False)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"hung for {HANG_SECONDS} s (a deadlock)")
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done

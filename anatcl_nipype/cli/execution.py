@@ -152,12 +152,10 @@ def configure_nipype(work_dir, verbose):
 def start_workers_early(options):
     """Start the forkserver MultiProc's workers will come from, when the run uses one, so
     that its imports overlap this process's start-up (checking weights, building)."""
-    from anatcl_nipype.cli.supervision import WORKER_START, plugin_settings, start_worker_template
+    from anatcl_nipype.cli.supervision import plugin_settings, start_worker_template
 
-    plugin, plugin_args = plugin_settings(options.plugin, options.plugin_args, options.nprocs,
-                                          options.mem_gb)
-    if plugin == "MultiProc" and plugin_args.get("mp_context") == WORKER_START:
-        start_worker_template()
+    start_worker_template(*plugin_settings(options.plugin, options.plugin_args,
+                                           options.nprocs, options.mem_gb))
 
 
 def run_workflow(workflow, options, report):

@@ -80,16 +80,17 @@ def plugin_settings(plugin, plugin_args, nprocs=1, mem_gb=None):
 def make_runner(plugin, plugin_args):
     """A plugin instance: MultiProc supervised (see the module's notes), others Nipype's."""
     if plugin == "MultiProc":
-        if plugin_args.get("mp_context") == WORKER_START:
-            start_worker_template()
+        start_worker_template(plugin, plugin_args)
         return _supervised_multiproc()(plugin_args=plugin_args)
     return plugin  # Nipype builds the others by name
 
 
-def start_worker_template():
+def start_worker_template(plugin, plugin_args):
     """Start the forkserver MultiProc's workers fork from, loading
-    :mod:`~anatcl_nipype.cli.worker_template` (in the background: call it early, the
-    imports then overlap this process's own work). Once per process."""
+    :mod:`~anatcl_nipype.cli.worker_template`, when the run uses one (in the background:
+    call it early, the imports then overlap this process's own work). Once per process."""
+    if plugin != "MultiProc" or plugin_args.get("mp_context") != WORKER_START:
+        return
     import multiprocessing
     from multiprocessing import forkserver
 
