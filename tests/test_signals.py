@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -105,3 +106,25 @@ def test_a_signal_stops_the_workers_and_the_run_resumes(cohort, random_weights, 
     assert "Done: 4 of 4 participant(s)" in resumed.stdout
     assert_no_partial_outputs(tmp_path / "out")
     assert len(list((tmp_path / "out").rglob("sub-*_embedding.npy"))) == 4
+
+
+def test_a_worker_that_is_still_starting_stops_quietly_on_ctrl_c():
+    """Ctrl-C reaches every process of the group, workers that are still starting too (the
+    pool starts them as work arrives). A forkserver's child starts with the signal actions
+    its server had while loading the template: they must already be the default ones, or a
+    starting worker prints a ``KeyboardInterrupt`` traceback (seen in CI)."""
+    probe = """
+        import signal
+        from concurrent.futures import ProcessPoolExecutor
+        import multiprocessing
+        from anatcl_nipype.cli.supervision import start_worker_template, WORKER_START
+        start_worker_template("MultiProc", {"mp_context": WORKER_START})
+        context = multiprocessing.get_context(WORKER_START)
+        with ProcessPoolExecutor(1, mp_context=context) as pool:  # no initializer
+            actions = [pool.submit(signal.getsignal, s).result()
+                       for s in (signal.SIGINT, signal.SIGTERM)]
+        print(actions == [signal.SIG_DFL, signal.SIG_DFL], actions)
+    """
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(probe)], capture_output=True,
+                          text=True, timeout=GUARD_SECONDS, check=True)
+    assert done.stdout.startswith("True"), done.stdout + done.stderr

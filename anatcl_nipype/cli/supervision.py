@@ -184,15 +184,26 @@ def worker_pool(processors, cwd, plugin_args):
         mp_context=multiprocessing.get_context(plugin_args["mp_context"]))
 
 
+def stop_quietly_on_interrupt():
+    """SIGINT and SIGTERM end this process at once and quietly, as a worker forked from the
+    command line would end (Ctrl-C reaches the whole process group; the main process alone
+    reports it).
+
+    The worker forkserver calls it while loading its template, before it starts ignoring
+    SIGINT itself: a forkserver's child gets the actions its server had then, so a worker
+    cannot die with a ``KeyboardInterrupt`` traceback while it is still starting."""
+    for signum in INTERRUPTED_EXIT:
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def start_worker(cwd, log_levels):
-    """A MultiProc worker's first step: Nipype's own set-up, the default action for SIGINT
-    and SIGTERM (a forked worker's), then the parent's log levels."""
+    """A MultiProc worker's first step: the default action for SIGINT and SIGTERM (first,
+    for a worker that was spawned), Nipype's own set-up, then the parent's log levels."""
+    stop_quietly_on_interrupt()
     from nipype import config, logging
     from nipype.pipeline.plugins.multiproc import process_initializer
 
     process_initializer(cwd)
-    for signum in INTERRUPTED_EXIT:  # as a forked worker: stop at once, quietly
-        signal.signal(signum, signal.SIG_DFL)
     for key, value in log_levels.items():
         config.set("logging", key, value)
     logging.update_logging(config)

@@ -7,10 +7,13 @@ marks that process a clean template: do not.
 """
 
 from anatcl_nipype import threads
+from anatcl_nipype.cli.supervision import stop_quietly_on_interrupt
 
 threads.mark_clean_template()
+stop_quietly_on_interrupt()  # before the forkserver ignores SIGINT: its children get these
 
 import nipype.pipeline.engine  # noqa: E402,F401
+import nipype.pipeline.plugins.multiproc  # noqa: E402,F401  (each worker's initializer)
 import torch  # noqa: E402,F401
 
 import anatcl_nipype.interfaces.bids  # noqa: E402,F401
