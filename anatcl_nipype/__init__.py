@@ -17,5 +17,6 @@ __version__ = "0.1.0"
 
 from anatcl_nipype import threads  # noqa: E402,F401  (fork hooks: see threads)
 from anatcl_nipype.errors import AnatCLError  # noqa: E402
+from anatcl_nipype.options import EncoderOptions  # noqa: E402
 
-__all__ = ["AnatCLError", "__version__"]
+__all__ = ["AnatCLError", "EncoderOptions", "__version__"]

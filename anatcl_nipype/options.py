@@ -1,9 +1,10 @@
 """The vocabularies every layer shares: weights, precisions, tasks, feature kinds.
 
 One place for the names a user can choose, so that the command line, the interfaces'
-traits, the workflows and the science agree, and for what differs between probe tasks
-(:data:`PROBE_TASKS`). Imports only the standard library's ``dataclasses`` (safe for the
-command line to read before any heavy import).
+traits, the workflows and the science agree; for what differs between probe tasks
+(:data:`PROBE_TASKS`); and for how maps are encoded (:class:`EncoderOptions`). Imports
+only the standard library's ``dataclasses`` (safe for the command line to read before any
+heavy import).
 
 >>> DESCRIPTORS, FOLDS, TASKS
 (('global', 'local'), (0, 1, 2, 3, 4), ('classification', 'regression', 'brain_age'))
@@ -13,7 +14,7 @@ command line to read before any heavy import).
 ('mae', True)
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 _REGRESSION_METRICS_TEXT = ("mean absolute error (MAE), root mean squared error, R2 and "
                             "Pearson's r")
@@ -106,3 +107,76 @@ def check_choice(name, value, choices):
 
         raise AnatCLError(f"{name}={value!r}: choose one of {', '.join(map(str, choices))}")
     return value
+
+
+@dataclass(frozen=True)
+class EncoderOptions:
+    """How maps are encoded: which weights, in what arithmetic, on which device.
+
+    Built once (by the command line from its flags, or in Python) and passed whole: through
+    the workflow factories into every encoding node (:meth:`node_inputs`, the traits of
+    ``interfaces.encoder.EncoderOptionsInputSpec``) and from a node's inputs to the encoder.
+    An option is a field here, its trait there and what the encoder does with it; the
+    workflows in between pass the object on without naming its fields.
+
+    ``weights``: a checkpoint (else the released weights of ``descriptor``/``fold``);
+    ``folds``: a fold ensemble of released weights (each map read once, encoded by each);
+    ``force_precision``: run an explicit bf16 even where it is slow; ``use_gpu``: CUDA, or
+    the CPU with a warning; ``use_head``: the 128-d projection; ``resample``: maps on another
+    MNI grid resampled onto CAT12's instead of refused.
+
+    >>> options = EncoderOptions(descriptor="local", folds=[0, 3])
+    >>> options.node_inputs()["folds"], options.first_fold
+    ([0, 3], 0)
+    >>> with_options(options, precision="bf16").precision
+    'bf16'
+    >>> EncoderOptions(fold=7)
+    Traceback (most recent call last):
+    ...
+    anatcl_nipype.errors.AnatCLError: fold=7: choose one of 0, 1, 2, 3, 4
+    """
+
+    weights: str | None = None
+    descriptor: str = "global"
+    fold: int = 0
+    folds: tuple | None = None
+    precision: str = "fp32"
+    force_precision: bool = False
+    device: str = "auto"
+    use_gpu: bool = False
+    use_head: bool = False
+    resample: bool = False
+
+    def __post_init__(self):
+        check_choice("descriptor", self.descriptor, DESCRIPTORS)
+        check_choice("precision", self.precision, PRECISION_CHOICES)
+        for fold in (self.fold, *(self.folds or ())):
+            check_choice("fold", fold, FOLDS)
+        if self.weights is not None:  # frozen: set through object's own __setattr__
+            object.__setattr__(self, "weights", str(self.weights))
+        if self.folds is not None:
+            object.__setattr__(self, "folds", tuple(self.folds))
+
+    @property
+    def first_fold(self):
+        """The fold of a workflow's ``embedding``: the ensemble's first, else ``fold``."""
+        return self.folds[0] if self.folds else self.fold
+
+    def node_inputs(self):
+        """The options as inputs of an encoding interface (no ``weights`` when None)."""
+        inputs = asdict(self)
+        inputs["folds"] = list(self.folds) if self.folds else None
+        if self.weights is None:
+            del inputs["weights"]
+        return inputs
+
+
+#: The names of :class:`EncoderOptions`' fields.
+ENCODER_FIELDS = tuple(field.name for field in fields(EncoderOptions))
+
+
+def with_options(encoder=None, **changes):
+    """``encoder`` (:class:`EncoderOptions`; None: the defaults) with ``changes``: how the
+    workflow factories take options whole, one by one as keywords, or both. An unknown
+    name raises ``TypeError``, as a misspelt keyword argument does."""
+    return replace(encoder or EncoderOptions(), **changes)

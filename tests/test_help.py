@@ -48,9 +48,9 @@ def test_resample_on_the_command_line_reaches_the_encoder(tmp_path):
 
     options = parse_options(["cat12", "out", "participant", "--resample"])
     encoder = options.encoder_options()
-    assert encoder["resample"] is True
-    assert parse_options(["cat12", "out", "participant"]).encoder_options()["resample"] is False
+    assert encoder.resample is True
+    assert parse_options(["cat12", "out", "participant"]).encoder_options().resample is False
     workflow = init_single_subject_wf(
         subject={"participant_id": "sub-01", "gm_modulated": str(tmp_path / "mwp1sub-01.nii")},
-        output_dir=tmp_path, **encoder)
+        output_dir=tmp_path, encoder=encoder)
     assert workflow.get_node("anatcl_encoding_wf.anatcl_encode").inputs.resample is True

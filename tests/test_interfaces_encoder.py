@@ -136,6 +136,6 @@ def test_explicit_bf16_is_refused_once_before_any_work_on_a_cpu_without_bf16_uni
     forced = parse_options([str(tmp_path), str(tmp_path / "out"), "participant",
                             "--precision", "bf16", "--force-precision"])
     forced.check_precision()  # runs anyway when forced
-    assert forced.encoder_options()["force_precision"] is True
+    assert forced.encoder_options().force_precision is True
     assert parse_options([str(tmp_path), "o", "participant", "--fold", "all"]
-                         ).encoder_options()["folds"] == (0, 1, 2, 3, 4)
+                         ).encoder_options().folds == (0, 1, 2, 3, 4)

@@ -177,3 +177,43 @@ def test_folds_reach_the_encoder_and_the_outputnode_lists_each_fold(cat12_maps, 
 
 def _outputs_as_given(embedding, embeddings, embeddings_json):
     return embedding, embeddings, embeddings_json
+
+
+def non_default_encoder(weights):
+    """EncoderOptions with every field away from its default."""
+    from anatcl_nipype import EncoderOptions
+
+    return EncoderOptions(weights=str(weights), descriptor="local", fold=2, folds=(2, 4),
+                          precision="bf16", force_precision=True, device="cpu",
+                          use_gpu=True, use_head=True, resample=True)
+
+
+@pytest.mark.parametrize("shard_size", [1, 2])
+def test_every_encoder_option_reaches_the_encoding_node_unchanged(tmp_path, shard_size):
+    """The object is passed whole: a new EncoderOptions field needs no workflow change."""
+    from dataclasses import fields
+
+    from anatcl_nipype.interfaces.encoder import encoder_options_of
+    from anatcl_nipype.workflows import init_anatcl_participant_wf
+
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    encoder = non_default_encoder(weights)
+    assert all(getattr(encoder, f.name) != f.default for f in fields(encoder))
+    subjects = [{"participant_id": f"sub-0{i}", "gm_modulated": f"/d/mwp1sub-0{i}_T1w.nii"}
+                for i in (1, 2)]
+    wf = init_anatcl_participant_wf(subjects=subjects, output_dir=tmp_path, encoder=encoder,
+                                    shard_size=shard_size)
+    nodes = [wf.get_node(name) for name in wf.list_node_names() if "anatcl_encode" in name]
+    assert nodes and all(encoder_options_of(node.inputs) == encoder for node in nodes)
+
+
+def test_encoder_options_as_keywords_override_the_object(tmp_path):
+    from anatcl_nipype import EncoderOptions
+    from anatcl_nipype.workflows import init_anatcl_encoding_wf
+
+    wf = init_anatcl_encoding_wf(encoder=EncoderOptions(descriptor="local"), fold=3)
+    inputs = wf.get_node("anatcl_encode").inputs
+    assert (inputs.descriptor, inputs.fold) == ("local", 3)
+    with pytest.raises(TypeError, match="fodl"):
+        init_anatcl_encoding_wf(fodl=3)

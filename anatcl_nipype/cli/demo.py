@@ -18,12 +18,12 @@ from pathlib import Path
 
 from anatcl_nipype.cli.parser import EXIT_OK, Options, add_encoder_options, add_execution_options
 from anatcl_nipype.files import write_json_atomic
-from anatcl_nipype.options import DESCRIPTORS, FOLDS
+from anatcl_nipype.options import DESCRIPTORS, ENCODER_FIELDS, FOLDS
 from anatcl_nipype.outputs import GROUP_FILES, target_folder
 
-#: The demo's own options that the participant and group levels take as they are.
-SHARED_OPTIONS = ("weights", "descriptor", "fold", "precision", "force_precision", "device",
-                  "nprocs", "plugin", "plugin_args", "work_dir", "verbose")
+#: The demo's own options that the participant and group levels take as they are: every
+#: encoder option it has (:func:`add_encoder_options`), and these.
+SHARED_OPTIONS = (*ENCODER_FIELDS, "nprocs", "plugin", "plugin_args", "work_dir", "verbose")
 
 BANNER = "=" * 78
 #: The demo's seeded random checkpoint, in its output folder.
@@ -132,7 +132,8 @@ def run_demo(argv):
     if scores is None:
         options = Options(cat12_dir=cat12_dir, output_dir=results, participants=participants_tsv,
                           write_graph=shutil.which("dot") is not None,  # drawn where graphviz is
-                          **{name: getattr(args, name) for name in SHARED_OPTIONS})
+                          **{name: getattr(args, name) for name in SHARED_OPTIONS
+                             if hasattr(args, name)})
         code = run_participant_level(options)
         for target, _ in DEMO_TARGETS:
             group = replace(options, analysis_level="group", target=target, features="both")

@@ -142,7 +142,7 @@ def _options_desc(options):
     if options.weights is not None:
         return _checkpoint_desc(options.output_dir, path=options.weights)
     encoder = options.encoder_options()
-    return weights_desc(encoder["descriptor"], encoder["fold"])
+    return weights_desc(encoder.descriptor, encoder.fold)
 
 
 def _checkpoint_desc(output_dir, path=None, sha256=None):
@@ -309,10 +309,10 @@ def _print_results(options, output_dir, plan, folds):
 def _ensemble_folds(options):
     """The encoder folds of ``--fold all`` when fitting (None otherwise)."""
     encoder = options.encoder_options()
-    if encoder["folds"] and options.model:
+    if encoder.folds and options.model:
         raise UsageError("--fold all fits one probe per encoder fold; to apply a saved probe "
                          "leave --fold out (its card names the fold)")
-    return list(encoder["folds"]) if encoder["folds"] and not options.model else None
+    return list(encoder.folds) if encoder.folds and not options.model else None
 
 
 def _study_options(options):
@@ -334,14 +334,14 @@ def _study_options(options):
             relevance["label_table"] = str(Path(options.relevance_labels).absolute())
         if options.weights is None:
             encoder = options.encoder_options()
-            relevance.update(descriptor=encoder["descriptor"], fold=encoder["fold"])
+            relevance.update(descriptor=encoder.descriptor, fold=encoder.fold)
         study.update(relevance_maps=True, relevance_options=relevance)
     return study
 
 
 def _fold_embeddings(options, output_dir, folds):
     """Each encoder fold's embeddings and their sidecars: one list per fold, in order."""
-    descriptor = options.encoder_options()["descriptor"]
+    descriptor = options.encoder_options().descriptor
     paths = [of_sessions(find_features(output_dir, weights_desc(descriptor, fold),
                                        "embeddings")[0], options.session_label)
              for fold in folds]

@@ -2,7 +2,7 @@
 the participant and group levels take.
 
 >>> options = parse_options(["cat12", "out", "participant", "--fold", "2"])
->>> options.analysis_level, options.fold, options.encoder_options()["descriptor"]
+>>> options.analysis_level, options.fold, options.encoder_options().descriptor
 ('participant', 2, 'global')
 """
 
@@ -13,7 +13,15 @@ from pathlib import Path
 
 import anatcl_nipype
 from anatcl_nipype.errors import AnatCLError
-from anatcl_nipype.options import DESCRIPTORS, FEATURE_KINDS, FOLDS, PRECISION_CHOICES, TASKS
+from anatcl_nipype.options import (
+    DESCRIPTORS,
+    ENCODER_FIELDS,
+    FEATURE_KINDS,
+    FOLDS,
+    PRECISION_CHOICES,
+    TASKS,
+    EncoderOptions,
+)
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL = 0, 1, 2, 3
 #: ``--fold all``: a fold ensemble of the five released folds.
@@ -76,15 +84,16 @@ class Options:
     argv: list = field(default_factory=list)  # the command as typed (run records)
 
     def encoder_options(self):
-        """The encoding options the workflows take (defaults where not given); ``--fold
-        all`` gives ``folds`` (0..4) and the first of them as ``fold``."""
+        """The :class:`~anatcl_nipype.options.EncoderOptions` of these options: each of its
+        fields that is an option here, with the defaults where not given; ``--fold all``
+        gives ``folds`` (0..4) and the first of them as ``fold``."""
         ensemble = self.fold == ALL_FOLDS
-        return dict(weights=str(Path(self.weights).absolute()) if self.weights else None,
-                    descriptor=self.descriptor or DESCRIPTORS[0],
-                    fold=FOLDS[0] if self.fold is None or ensemble else self.fold,
-                    folds=FOLDS if ensemble else None,
-                    precision=self.precision, device=self.device,
-                    force_precision=self.force_precision, resample=self.resample)
+        given = {name: getattr(self, name) for name in ENCODER_FIELDS if hasattr(self, name)}
+        return EncoderOptions(**dict(
+            given, weights=str(Path(self.weights).absolute()) if self.weights else None,
+            descriptor=self.descriptor or DESCRIPTORS[0],
+            fold=FOLDS[0] if self.fold is None or ensemble else self.fold,
+            folds=FOLDS if ensemble else None))
 
     def check_precision(self):
         """Refuse an explicit ``--precision bf16`` on a CPU without fast bf16 units, once,

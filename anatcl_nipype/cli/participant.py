@@ -59,7 +59,7 @@ def _build(options, subjects, output_dir, shard_size=1):
     build = partial(init_anatcl_participant_wf, output_dir=output_dir, omp_nthreads=(
         options.omp_nthreads or max(1, options.nprocs // max(1, min(options.nprocs,
                                                                     encoding_nodes)))),
-        **options.encoder_options())
+        encoder=options.encoder_options())
     inputs = [subject.as_inputs() for subject in subjects]
     workflow = build(subjects=inputs, shard_size=shard_size)
     folder = report_dir(output_dir)  # methods.md is the report's, written with it at the end
@@ -115,9 +115,9 @@ def ensure_weights(options):
     from anatcl_nipype.encoder.weights import fetch_weights
 
     encoder = options.encoder_options()
-    for fold in encoder["folds"] or [encoder["fold"]]:
-        print(f"AnatCL weights: descriptor {encoder['descriptor']}, fold {fold}")
-        fetch_weights(encoder["descriptor"], fold, progress=sys.stdout.isatty())
+    for fold in encoder.folds or [encoder.fold]:
+        print(f"AnatCL weights: descriptor {encoder.descriptor}, fold {fold}")
+        fetch_weights(encoder.descriptor, fold, progress=sys.stdout.isatty())
 
 
 def warn_random_weights(path):

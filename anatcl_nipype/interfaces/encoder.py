@@ -26,14 +26,22 @@ from nipype.interfaces.base import (
 from anatcl_nipype.bids import participant_ids_for, strip_cat12_prefix
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import sha256_file, write_failures_tsv, write_json_atomic
-from anatcl_nipype.options import DESCRIPTORS, FOLDS, PRECISIONS
+from anatcl_nipype.options import (
+    DESCRIPTORS,
+    ENCODER_FIELDS,
+    FOLDS,
+    PRECISIONS,
+    EncoderOptions,
+)
 from anatcl_nipype.outputs import GROUP_FILES
 
 LOGGER = logging.getLogger("nipype.interface")
 
 
 class EncoderOptionsInputSpec(BaseInterfaceInputSpec):
-    """The encoder options every interface that runs the network shares (public base spec).
+    """The encoder options every interface that runs the network shares (public base spec):
+    one trait per field of :class:`~anatcl_nipype.options.EncoderOptions`, plus the torch
+    threads the node was given.
 
     >>> sorted(EncoderOptionsInputSpec().copyable_trait_names())[:4]
     ['descriptor', 'device', 'fold', 'folds']
@@ -66,24 +74,29 @@ class EncoderOptionsInputSpec(BaseInterfaceInputSpec):
                              desc="torch CPU threads (set from the node's n_procs)")
 
 
+def encoder_options_of(inputs):
+    """The :class:`~anatcl_nipype.options.EncoderOptions` an interface's
+    :class:`EncoderOptionsInputSpec` inputs hold.
+
+    >>> encoder_options_of(AnatCLEncode(fold=3).inputs).fold
+    3
+    """
+    values = {name: getattr(inputs, name) for name in ENCODER_FIELDS}
+    if not isdefined(values["weights"]):
+        values["weights"] = None
+    return EncoderOptions(**values)
+
+
 def make_encoder(inputs, batch_size=1):
     """The :class:`~anatcl_nipype.encoder.AnatCLEncoder` (cached per process) of an
     interface's :class:`EncoderOptionsInputSpec` inputs."""
+    from dataclasses import asdict
+
     from anatcl_nipype.encoder import AnatCLEncoder
 
-    return AnatCLEncoder(
-        weights=inputs.weights if isdefined(inputs.weights) else None,
-        descriptor=inputs.descriptor,
-        fold=inputs.fold,
-        device=choose_device(inputs.device, inputs.use_gpu),
-        precision=inputs.precision,
-        force_precision=inputs.force_precision,
-        folds=tuple(inputs.folds) if inputs.folds else None,
-        batch_size=batch_size,
-        use_head=inputs.use_head,
-        resample=inputs.resample,
-        num_threads=inputs.num_threads,
-    )
+    options = asdict(encoder_options_of(inputs))
+    options["device"] = choose_device(options["device"], options.pop("use_gpu"))
+    return AnatCLEncoder(batch_size=batch_size, num_threads=inputs.num_threads, **options)
 
 
 def choose_device(device, use_gpu):

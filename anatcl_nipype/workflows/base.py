@@ -18,6 +18,7 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from anatcl_nipype.bids import bids_label, bids_source_for, bounded_label, scan_id
 from anatcl_nipype.interfaces.encoder import SelectShardScan
+from anatcl_nipype.options import with_options
 from anatcl_nipype.workflows.derivatives import init_anatcl_derivatives_wf
 from anatcl_nipype.workflows.encoding import (
     encoding_description,
@@ -33,19 +34,18 @@ REGIONAL_FIELDS = ("label_roi", "label_rois", "report")
 ENCODED = ("embedding", "embedding_json", "embeddings", "embeddings_json")
 #: AnatCLEncodeShard outputs every branch of a shard takes (as ``inputnode.shard_<name>``).
 SHARD_FIELDS = ("out_files", "out_jsons", "errors", "error_types")
-#: Options of :func:`init_single_subject_wf` that a shard's encoding node takes too.
-ENCODER_OPTIONS = ("weights", "descriptor", "fold", "precision", "device", "use_gpu",
-                   "omp_nthreads", "folds", "force_precision", "resample")
 #: Name of the shard nodes, ``<SHARD_NODE>_<k>`` (k from 1).
 SHARD_NODE = "anatcl_encode_shard"
 
 
-def init_anatcl_participant_wf(*, subjects, output_dir, shard_size=1,
-                               name="anatcl_participant_wf", **options):
+def init_anatcl_participant_wf(*, subjects, output_dir, encoder=None, omp_nthreads=1,
+                               shard_size=1, name="anatcl_participant_wf", **options):
     """One :func:`init_single_subject_wf` per subject, side by side.
 
     ``subjects`` holds dicts with ``participant_id`` and ``gm_modulated`` (and, when
-    present, ``label_roi``, ``label_rois``, ``report``); ``options`` go to every branch.
+    present, ``label_roi``, ``label_rois``, ``report``). ``encoder``:
+    :class:`~anatcl_nipype.options.EncoderOptions`, or its fields as keywords
+    (``options``); every branch encodes with them.
 
     ``shard_size`` above 1: the maps are encoded in shards of that many scans, in the
     order of ``subjects`` (:func:`shards_of`), one :class:`AnatCLEncodeShard` node per
@@ -54,25 +54,27 @@ def init_anatcl_participant_wf(*, subjects, output_dir, shard_size=1,
     (in fp32, byte for byte: see :func:`shard_batch_size`). A map that fails fails its
     own branch only.
     """
+    encoder = with_options(encoder, **options)
     workflow = Workflow(name=name)
     # one call each: Nipype's add_nodes and connect list every node already in the workflow
     # each time they are called, so adding branches one by one costs O(n^2) (minutes at
     # 10,000 subjects)
     if shard_size <= 1:
         workflow.add_nodes([init_single_subject_wf(subject=subject, output_dir=output_dir,
-                                                   **options) for subject in subjects])
+                                                   encoder=encoder, omp_nthreads=omp_nthreads)
+                            for subject in subjects])
         return workflow
-    encoder = {key: options[key] for key in ENCODER_OPTIONS if key in options}
     connections = []
     for number, shard in enumerate(shards_of(subjects, shard_size), start=1):
         encode = init_shard_encode_node(
             [str(subject["gm_modulated"]) for subject in shard],
             [scan_id(s["participant_id"], s.get("session_id")) for s in shard],
-            batch_size=shard_batch_size(shard_size, options.get("precision", "fp32")),
-            name=f"{SHARD_NODE}_{number}", **encoder)
+            encoder=encoder, omp_nthreads=omp_nthreads,
+            batch_size=shard_batch_size(shard_size, encoder.precision),
+            name=f"{SHARD_NODE}_{number}")
         for index, subject in enumerate(shard):
             branch = init_single_subject_wf(subject=subject, output_dir=output_dir,
-                                            shard_index=index, **options)
+                                            encoder=encoder, shard_index=index)
             connections.append((encode, branch, [
                 (field, f"inputnode.shard_{field}") for field in SHARD_FIELDS]))
     workflow.connect(connections)
@@ -101,39 +103,37 @@ def shard_batch_size(shard_size, precision):
     return 1 if precision == "fp32" else shard_size
 
 
-def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="global", fold=0,
-                           precision="fp32", device="auto", use_gpu=False, omp_nthreads=1,
-                           folds=None, force_precision=False, resample=False, shard_index=None):
+def init_single_subject_wf(*, subject, output_dir, encoder=None, omp_nthreads=1,
+                           shard_index=None, **options):
     """Encode one subject's CAT12 map, read its CAT12 ROI measures, write BIDS derivatives.
 
     The regional branch runs when the subject has CAT12 ROI files or a report
-    (``label_roi``, ``label_rois``, ``report``). ``folds`` (released weights, e.g.
-    ``(0, 1, 2, 3, 4)``): the map is read once and encoded by every fold's model, each
+    (``label_roi``, ``label_rois``, ``report``). ``encoder``/``options`` as for
+    :func:`init_anatcl_participant_wf`. With ``folds`` (released weights, e.g.
+    ``(0, 1, 2, 3, 4)``) the map is read once and encoded by every fold's model, each
     fold written as its own derivative (``desc-anatclGlobalFold3``) with its own sidecar.
     ``shard_index`` (the sharded path of :func:`init_anatcl_participant_wf`): the map is
     encoded elsewhere, in a shard; the inputnode's ``shard_*`` fields take that
     :class:`AnatCLEncodeShard`'s outputs and this scan is the shard's ``shard_index``-th.
     """
+    encoder = with_options(encoder, **options)
     workflow = Workflow(name=single_subject_wf_name(subject))
     inputnode = pe.Node(niu.IdentityInterface(fields=[
         "gm_modulated", "source_file",
         *(f"shard_{field}" for field in SHARD_FIELDS if shard_index is not None)]),
         name="inputnode")
     inputnode.inputs.gm_modulated = str(subject["gm_modulated"])
-    workflow.__desc__ = encoding_description(weights, descriptor, fold, precision, folds)
-    encoding, produced = _add_encoding(
-        workflow, inputnode, shard_index, weights=weights, descriptor=descriptor, fold=fold,
-        precision=precision, device=device, use_gpu=use_gpu, omp_nthreads=omp_nthreads,
-        folds=folds, force_precision=force_precision, resample=resample)
-    if folds:
-        fold = folds[0]  # the encoding's ``embedding`` is the first fold's
+    workflow.__desc__ = encoding_description(encoder)
+    encoding, produced = _add_encoding(workflow, inputnode, shard_index, encoder=encoder,
+                                       omp_nthreads=omp_nthreads)
     inputnode.inputs.source_file = bids_source_for(subject["participant_id"],
                                                    subject.get("session_id"),
                                                    subject["gm_modulated"])
     regional_inputs = {field: str(subject[field]) for field in REGIONAL_FIELDS
                        if subject.get(field)}
-    derivatives_wf = init_anatcl_derivatives_wf(output_dir=output_dir, descriptor=descriptor,
-                                                fold=fold, weights=weights,
+    derivatives_wf = init_anatcl_derivatives_wf(output_dir=output_dir,
+                                                descriptor=encoder.descriptor,
+                                                fold=encoder.first_fold, weights=encoder.weights,
                                                 regional=bool(regional_inputs),
                                                 id_note=subject.get("id_note"))
     workflow.connect([
@@ -141,9 +141,9 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
         (encoding, derivatives_wf, [(produced["embedding"], "inputnode.embedding"),
                                     (produced["embedding_json"], "inputnode.embedding_json")]),
     ])
-    for index, other in enumerate(folds[1:] if folds else (), start=1):
+    for index, other in enumerate(encoder.folds[1:] if encoder.folds else (), start=1):
         _add_fold_derivatives(workflow, inputnode, encoding, produced, index, other,
-                              output_dir, descriptor, subject.get("id_note"))
+                              output_dir, encoder.descriptor, subject.get("id_note"))
     if regional_inputs:
         regional_wf = init_anatcl_regional_wf()
         for field, path in regional_inputs.items():
@@ -157,12 +157,12 @@ def init_single_subject_wf(*, subject, output_dir, weights=None, descriptor="glo
     return workflow
 
 
-def _add_encoding(workflow, inputnode, shard_index, **encoder):
+def _add_encoding(workflow, inputnode, shard_index, **encoding):
     """What gives a branch its embeddings, connected to ``inputnode``: the encoding workflow,
     or (``shard_index`` given) a pick of this scan's outputs from its shard. Returns it and
     the names of its outputs, by :data:`ENCODED` field."""
     if shard_index is None:
-        encoding = init_anatcl_encoding_wf(**encoder)
+        encoding = init_anatcl_encoding_wf(**encoding)
         workflow.connect(inputnode, "gm_modulated", encoding, "inputnode.gm_modulated")
         return encoding, {name: f"outputnode.{name}" for name in ENCODED}
     pick = pe.Node(SelectShardScan(index=shard_index), name="select_shard_scan",

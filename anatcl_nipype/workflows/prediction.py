@@ -20,12 +20,8 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.interfaces.encoder import AnatCLEncode
-from anatcl_nipype.options import TASKS, check_choice
-from anatcl_nipype.workflows.encoding import (
-    ENCODE_MEM_GB,
-    encode_node_options,
-    encoding_description,
-)
+from anatcl_nipype.options import TASKS, EncoderOptions, check_choice
+from anatcl_nipype.workflows.encoding import ENCODE_MEM_GB, encoding_description
 from anatcl_nipype.workflows.group import init_anatcl_group_wf
 
 MODES = ("fit", "apply")
@@ -58,13 +54,14 @@ def init_anatcl_prediction_wf(*, task, target, weights=None, descriptor="global"
         target=target, task=task, features="both" if use_regional else "embeddings",
         model=model if mode == "apply" else None, cv=cv, n_repeats=n_repeats,
         group_column=group_column, seed=seed, n_permutations=n_permutations)
-    workflow.__desc__ = encoding_description(weights, descriptor, fold, precision)
+    encoder = EncoderOptions(weights=weights, descriptor=descriptor, fold=fold,
+                             precision=precision)
+    workflow.__desc__ = encoding_description(encoder)
     inputnode = pe.Node(niu.IdentityInterface(
         fields=["gm_modulated", "participants_tsv", "regional_tsv"]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=list(OUTPUTS)), name="outputnode")
     encode = pe.MapNode(
-        AnatCLEncode(**encode_node_options(weights, descriptor, fold, precision, device="auto",
-                                           use_gpu=False, use_head=False)),
+        AnatCLEncode(**encoder.node_inputs()),
         iterfield=["in_file"], name="anatcl_encode", n_procs=omp_nthreads,
         mem_gb=ENCODE_MEM_GB)
     workflow.connect([

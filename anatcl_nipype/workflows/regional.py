@@ -28,7 +28,8 @@ from anatcl_nipype.interfaces.regional import (
     MergeRegionalTables,
     RegionPooledFeatures,
 )
-from anatcl_nipype.workflows.encoding import ENCODE_MEM_GB, encode_node_options
+from anatcl_nipype.options import with_options
+from anatcl_nipype.workflows.encoding import ENCODE_MEM_GB
 
 #: Fields of the inputnode: CAT12Segment's output names, plus the row label.
 INPUT_FIELDS = ("label_roi", "label_rois", "report", "gm_modulated_image", "participant_id")
@@ -38,9 +39,8 @@ POOLED_OUTPUTS = ("pooled_features", "pooled_regions", "pooled_tsv", "pooled_jso
 
 def init_anatcl_regional_wf(*, atlas=None, label_table=None, atlas_name=None, resample=False,
                             cat12_rois=True, cat12_atlases=None, cat12_measures=None,
-                            pooled_features=False, layers=("layer3", "layer4"), weights=None,
-                            descriptor="global", fold=0, precision="fp32", device="auto",
-                            use_gpu=False, omp_nthreads=1, name="anatcl_regional_wf"):
+                            pooled_features=False, layers=("layer3", "layer4"), encoder=None,
+                            omp_nthreads=1, name="anatcl_regional_wf", **options):
     """One participant's region-wise measures as a one-row table.
 
     Parameters
@@ -54,8 +54,9 @@ def init_anatcl_regional_wf(*, atlas=None, label_table=None, atlas_name=None, re
     pooled_features, layers
         Also pool AnatCL's feature maps within the atlas regions
         (:class:`RegionPooledFeatures`, EXPLORATORY; needs ``atlas`` on the CAT12 grid).
-    weights, descriptor, fold, precision, device, use_gpu, omp_nthreads
-        The AnatCL weights and how to run them, as in ``init_anatcl_encoding_wf``.
+    encoder, options, omp_nthreads
+        The AnatCL weights and how to run them (pooled features), as in
+        ``init_anatcl_encoding_wf`` (``resample`` is the one above).
 
     Inputs
     ------
@@ -100,9 +101,8 @@ def init_anatcl_regional_wf(*, atlas=None, label_table=None, atlas_name=None, re
     _merge_tables(workflow, tables, outputnode)
     if pooled_features:
         pooled = pe.Node(
-            RegionPooledFeatures(layers=list(layers), resample=resample, **atlas_options,
-                                 **encode_node_options(weights, descriptor, fold, precision,
-                                                    device, use_gpu, False)),
+            RegionPooledFeatures(layers=list(layers), **atlas_options, **with_options(
+                encoder, **options, resample=resample).node_inputs()),
             name="region_pooled_features", n_procs=omp_nthreads, mem_gb=ENCODE_MEM_GB)
         workflow.connect([
             (inputnode, pooled, [("gm_modulated_image", "gm_modulated"),
