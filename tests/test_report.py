@@ -500,6 +500,53 @@ def test_a_scan_without_session_shows_only_its_own_section(tmp_path):
     assert sorted(sections) == ["sub-01", "sub-01_ses-2"], sections
 
 
+def test_the_registry_names_each_section_and_reportlet_once():
+    """Two rows with one desc would write one reportlet over the other; two with one
+    heading would give two sections one anchor on the page."""
+    from anatcl_nipype.reports.assemble import report_spec
+    from anatcl_nipype.reports.sections import PARTICIPANTS, SECTIONS
+
+    assert len({s.desc for s in SECTIONS}) == len({s.heading for s in SECTIONS}) == len(SECTIONS)
+    assert PARTICIPANTS in SECTIONS
+    assert all(s.build for s in SECTIONS if s != PARTICIPANTS)
+    spec = report_spec(SECTIONS, {"sub-01": "sub-01"})["sections"]
+    assert [s["name"] for s in spec] == [s.heading for s in SECTIONS]
+    assert [[r.get("title") for r in s["reportlets"]] for s in spec if s["name"] != "Participants"
+            ] == [[s.title] for s in SECTIONS if s != PARTICIPANTS]
+
+
+def test_the_registry_alone_decides_the_reportlets_and_the_sections(tmp_path, monkeypatch):
+    """A registry of a new section, the participants, a section with nothing to show and the
+    summary, in that order: the new one gets its reportlet and its section first; the empty
+    one is in the spec but writes no reportlet and is not on the page."""
+    import yaml
+
+    from anatcl_nipype.reports import assemble
+    from anatcl_nipype.reports.sections import PARTICIPANTS, ReportSection, summary_fragment
+
+    registry = (
+        ReportSection("notes", "Notes", lambda context: f"<p>{len(context.folder.encoded)} "
+                                                        "encoded</p>", "A new section"),
+        PARTICIPANTS,
+        ReportSection("nothing", "Nothing", lambda context: ""),
+        ReportSection("summary", "Summary", summary_fragment))
+    monkeypatch.setattr(assemble, "SECTIONS", registry)
+    rng = np.random.default_rng(6)
+    out = tmp_path / "out"
+    for label in ("sub-01", "sub-02"):
+        write_embedding(out / label / "anat", label, rng.normal(size=512),
+                        tmp_path / f"{label}.nii.gz")
+    page = assemble.build_report(out, work_dir=tmp_path / "work").read_text()
+    reportlets = tmp_path / "work" / "reportlets"
+    assert sorted(p.name for p in (reportlets / "figures").iterdir()) == [
+        "desc-notes_T1w.html", "desc-summary_T1w.html"]
+    spec = yaml.safe_load((reportlets / "report.yml").read_text())
+    assert [s["name"] for s in spec["sections"]] == ["Notes", "Participants", "Nothing",
+                                                     "Summary"]
+    assert re.findall(r"<h2>([^<]*)</h2>", page) == ["Notes", "Participants", "Summary"]
+    assert "<h3>A new section</h3>" in page and "<p>2 encoded</p>" in page
+
+
 def test_a_large_cohort_has_its_panels_on_pages_linked_from_the_index(tmp_path, monkeypatch):
     """Beyond PAGE_SIZE participants the panels go on pages; the index keeps the QC table
     (sortable, each row linked to its panel); a smaller rerun removes the pages."""

@@ -11,7 +11,10 @@ the command line can rewrite the report:
 - :mod:`~anatcl_nipype.reports.figures`: matplotlib figures (grey-matter panels, PCA,
   brain-age gap);
 - :mod:`~anatcl_nipype.reports.methods`: the methods text and references;
-- :mod:`~anatcl_nipype.reports.assemble`: reportlets and the nireports assembly.
+- :mod:`~anatcl_nipype.reports.sections`: the registry of the report's sections and the
+  group sections' fragments (:mod:`~anatcl_nipype.reports.studies`: the optional studies');
+- :mod:`~anatcl_nipype.reports.assemble`: reportlets, the participants' panels and pages,
+  and the nireports assembly.
 
 This package imports nothing heavy at import time; the command line imports it lazily.
 """

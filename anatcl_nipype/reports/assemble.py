@@ -1,10 +1,12 @@
 """Write the reportlets of an output folder and assemble them with nireports.
 
-The reportlets are HTML fragments named with BIDS entities (``sub-01_desc-participant_T1w
-.html`` per participant, ``desc-<section>_T1w.html`` for the group) in a reportlets folder;
-:class:`nireports.assembler.report.Report` finds them through the spec
-(``data/report.yml``, its "Participants" section expanded with one reportlet per
-participant) and renders ``data/report.tpl``. The fragments carry their figures inline, so
+The reportlets are HTML fragments named with BIDS entities in a reportlets folder:
+``figures/desc-<desc>_T1w.html`` for each group section of the registry
+(:data:`~anatcl_nipype.reports.sections.SECTIONS`), ``sub-<l>/figures/sub-<l>[_ses-<s>]
+_desc-participant_T1w.html`` for each participant's panel.
+:class:`nireports.assembler.report.Report` finds them through a spec (:func:`report_spec`)
+generated from the same registry, its "Participants" section one reportlet per
+participant, and renders ``data/report.tpl``. The fragments carry their figures inline, so
 the page is one self-contained file. A cohort of more than :data:`PAGE_SIZE` participants
 has the participants' panels on pages of that many beside it (``participants-<k>.html``,
 same template), so that the report of 10,000 participants still opens; the report page
@@ -24,33 +26,20 @@ from pathlib import Path
 import numpy as np
 
 from anatcl_nipype.files import atomic_write
-from anatcl_nipype.options import PROBE_TASKS
-from anatcl_nipype.prediction.summary_text import mean_sd_text
 from anatcl_nipype.reports import REPORT_DIR, qc
-from anatcl_nipype.reports.collect import collect_output_folder, scans_of
-from anatcl_nipype.reports.fragments import (
-    esc,
-    figure_img,
-    figure_svg,
-    flags_list,
-    key_values,
-    metrics_table,
-    records_table,
-    sig3,
-    table,
-)
-from anatcl_nipype.reports.studies import (
-    ensemble_fragment,
-    harmonization_fragment,
-    relevance_fragment,
-)
+from anatcl_nipype.reports.collect import collect_output_folder
+from anatcl_nipype.reports.fragments import esc, figure_img, flags_list, key_values, sig3, table
+from anatcl_nipype.reports.sections import PARTICIPANTS, SECTIONS, ReportContext
 
 #: Bumped when a participant's cached figure or checks would come out differently.
 CACHE_VERSION = "2"
 #: The report's page; participants beyond PAGE_SIZE have their panels on pages beside it.
 REPORT_PAGE = "report.html"
 PAGE_SIZE = 100
-PCA_COLUMNS = ("diagnosis", "site", "sex")
+#: The title of the report and of its pages of participants.
+TITLE = "anatcl-nipype report"
+#: The ``desc`` of the reportlet that lists the pages of participants.
+PAGES_DESC = "participantpages"
 
 
 def build_report(output_dir, participants_tsv=None, work_dir=None):
@@ -73,25 +62,15 @@ def build_report(output_dir, participants_tsv=None, work_dir=None):
         outliers = outlier_scores(vectors)
         flagged = {label for label, c in checks.items() if c["flags"]}
         flagged |= {label for label, z in outliers.items() if z > qc.OUTLIER_Z}
-        sections = {
-            "summary": summary_fragment(folder, flagged),
-            "qctable": qc_table_fragment(folder, checks, outliers),
-            "pca": pca_fragment(folder, vectors),
-            "prediction": prediction_fragment(folder),
-            "applied": applied_fragment(folder),
-            "ensemble": ensemble_fragment(folder.targets),
-            "harmonization": harmonization_fragment(folder.targets),
-            "relevance": relevance_fragment(folder.targets),
-            "methods": methods_fragment(methods),
-            "run": run_fragment(folder),
-            "graph": graph_fragment(folder),
-        }
-        for name, fragment in sections.items():
-            if fragment:
-                _write(reportlets / "figures" / f"desc-{name}_T1w.html", fragment)
         titles = {p.label: p.label + (" \u2691" if p.label in flagged or p.failure else "")
                   for p in folder.participants}
         pages = participant_pages(list(titles))
+        context = ReportContext(folder, checks, outliers, vectors, methods, frozenset(flagged),
+                                pages)
+        for section in SECTIONS:
+            fragment = section.fragment(context)
+            if fragment:
+                _write(_group_reportlet(reportlets, section.desc), fragment)
         fragments = (participant_fragment(p, checks.get(p.label), outliers.get(p.label))
                      for p in folder.participants)
         _remove_stale_pages(report_folder, set(pages.values()))
@@ -99,8 +78,7 @@ def build_report(output_dir, participants_tsv=None, work_dir=None):
             for label, fragment in zip(titles, fragments):
                 _write(_participant_reportlet(reportlets, label), fragment)
             return _assemble(reportlets, report_folder, titles)
-        _write(reportlets / "figures" / "desc-participantpages_T1w.html",
-               pages_fragment(pages, titles))
+        _write(_group_reportlet(reportlets, PAGES_DESC), pages_fragment(pages, titles))
         _write_participant_pages(report_folder, pages, titles, fragments)
         return _assemble(reportlets, report_folder, {})
 
@@ -135,7 +113,11 @@ def _subject(label):
 def _participant_reportlet(reportlets, label):
     name = label if label.startswith("sub-") else f"sub-{_subject(label)}"
     return (reportlets / f"sub-{_subject(label)}" / "figures"
-            / f"{name}_desc-participant_T1w.html")
+            / f"{name}_desc-{PARTICIPANTS.desc}_T1w.html")
+
+
+def _group_reportlet(reportlets, desc):
+    return reportlets / "figures" / f"desc-{desc}_T1w.html"
 
 
 def _assemble(reportlets, report_folder, titles):
@@ -144,19 +126,9 @@ def _assemble(reportlets, report_folder, titles):
     import yaml
     from nireports.assembler.report import Report
 
-    data = resources.files("anatcl_nipype.reports") / "data"
-    spec = yaml.safe_load((data / "report.yml").read_text(encoding="utf-8"))
-    spec["template_path"] = str(data / "report.tpl")
-    for section in spec["sections"]:
-        if section["name"] == "Participants" and titles:
-            section["reportlets"] = [_participant_spec(label, title)
-                                     for label, title in titles.items()]
-        elif section["name"] == "Participants":
-            section["nested"] = False
-            section["reportlets"] = [{"bids": {"datatype": "figures",
-                                               "desc": "participantpages", "subject": None}}]
     spec_path = reportlets / "report.yml"
-    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
+    spec_path.write_text(yaml.safe_dump(report_spec(SECTIONS, titles), sort_keys=False),
+                         encoding="utf-8")
     page = report_folder / REPORT_PAGE
     with atomic_write(page) as tmp:  # the template includes report.css: one self-contained page
         report = Report(report_folder, None, bootstrap_file=spec_path,
@@ -165,8 +137,45 @@ def _assemble(reportlets, report_folder, titles):
     return page
 
 
+def report_spec(sections, titles):
+    """The nireports spec (bootstrap file) of the page: one section per row of ``sections``
+    (the registry), in order; the Participants section has one reportlet per participant
+    of ``titles`` (``{label: title}``), or, with none, the reportlet listing the pages.
+
+    >>> spec = report_spec(SECTIONS, {"sub-01": "sub-01 \u2691"})
+    >>> [section["name"] for section in spec["sections"]][:4]
+    ['Summary', 'Quality control', 'Participants', 'Embeddings']
+    >>> spec["sections"][1]["reportlets"]  # doctest: +NORMALIZE_WHITESPACE
+    [{'bids': {'datatype': 'figures', 'desc': 'qctable', 'subject': None},
+      'title': 'Every participant at a glance'}]
+    >>> spec["sections"][2]["reportlets"][0]["bids"]
+    {'datatype': 'figures', 'desc': 'participant', 'subject': '01', 'session': None}
+    >>> report_spec(SECTIONS, {})["sections"][2]["reportlets"]
+    [{'bids': {'datatype': 'figures', 'desc': 'participantpages', 'subject': None}}]
+    """
+    template = resources.files("anatcl_nipype.reports") / "data" / "report.tpl"
+    return {"title": TITLE, "template_path": str(template),
+            "sections": [_section_spec(section, titles) for section in sections]}
+
+
+def _section_spec(section, titles):
+    if section == PARTICIPANTS and titles:
+        return {"name": section.heading, "nested": True,
+                "reportlets": [_participant_spec(label, title)
+                               for label, title in titles.items()]}
+    if section == PARTICIPANTS:
+        return {"name": section.heading, "nested": False,
+                "reportlets": [_group_query(PAGES_DESC)]}
+    title = {"title": section.title} if section.title else {}
+    return {"name": section.heading, "reportlets": [{**_group_query(section.desc), **title}]}
+
+
+def _group_query(desc):
+    return {"bids": {"datatype": "figures", "desc": desc, "subject": None}}
+
+
 def _participant_spec(label, title):
-    query = {"datatype": "figures", "desc": "participant", "subject": _subject(label)}
+    query = {"datatype": "figures", "desc": PARTICIPANTS.desc, "subject": _subject(label)}
     session = next((part[4:] for part in label.split("_")[1:] if part.startswith("ses-")), None)
     query["session"] = session  # None: only the reportlet without a session (pybids)
     return {"bids": query, "name": label, "title": title}
@@ -238,8 +247,8 @@ def _write_participant_pages(report_folder, pages, titles, fragments):
                     {"name": name, "isnested": True, "reportlets": [
                         {"name": label, "title": titles[label],
                          "components": [(next(fragments), None)]} for label in labels]}]
-        html = template.render(title=f"anatcl-nipype report: page {number + 1} of "
-                                     f"{len(names)}", sections=sections)
+        html = template.render(title=f"{TITLE}: page {number + 1} of {len(names)}",
+                               sections=sections)
         with atomic_write(report_folder / page) as tmp:
             tmp.write_text(html, encoding="utf-8")
 
@@ -445,196 +454,3 @@ def _provenance_pairs(participant):
             ("input sha256", sidecar.get("input", {}).get("sha256", "")),
             ("precision / device", f"{sidecar.get('precision', '')} / {sidecar.get('device', '')}"),
             ("software", ", ".join(f"{k} {v}" for k, v in software.items()))]
-
-
-# --- group -------------------------------------------------------------------------------------
-
-def summary_fragment(folder, flagged):
-    """The summary box: participants done, failed, flagged; each target's headline metric."""
-    tiles = [("encoded", scans_of(p.label for p in folder.encoded), False),
-             ("failed", scans_of(p.label for p in folder.failed), bool(folder.failed)),
-             ("flagged by QC", scans_of(flagged), bool(flagged))]
-    for target in folder.targets:
-        metrics = (target.summary or target.card).get("cv_metrics", {})
-        task = PROBE_TASKS.get(target.task)
-        key, name = (task.headline_metric, task.headline_label) if task else ("", "")
-        if key in metrics:
-            tiles.append((f"{target.name}: {name}",
-                          mean_sd_text(metrics[key]["mean"], metrics[key]["sd"]),
-                          False))
-        for applied in target.applied:
-            tiles.append((f"{target.name}: applied probe", f"{len(applied.rows)} predicted",
-                          False))
-    html_tiles = "".join(f'<div class="tile{" bad" if bad else ""}"><b>{esc(value)}</b>'
-                         f"{esc(name)}</div>" for name, value, bad in tiles)
-    return _random_banner(folder) + f'<div class="summary-box">{html_tiles}</div>'
-
-
-def _random_banner(folder):
-    if not any(p.sidecar.get("weights", {}).get("random") for p in folder.encoded):
-        return ""
-    return ('<div class="warning"><b>RANDOM WEIGHTS.</b> These embeddings come from seeded '
-            "random weights, not the pretrained AnatCL model: they carry no learned anatomy, "
-            "and nothing computed from them says anything about the brain. Fetch the released "
-            "weights (<code>anatcl-nipype weights fetch</code>) or pass <code>--weights</code> "
-            "for real results.</div>")
-
-
-def qc_table_fragment(folder, checks, outliers):
-    """Every participant: status, flags, agreement with the prior, IQR, TIV, outlier score;
-    sortable by any column, each participant linked to its panel."""
-    rows, classes = [], {}
-    pages = participant_pages([p.label for p in folder.participants])
-    for index, participant in enumerate(folder.participants):
-        c = checks.get(participant.label, {"flags": []})
-        z = outliers.get(participant.label)
-        flags = list(c["flags"]) + (["embedding outlier"] if z is not None and z > qc.OUTLIER_Z
-                                    else [])
-        mark = (participant.cat12 or {}).get("quality_ratings", {}).get("IQR")
-        if flags or participant.failure:
-            classes[index] = "flagged"
-        link = f"{pages.get(participant.label, '')}#{participant.label}"
-        rows.append([f'<a href="{esc(link)}">{esc(participant.label)}</a>',
-                     "failed" if participant.failure else
-                     ("done" if participant.embedding else "not encoded"),
-                     esc("; ".join(flags)) if flags else "",
-                     sig3(c.get("correlation", "")), sig3(c.get("dice", "")),
-                     f"{qc.iqr_rating(mark):.1f} % ({qc.iqr_grade(mark)})" if mark is not None
-                     else "", sig3(participant.cat12["tiv_cm3"]) if participant.cat12 else "",
-                     sig3(z) if z is not None and np.isfinite(z) else ""])
-    header = ["participant", "status", "flags", "r prior", "Dice prior", "CAT12 IQR",
-              "TIV (cm\u00b3)", "outlier z"]
-    legend = (f"<p>r prior / Dice prior: agreement of the cropped grey-matter map with the "
-              f"MNI152 GM prior (flagged below {qc.MIN_PRIOR_CORRELATION} / "
-              f"{qc.MIN_PRIOR_DICE}); CAT12 IQR: CAT12's image quality rating (flagged below "
-              f"{qc.MIN_IQR_RATING:.0f} %, grade D or worse); outlier z: robust z-score of the "
-              f"embedding's distance to the cohort's median embedding (flagged above "
-              f"{qc.OUTLIER_Z}; needs {qc.MIN_OUTLIER_COHORT} participants).</p>")
-    if not rows:
-        return "<p>No participant outputs in this folder yet.</p>"
-    return legend + table(header, rows, classes, raw_columns=(0, 2), css_class="sortable")
-
-
-def pca_fragment(folder, vectors):
-    """The embeddings' first two principal components, coloured by participants.tsv."""
-    from anatcl_nipype.reports.figures import pca_overview
-
-    encoded = [p for p in folder.encoded if p.label in vectors]
-    if len(encoded) < 3:
-        return "<p>Too few encoded participants for an overview (3 needed).</p>"
-    vectors = [vectors[p.label] for p in encoded]
-    if len({v.shape for v in vectors}) > 1:
-        return "<p>The embeddings differ in size; no overview.</p>"
-    groupings = {column: [p.info.get(column, "n/a") for p in encoded] for column in PCA_COLUMNS
-                 if any(column in p.info for p in encoded)}
-    caption = (f"Each point is one participant's embedding ({len(encoded)} in all), projected "
-               "on the first two principal components of the cohort's embeddings"
-               + (", coloured by " + ", ".join(groupings) if groupings else "") + ".")
-    return figure_svg(pca_overview(np.stack(vectors), groupings), caption)
-
-
-def prediction_fragment(folder):
-    """Each fitted probe: per-fold metrics (3 significant digits) and its figures."""
-    parts = []
-    for target in folder.targets:
-        if not (target.metrics or target.predictions or target.summary):
-            continue
-        parts.append(f'<h3 id="target-{esc(target.name)}">{esc(target.name)} '
-                     f"({esc(target.task or 'unknown task')})</h3>")
-        parts += _target_figures(target)
-        if target.metrics:
-            parts.append("<p>Cross-validated metrics per fold, then their mean and sd.</p>"
-                         + metrics_table(target.metrics))
-    return "".join(parts) or "<p>No probe fitted yet (run the group level with --target).</p>"
-
-
-def _target_figures(target):
-    from anatcl_nipype.reports.figures import brain_age_gap
-
-    figures = []
-    task = PROBE_TASKS.get(target.task)
-    for svg in target.figures:
-        figures.append(figure_svg(svg.read_text(encoding="utf-8"),
-                                  task.figure_caption if task else esc(svg.name)))
-    rows = [r for r in target.predictions if r.get("repeat", "0") in ("0", "")]
-    if task and task.corrects_age_bias and rows and "brain_age_gap" in rows[0]:
-        age = _floats(rows, "true")
-        figures.append(figure_svg(
-            brain_age_gap(age, _floats(rows, "predicted") - age, _floats(rows, "brain_age_gap")),
-            "Brain-age gap against age, out of fold. Left: raw (predicted minus true age), "
-            "which the regression to the mean tilts; right: after the linear bias correction "
-            "fitted on the training folds only. A flat line means no residual age bias."))
-    return [f'<div class="row">{"".join(figures)}</div>'] if figures else []
-
-
-def _floats(rows, column):
-    values = []
-    for row in rows:
-        try:
-            values.append(float(row.get(column, "nan")))
-        except ValueError:
-            values.append(float("nan"))
-    return np.array(values)
-
-
-def applied_fragment(folder):
-    """Predictions of saved probes applied to this folder, naming each model and its sha256."""
-    parts = []
-    for target in folder.targets:
-        for applied in target.applied:
-            model, sha = applied.model, applied.model_sha256
-            parts.append(
-                f"<h3>{esc(target.name)}: applied probe</h3>"
-                + key_values([("model", model or "not recorded"),
-                              ("model sha256", sha or "not recorded"),
-                              ("predictions", applied.table.name),
-                              ("participants", len(applied.rows))])
-                + "<p>Predictions of a saved probe, applied unchanged: not cross-validated "
-                  "here.</p>" + records_table(applied.rows))
-    return "".join(parts) or ""
-
-
-def methods_fragment(methods_markdown):
-    """The methods text (the same as methods.md): paragraphs, references, BibTeX."""
-    body, _, bibtex = methods_markdown.partition("## BibTeX")
-    text, _, references = body.partition("## References")
-    paragraphs = [p.strip() for p in text.replace("# Methods", "", 1).split("\n\n") if p.strip()]
-    items = [line[2:] for line in references.splitlines() if line.startswith("- ")]
-    bib = bibtex.replace("```bibtex", "").replace("```", "").strip()
-    return ("".join(f'<p class="methods">{esc(p)}</p>' for p in paragraphs)
-            + "<h3>References</h3><ol>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ol>"
-            + f"<details><summary>BibTeX</summary><pre>{esc(bib)}</pre></details>"
-            + "<p>The same text is in <code>methods.md</code> beside this report.</p>")
-
-
-def run_fragment(folder):
-    """Each recorded run: command, times, phases, host, versions, Nipype plugin."""
-    if not folder.runs:
-        return ("<p>No run record (run-&lt;level&gt;.json) in this folder: the command that "
-                "made it did not record one.</p>")
-    parts = []
-    for run in folder.runs:
-        phases = ", ".join(f"{p.get('name')} {sig3(p.get('seconds'))} s"
-                           for p in run.get("phases", []))
-        software = ", ".join(f"{k} {v}" for k, v in run.get("software", {}).items() if v)
-        plugin_args = ", ".join(f"{k}={v}" for k, v in run.get("nipype_plugin_args", {}).items())
-        parts.append(f"<h3>{esc(run.get('level', 'run'))} level</h3>" + key_values([
-            ("command", " ".join(run.get("command", []))),
-            ("started", run.get("started", "")), ("finished", run.get("finished", "")),
-            ("duration", f"{sig3(run.get('duration_s', ''))} s"), ("phases", phases),
-            ("host", f"{run.get('host', '')} ({run.get('platform', '')})"),
-            ("software", software),
-            ("Nipype plugin", f"{run.get('nipype_plugin', '')} {plugin_args}".strip())]))
-    return "".join(parts)
-
-
-def graph_fragment(folder):
-    """The workflow graph Nipype drew (report/graph.svg), scaled to the page's width."""
-    if folder.graph is None:
-        return "<p>Not drawn (run with <code>--write-graph</code>).</p>"
-    svg = folder.graph.read_text(encoding="utf-8")
-    if "<svg" not in svg:
-        return "<p>graph.svg holds no SVG.</p>"
-    return ('<div class="graph">' + figure_svg(svg[svg.find("<svg"):],
-                                                "The Nipype workflow that made this folder.")
-            + "</div>")

@@ -1,10 +1,15 @@
 """Report sections of the group level's optional studies: fold ensembles, site
 harmonisation and relevance maps, each read from ``group/target-<t>/``.
 
-Each function returns an HTML fragment, or "" when no target has that study.
+Each function is the builder of a row of :data:`~anatcl_nipype.reports.sections.SECTIONS`:
+it reads the targets of a :class:`~anatcl_nipype.reports.sections.ReportContext` and returns
+an HTML fragment, or "" when no target has that study.
 
->>> ensemble_fragment([]), harmonization_fragment([]), relevance_fragment([])
-('', '', '')
+>>> from types import SimpleNamespace
+>>> no_targets = SimpleNamespace(folder=SimpleNamespace(targets=[]))
+>>> [build(no_targets) for build in (ensemble_fragment, harmonization_fragment,
+...                                  relevance_fragment)]
+['', '', '']
 """
 
 from anatcl_nipype.outputs import GROUP_FILES, fold_folder
@@ -22,11 +27,11 @@ from anatcl_nipype.reports.fragments import (
 TOP_REGIONS = 10
 
 
-def ensemble_fragment(targets):
+def ensemble_fragment(context):
     """Per target fitted with ``--fold all``: each encoder fold's CV metrics with their mean
     and sd, and the ensemble's metrics."""
     parts = []
-    for target in targets:
+    for target in context.folder.targets:
         folds = read_tsv(target.folder / GROUP_FILES["folds_metrics"])
         ensemble = read_tsv(target.folder / GROUP_FILES["ensemble_metrics"])
         if not folds:
@@ -43,11 +48,11 @@ def ensemble_fragment(targets):
     return "".join(parts)
 
 
-def harmonization_fragment(targets):
+def harmonization_fragment(context):
     """Per harmonised probe: ComBat's columns and sites, and how well a site probe
     recognises the site before and after (cross-validated balanced accuracy)."""
     parts = []
-    for target in targets:
+    for target in context.folder.targets:
         for card, where in probe_cards(target):
             harmonization = card.get("harmonization")
             if not harmonization:
@@ -71,10 +76,10 @@ def harmonization_fragment(targets):
     return "".join(parts)
 
 
-def relevance_fragment(targets):
+def relevance_fragment(context):
     """Per target with relevance maps: the group map (glass brain) and the top regions."""
     parts = []
-    for target in targets:
+    for target in context.folder.targets:
         statmap = target.folder / GROUP_FILES["relevance_map"]
         if not statmap.is_file():
             continue
