@@ -1,9 +1,10 @@
 """What the methods texts cite, by BibTeX key: one place for each reference, the BibTeX.
 
 A methods text cites with :func:`cite` (``[@key]``, the citation syntax of pandoc and of
-fMRIPrep's boilerplate); the key is an entry of :data:`BIBTEX`, and :func:`reference` writes
-that entry as one line of a reference list. Adding a reference is adding its entry there.
-Imports nothing heavy: workflows use it while they are built.
+fMRIPrep's boilerplate); the key is an entry of :data:`BIBTEX`, :func:`reference` writes
+that entry as one line of a reference list and :func:`short_reference` as the short
+citation a sentence names it by (``dataset_description.json``). Adding a reference is adding
+its entry there. Imports nothing heavy: workflows use it while they are built.
 
 >>> cite("barbano2026anatcl")
 '[@barbano2026anatcl]'
@@ -12,6 +13,8 @@ Imports nothing heavy: workflows use it while they are built.
 >>> reference("barbano2026anatcl")  # doctest: +NORMALIZE_WHITESPACE
 'Barbano CA, Brunello M, Dufumier B, Grangetto M. Anatomical foundation models for brain
  MRIs. Pattern Recognition Letters 199:178-184, 2026. doi:10.1016/j.patrec.2025.11.028'
+>>> short_reference("barbano2026anatcl")
+'Barbano et al., Pattern Recognition Letters 2026'
 """
 
 import functools
@@ -55,6 +58,26 @@ def reference(key):
     return text
 
 
+def short_reference(key):
+    """The BibTeX entry ``key`` as a short citation: the first author's family name (and
+    the second's, or ``et al.``), then the journal and year; an entry without authors is
+    named by its title.
+
+    >>> short_reference("gaser2024cat")
+    'Gaser et al., GigaScience 2024'
+    >>> short_reference("skops")
+    'skops: secure persistence of scikit-learn models'
+    """
+    fields = _fields(bibtex_entries()[key])
+    families = [_family(name) for name in fields.get("author", "").split(" and ") if name]
+    if len(families) > 2:
+        who = f"{families[0]} et al."
+    else:
+        who = " and ".join(families) or fields.get("title", key)
+    where = " ".join(filter(None, [fields.get("journal"), fields.get("year")]))
+    return ", ".join(filter(None, [who, where]))
+
+
 def _fields(entry):
     """``{field: value}`` of a BibTeX entry, braces and TeX accents removed."""
     fields, position = {}, 0
@@ -78,6 +101,12 @@ def _initials(name):
     family, _, given = name.partition(",")
     letters = "".join(part[0] for part in re.split(r"[\s.\-]+", given) if part)
     return f"{family.strip()} {letters}".strip()
+
+
+def _family(name):
+    """``Barbano, C. A.`` or ``C. A. Barbano`` -> ``Barbano``."""
+    family, comma, _ = name.partition(",")
+    return family.strip() if comma else name.split()[-1]
 
 
 def cited_keys(text):

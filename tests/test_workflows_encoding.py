@@ -147,6 +147,24 @@ def test_methods_boilerplate_cites_anatcl():
     assert "descriptor 'local', fold 3" in text
 
 
+def test_dataset_description_names_anatcl_from_the_bibtex(monkeypatch):
+    from anatcl_nipype import citations
+    from anatcl_nipype.interfaces.bids import dataset_description
+
+    generated = dataset_description()["GeneratedBy"][0]["Description"]
+    assert generated == (f"AnatCL ({citations.short_reference('barbano2026anatcl')}) as Nipype "
+                         "interfaces, run on CAT12 grey-matter maps")
+    assert dataset_description()["HowToAcknowledge"] == (
+        f"Cite {citations.reference('barbano2026anatcl')}")
+    entries = dict(citations.bibtex_entries())  # a corrected entry changes both texts
+    entries["barbano2026anatcl"] = entries["barbano2026anatcl"].replace("{2026}", "{2027}")
+    monkeypatch.setattr(citations, "bibtex_entries", lambda: entries)
+    description = dataset_description()
+    assert "(Barbano et al., Pattern Recognition Letters 2027)" in \
+        description["GeneratedBy"][0]["Description"]
+    assert description["HowToAcknowledge"].endswith("2027. doi:10.1016/j.patrec.2025.11.028")
+
+
 def test_folds_reach_the_encoder_and_the_outputnode_lists_each_fold(cat12_maps, tmp_path,
                                                                      monkeypatch):
     from anatcl_nipype.encoder import write_random_checkpoint

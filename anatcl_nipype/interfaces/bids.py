@@ -37,7 +37,7 @@ from nipype.interfaces.base import (
 
 import anatcl_nipype
 from anatcl_nipype.bids import weights_desc
-from anatcl_nipype.citations import reference
+from anatcl_nipype.citations import reference, short_reference
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.files import write_json_atomic
 
@@ -326,7 +326,7 @@ def dataset_description():
         "GeneratedBy": [{
             "Name": "anatcl-nipype",
             "Version": anatcl_nipype.__version__,
-            "Description": "AnatCL (Barbano et al., Pattern Recognition Letters 2026) as Nipype "
+            "Description": f"AnatCL ({short_reference('barbano2026anatcl')}) as Nipype "
                            "interfaces, run on CAT12 grey-matter maps",
         }],
         "HowToAcknowledge": f"Cite {reference('barbano2026anatcl')}",

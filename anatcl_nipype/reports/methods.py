@@ -22,6 +22,7 @@ from anatcl_nipype.prediction.methods_text import (
     probe_text,
 )
 from anatcl_nipype.prediction.summary_text import mean_sd_text
+from anatcl_nipype.regional.methods_text import regional_text
 from anatcl_nipype.reports.collect import read_json, scans_of
 from anatcl_nipype.reports.studies import probe_cards
 
@@ -78,21 +79,27 @@ def _weights_key(weights):
 
 
 def regional_paragraph(root):
-    """The CAT12 regional-measures step, or None when no regional table was written."""
+    """The regional-measures step, or None when no regional table was written: the
+    sentences of the regional workflow's ``__desc__``
+    (:func:`~anatcl_nipype.regional.methods_text.regional_text`) for the inputs the first
+    table's sidecar names, then how many scans have a table."""
     tables = sorted(root.glob("sub-*/**/*_regions.tsv"))
     if not tables:
         return None
-    sources = read_json(tables[0].with_suffix(".json")).get("Sources", [])
+    sidecar = read_json(tables[0].with_suffix(".json"))
     names = {str(s.get("path", s) if isinstance(s, dict) else s).rsplit("/", 1)[-1]
-             for s in sources}
-    kinds = [text for prefix, text in (
-        ("catROI_", "grey-matter, white-matter and CSF volumes per region of CAT12's volume "
-                    "atlases (catROI_*.xml)"),
-        ("catROIs_", "mean cortical thickness per region of its surface atlases "
-                     "(catROIs_*.xml)")) if any(n.startswith(prefix) for n in names)]
-    return (f"Region-wise measures estimated by CAT12 {cite('gaser2024cat')} for {len(tables)} "
-            f"participant(s) ({'; '.join(kinds) or 'CAT12 ROI files'}) were collected into "
-            "one table per participant by anatcl-nipype.")
+             for s in sidecar.get("Sources", [])}
+    read = {kind: any(name.startswith(prefix) and name.endswith(".xml") for name in names)
+            for kind, prefix in (("volume", "catROI_"), ("surface", "catROIs_"),
+                                 ("report", "cat_"))}
+    atlases = sorted({column["Atlas"] for column in sidecar.values()
+                      if isinstance(column, dict) and column.get("Measure") == "mean_gm"
+                      and column.get("Atlas")})
+    text = regional_text(cat12_rois=any(read.values()) or not atlases, atlas=bool(atlases),
+                         atlas_name=" and ".join(atlases) or None, sep=" ", **read)
+    labels = ["_".join(part for part in table.name.split("_") if part.startswith(("sub-", "ses-")))
+              for table in tables]
+    return f"{text} Regional tables were written for {scans_of(labels)}."
 
 
 def cat12_quality_paragraph(participants):

@@ -2,7 +2,8 @@
 
 The inputnode takes nipype ``CAT12Segment``'s output names, so the workflow chains
 straight after it; inputs left unset (no surface file, no report) are skipped. Building
-a workflow imports neither torch nor the model.
+a workflow imports neither torch nor the model. The methods text (``__desc__``) is
+:mod:`anatcl_nipype.regional.methods_text`'s, as the report's.
 
 >>> wf = init_anatcl_regional_wf()
 >>> sorted(wf.get_node("outputnode").outputs.copyable_trait_names())
@@ -29,6 +30,7 @@ from anatcl_nipype.interfaces.regional import (
     RegionPooledFeatures,
 )
 from anatcl_nipype.options import with_options
+from anatcl_nipype.regional.methods_text import regional_text
 from anatcl_nipype.workflows.encoding import ENCODE_MEM_GB
 
 #: Fields of the inputnode: CAT12Segment's output names, plus the row label.
@@ -83,7 +85,9 @@ def init_anatcl_regional_wf(*, atlas=None, label_table=None, atlas_name=None, re
         raise AnatCLError("init_anatcl_regional_wf: pooled_features needs an atlas on the "
                           "CAT12 grid (atlas=...)")
     workflow = Workflow(name=name)
-    workflow.__desc__ = _description(cat12_rois, atlas, atlas_name, pooled_features)
+    workflow.__desc__ = regional_text(cat12_rois=cat12_rois, atlas=atlas is not None,
+                                      atlas_name=atlas_name,
+                                      pooled_features=pooled_features) + "\n"
     inputnode = pe.Node(niu.IdentityInterface(fields=list(INPUT_FIELDS), mandatory_inputs=False),
                         name="inputnode")
     outputs = REGIONAL_OUTPUTS + (POOLED_OUTPUTS if pooled_features else ())
@@ -225,26 +229,3 @@ def _atlas_options(atlas, label_table, atlas_name):
     if atlas_name is not None:
         options["atlas_name"] = atlas_name
     return options
-
-
-def _description(cat12_rois, atlas, atlas_name, pooled_features):
-    parts = []
-    if cat12_rois:
-        parts.append(
-            "Region-wise measures estimated by CAT12 (grey-matter, white-matter and CSF "
-            "volumes per region of its volume atlases in `catROI_*.xml`, mean cortical "
-            "thickness per region of its surface atlases in `catROIs_*.xml`) and its "
-            "subject-level estimates (total intracranial volume, image quality rating and "
-            "tissue volumes from the CAT12 report) were collected with anatcl-nipype.")
-    if atlas is not None:
-        parts.append(
-            f"The grey-matter volume of each region of the {atlas_name or 'user-supplied'} "
-            "atlas was computed as the sum of the modulated grey-matter map (mwp1) over the "
-            "region's voxels times the voxel volume.")
-    if pooled_features:
-        parts.append(
-            "As an exploratory analysis, the intermediate feature maps of the AnatCL "
-            "encoder were averaged within each atlas region (weighted by the fraction of "
-            "each feature-map voxel's cell the region covers); these values show which "
-            "regions the network's features respond to and are not a validated measure.")
-    return "\n".join(parts) + "\n"
