@@ -1,14 +1,28 @@
-"""Where the group level's results go and what their files are called: one table of names.
+"""What the output folder's files are called and where they go: one table of names each for
+the participant level (:data:`PARTICIPANT_FILES`) and the group level (:data:`GROUP_FILES`).
 
-The sinks that write them (:mod:`~anatcl_nipype.workflows.group_derivatives`), the probe
-study that records them in the card, and everything that reads them back (the command
-line, the demo, the report) take the names from here. Import-light: the ground floor.
+The sinks that write them (:mod:`~anatcl_nipype.workflows.derivatives`,
+:mod:`~anatcl_nipype.workflows.group_derivatives`), the probe study that records them in the
+card, and everything that reads them back (the command line, the demo, the report) take the
+names from here. Import-light: the ground floor.
 
 >>> f"{target_folder('MMSE score')}/{fold_folder(0)}/{GROUP_FILES['metrics']}"
 'group/target-MMSEscore/fold-0/metrics.tsv'
+>>> "sub-01_ses-1" + participant_file("regional", ".tsv")
+'sub-01_ses-1_desc-cat12_regions.tsv'
 """
 
+from pathlib import Path
+
 from anatcl_nipype.bids import bids_label
+
+#: The participant level's files, ``sub-<l>[/ses-<s>]/anat/sub-<l>[_ses-<s>]_desc-<desc>_
+#: <suffix>.<ext>``, as (desc, suffix) by what they hold: the embedding (its desc names the
+#: weights, :func:`~anatcl_nipype.bids.weights_desc`) and CAT12's regional measures.
+PARTICIPANT_FILES = {
+    "embedding": (None, "embedding"),
+    "regional": ("cat12", "regions"),
+}
 
 #: Each group result's file name in ``group/target-<target>/`` (a fold ensemble's per-fold
 #: results in its ``fold-<k>/``), by what it holds. A fit writes the feature tables, the
@@ -55,3 +69,21 @@ def fold_folder(fold):
     ('fold-3', 'fold-*')
     """
     return f"fold-{fold}"
+
+
+def participant_file(kind, extension, desc=None):
+    """The end of a participant-level file's name, after ``sub-<l>[_ses-<s>]``; ``desc``
+    for a kind whose desc varies (the embedding's; ``"*"``: a glob).
+
+    >>> participant_file("embedding", ".npy", desc="anatclGlobalFold0")
+    '_desc-anatclGlobalFold0_embedding.npy'
+    >>> participant_file("embedding", ".npy", desc="*")
+    '_desc-*_embedding.npy'
+    """
+    fixed, suffix = PARTICIPANT_FILES[kind]
+    return f"_desc-{desc or fixed}_{suffix}{extension}"
+
+
+def participant_files(output_dir, kind, extension, desc=None):
+    """Every participant-level file of ``kind`` under ``output_dir``, sorted."""
+    return sorted(Path(output_dir).glob(f"sub-*/**/*{participant_file(kind, extension, desc)}"))

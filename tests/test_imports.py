@@ -107,7 +107,7 @@ def test_examples_use_only_the_public_api(example):
 def test_a_submodule_or_unexported_import_is_not_public_api():
     assert is_public("anatcl_nipype.workflows", "init_anatcl_encoding_wf")
     assert not is_public("anatcl_nipype.workflows.encoding", "init_anatcl_encoding_wf")
-    assert not is_public("anatcl_nipype.workflows", "encode_node_options")
+    assert not is_public("anatcl_nipype.workflows", "encoding_description")
     assert not is_public("anatcl_nipype.cli.main", "main")
     assert not is_public("anatcl_nipype.inputs", "_walk_files")
 

@@ -20,7 +20,13 @@ from anatcl_nipype.cli.progress import Phases, finish_level, run_timed
 from anatcl_nipype.errors import AnatCLError, PredictionError
 from anatcl_nipype.files import JSONFileError, read_json_bounded
 from anatcl_nipype.inputs import find_participants_tsv, infer_task, target_values
-from anatcl_nipype.outputs import GROUP_FILES, fold_folder, target_folder
+from anatcl_nipype.outputs import (
+    GROUP_FILES,
+    fold_folder,
+    participant_file,
+    participant_files,
+    target_folder,
+)
 
 
 def read_probe_card(model):
@@ -182,14 +188,16 @@ def find_features(output_dir, desc, features):
     """The per-subject embeddings and regional tables the participant level wrote."""
     embeddings = regional = []
     if features in ("embeddings", "both"):
-        embeddings = sorted(output_dir.glob(f"sub-*/**/*_desc-{desc}_embedding.npy"))
+        named = participant_file("embedding", ".npy", desc)
+        embeddings = participant_files(output_dir, "embedding", ".npy", desc)
         if not embeddings:
-            raise AnatCLError(f"{output_dir}: no embeddings named *_desc-{desc}_embedding.npy; "
+            raise AnatCLError(f"{output_dir}: no embeddings named *{named}; "
                               "run the participant level first, with the same weights options")
     if features in ("regional", "both"):
-        regional = sorted(output_dir.glob("sub-*/**/*_desc-cat12_regions.tsv"))
+        regional = participant_files(output_dir, "regional", ".tsv")
         if not regional:
-            raise AnatCLError(f"{output_dir}: no regional tables (*_desc-cat12_regions.tsv); "
+            raise AnatCLError(f"{output_dir}: no regional tables "
+                              f"(*{participant_file('regional', '.tsv')}); "
                               "the participant level writes them when CAT12's label/ and "
                               "report/ files are present")
     return embeddings, regional

@@ -214,7 +214,7 @@ def pages_fragment(pages, titles):
         flagged = sum(titles[label] != label for label in labels)
         rows.append([f'<a href="{esc(page)}">{esc(page)}</a>',
                      f"{esc(labels[0])} to {esc(labels[-1])}", len(labels), flagged])
-    return (f"<p>{len(pages)} participants: each one's panel is on a page of {PAGE_SIZE} "
+    return (f"<p>{len(pages):,} participants: each one's panel is on a page of {PAGE_SIZE} "
             "(the table under Quality control links every participant to its panel).</p>"
             + table(["page", "participants", "count", "flagged"], rows, raw_columns=(0,)))
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from anatcl_nipype.errors import AnatCLError
 from anatcl_nipype.inputs import read_tsv_rows
-from anatcl_nipype.outputs import GROUP_FILES
+from anatcl_nipype.outputs import GROUP_FILES, participant_file, participant_files
 from anatcl_nipype.reports import REPORT_DIR
 from anatcl_nipype.reports.run_record import read_run_records
 
@@ -111,13 +111,15 @@ def scans_of(labels):
     '3 scans of 2 participants'
     >>> scans_of(["sub-01", "unknown"]), scans_of(["sub-01_ses-1"])
     ('2 participants', '1 participant')
+    >>> scans_of(f"sub-{i}" for i in range(10000))
+    '10,000 participants'
     """
     labels = list(labels)
     subjects = {label.split("_ses-")[0] for label in labels}
-    people = f"{len(subjects)} participant{'' if len(subjects) == 1 else 's'}"
+    people = f"{len(subjects):,} participant{'' if len(subjects) == 1 else 's'}"
     if len(subjects) == len(labels):
         return people
-    return f"{len(labels)} scan{'' if len(labels) == 1 else 's'} of {people}"
+    return f"{len(labels):,} scan{'' if len(labels) == 1 else 's'} of {people}"
 
 
 def encode_traceback(text, max_lines=TRACEBACK_LINES):
@@ -171,7 +173,7 @@ def collect_output_folder(output_dir, participants_tsv=None):
 
 def _participants(root, failed_tsv, info):
     found = {}
-    embeddings = sorted(root.glob("sub-*/**/*_embedding.npy"))
+    embeddings = participant_files(root, "embedding", ".npy", desc="*")
     main_desc = _most_common_desc(embeddings)
     for npy in embeddings:
         label = _label(npy.name)
@@ -213,7 +215,8 @@ def cat12_report_path(participant, root):
     """CAT12's ``report/cat_*.xml`` for ``participant``: named in its regional sidecar,
     else beside its ``mri/mwp1*.nii`` map; None when neither exists."""
     for sidecar in sorted(root.glob(f"{participant.participant_id}/**/"
-                                    f"{participant.label}_*regions.json")):
+                                    f"{participant.label}"
+                                    f"{participant_file('regional', '.json')}")):
         for source in read_json(sidecar).get("Sources", []):
             path = Path(source.get("path", "")) if isinstance(source, dict) else Path(source)
             if path.name.startswith("cat_") and path.suffix == ".xml" and path.is_file():

@@ -15,6 +15,7 @@ from collections import Counter
 
 from anatcl_nipype.citations import bibtex_entries, cite, cited_keys, reference
 from anatcl_nipype.options import INNER_CV
+from anatcl_nipype.outputs import participant_files
 from anatcl_nipype.prediction.methods_text import (
     applied_text,
     ensemble_text,
@@ -83,7 +84,7 @@ def regional_paragraph(root):
     sentences of the regional workflow's ``__desc__``
     (:func:`~anatcl_nipype.regional.methods_text.regional_text`) for the inputs the first
     table's sidecar names, then how many scans have a table."""
-    tables = sorted(root.glob("sub-*/**/*_regions.tsv"))
+    tables = participant_files(root, "regional", ".tsv")
     if not tables:
         return None
     sidecar = read_json(tables[0].with_suffix(".json"))

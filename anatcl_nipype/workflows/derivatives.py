@@ -13,6 +13,7 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from anatcl_nipype.bids import weights_desc
 from anatcl_nipype.interfaces.bids import AnatCLDerivativesDataSink, DatasetDescription
+from anatcl_nipype.outputs import PARTICIPANT_FILES
 
 
 def _bids_source(in_file):
@@ -49,10 +50,11 @@ def init_anatcl_derivatives_wf(*, output_dir, descriptor="global", fold=0, weigh
     (building the graph loads no checkpoint and imports no torch).
     """
     workflow = Workflow(name=name)
-    kinds = {"embedding": (weights_desc(descriptor, fold, weights), "embedding"),
-             "embedding_json": (weights_desc(descriptor, fold, weights), "embedding")}
+    embedding = (weights_desc(descriptor, fold, weights), PARTICIPANT_FILES["embedding"][1])
+    kinds = {"embedding": embedding, "embedding_json": embedding}
     if regional:
-        kinds.update(regional_tsv=("cat12", "regions"), regional_json=("cat12", "regions"))
+        kinds.update(regional_tsv=PARTICIPANT_FILES["regional"],
+                     regional_json=PARTICIPANT_FILES["regional"])
     inputnode = pe.Node(niu.IdentityInterface(fields=["source_file", *kinds]), name="inputnode")
     outputnode = pe.Node(niu.IdentityInterface(fields=list(kinds)), name="outputnode")
     bids_source = pe.Node(niu.Function(function=_bids_source, output_names=["source_file"]),
