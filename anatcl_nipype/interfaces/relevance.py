@@ -22,6 +22,7 @@ from nipype.interfaces.base import (
 )
 
 from anatcl_nipype.errors import AnatCLError
+from anatcl_nipype.options import DESCRIPTORS, FOLDS
 
 
 class ProbeRelevanceMapsInputSpec(BaseInterfaceInputSpec):
@@ -34,9 +35,9 @@ class ProbeRelevanceMapsInputSpec(BaseInterfaceInputSpec):
                  desc="probe saved by FitProbe on the AnatCL embedding (.skops + .json card)")
     weights = File(exists=True, desc="AnatCL checkpoint the probe's embeddings were made with; "
                                      "without it the released weights of descriptor/fold")
-    descriptor = traits.Enum("global", "local", usedefault=True,
-                             desc="released weights: descriptor")
-    fold = traits.Range(low=0, high=4, value=0, usedefault=True, desc="released weights: fold")
+    descriptor = traits.Enum(*DESCRIPTORS, usedefault=True, desc="released weights: descriptor")
+    fold = traits.Range(low=FOLDS[0], high=FOLDS[-1], value=FOLDS[0], usedefault=True,
+                        desc="released weights: fold")
     device = traits.Str("auto", usedefault=True, desc="auto, cpu, cuda or cuda:N")
     method = traits.Enum("integrated_gradients", "occlusion", usedefault=True,
                          desc="captum attribution method")

@@ -15,8 +15,8 @@ which ``assemble`` writes.
 ['Summary', 'Quality control', 'Participants', 'Embeddings']
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -69,8 +69,8 @@ class ReportSection:
 
     desc: str
     heading: str
-    build: Optional[Callable[[ReportContext], str]] = None
-    title: Optional[str] = None
+    build: Callable[[ReportContext], str] | None = None
+    title: str | None = None
 
     def fragment(self, context):
         """The section's HTML ("" for nothing to show, and for :data:`PARTICIPANTS`)."""
